@@ -1,0 +1,1 @@
+"""Example grpo-plug plugin package."""

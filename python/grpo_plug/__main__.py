@@ -1,0 +1,3 @@
+from grpo_plug.cli import main
+
+main()

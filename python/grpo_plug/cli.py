@@ -1,0 +1,327 @@
+"""The ``grpo-plug`` command line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from grpo_plug import __version__
+from grpo_plug import config as cfgmod
+from grpo_plug.plugins import get_host
+from grpo_plug.registry import PluginError
+
+app = typer.Typer(
+    name="grpo-plug",
+    help="GRPO training for math reasoning, with plugins and a Rust data path.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERRORS: tuple[type[Exception], ...] = (cfgmod.ConfigError, PluginError)
+
+
+def user_errors(fn: F) -> F:
+    """Turn known user errors into one line on stderr and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            err.print(f"[red]error:[/red] {escape(str(e))}")
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"grpo-plug {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """GRPO training for math reasoning, with plugins and a Rust data path."""
+
+
+# ----------------------------------------------------------------------- presets
+
+
+def preset_summary(name: str) -> dict[str, Any]:
+    path = cfgmod.preset_path(name)
+    purpose = ""
+    for line in path.read_text().splitlines():
+        if line.startswith("# Purpose:"):
+            purpose = line.removeprefix("# Purpose:").strip()
+            break
+    cfg = cfgmod.load(preset=name)
+    return {
+        "name": name,
+        "purpose": purpose,
+        "model": cfg.actor.path,
+        "task": cfg.train_dataset.task,
+        "samples": cfg.train_dataset.max_samples or "all",
+        "epochs": cfg.total_train_epochs,
+        "n_samples": cfg.gconfig.n_samples,
+        "max_new_tokens": cfg.gconfig.max_new_tokens,
+        "backend": cfg.rollout.backend,
+    }
+
+
+@app.command()
+@user_errors
+def presets() -> None:
+    """List the built-in presets and what each is for."""
+    rows = [preset_summary(name) for name in cfgmod.preset_names()]
+    table = Table(title="grpo-plug presets")
+    cols = ("name", "model", "task", "samples", "epochs", "n_samples", "max_new_tokens", "backend")
+    heads = ("name", "model", "task", "samples", "epochs", "n", "new tok", "backend")
+    for head in heads:
+        table.add_column(head, no_wrap=True)
+    for row in rows:
+        table.add_row(*(str(row[k]) for k in cols))
+    out.print(table)
+    for row in rows:
+        out.print(f"[bold]{row['name']}[/bold]: {escape(row['purpose'])}")
+    out.print(escape("Run one with: grpo-plug train --preset NAME [key=value ...]"))
+
+
+# ----------------------------------------------------------------------- config
+
+PresetOpt = Annotated[
+    str | None, typer.Option("--preset", "-p", help="Preset name (see `grpo-plug presets`).")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="A YAML config file instead of a preset.")
+]
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Overrides with the seed's dotted names, e.g. actor.lr=1e-6.", show_default=False
+    ),
+]
+
+
+@config_app.command("show")
+@user_errors
+def config_show(
+    preset: PresetOpt = None, config: ConfigOpt = None, overrides: OverridesArg = None
+) -> None:
+    """Print the fully resolved configuration as YAML."""
+    cfg = cfgmod.load(preset=preset, config_file=config, overrides=overrides or [])
+    out.print(cfgmod.dump_yaml(cfg), end="", markup=False)
+
+
+@config_app.command("keys")
+def config_keys() -> None:
+    """List every configuration key with its type, default and help."""
+    table = Table(title="configuration keys")
+    for col in ("key", "type", "default", "help"):
+        table.add_column(col, overflow="fold")
+    for key, tp, help_text, default in cfgmod.field_help():
+        table.add_row(key, tp, repr(default), help_text)
+    out.print(table)
+
+
+# ----------------------------------------------------------------------- plugins
+
+
+@app.command()
+@user_errors
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List installed plugins and the components each registers."""
+    host = get_host()
+    components: dict[str, list[dict[str, str]]] = {}
+    for hook in (
+        "register_rollout_backends",
+        "register_weight_sync_strategies",
+        "register_tasks",
+        "register_reward_functions",
+        "register_loggers",
+    ):
+        for entry in host.collect(hook):
+            components.setdefault(entry.plugin, []).append(
+                {"kind": host_kind(hook), "name": entry.name, "description": entry.description}
+            )
+    rows: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "source": p.source,
+            "hooks": list(p.hooks),
+            "components": components.get(p.name, []),
+        }
+        for p in host.plugins()
+    ]
+    if as_json:
+        out.print(json.dumps(rows, indent=2), markup=False)
+        return
+    table = Table(title="grpo-plug plugins")
+    table.add_column("plugin")
+    table.add_column("source")
+    table.add_column("registers")
+    for row in rows:
+        regs = ", ".join(f"{c['kind']} {c['name']}" for c in row["components"])
+        if not regs:
+            regs = ", ".join(row["hooks"])
+        table.add_row(row["name"], row["source"], regs)
+    out.print(table)
+
+
+def host_kind(hook: str) -> str:
+    from grpo_plug.plugins import REGISTRY_HOOKS
+
+    return REGISTRY_HOOKS[hook]
+
+
+# ----------------------------------------------------------------------- doctor
+
+
+def doctor_checks(fileroot: str) -> list[tuple[str, str, str, str]]:
+    """(check, status ok|warn|fail, detail, hint) rows."""
+    rows: list[tuple[str, str, str, str]] = []
+    py_ok = sys.version_info >= (3, 11)
+    rows.append(
+        (
+            "python",
+            "ok" if py_ok else "fail",
+            platform.python_version(),
+            "" if py_ok else "grpo-plug needs Python >= 3.11",
+        )
+    )
+    try:
+        import torch
+
+        rows.append(("torch", "ok", torch.__version__, ""))
+        if torch.cuda.is_available():
+            n = torch.cuda.device_count()
+            for i in range(n):
+                free, total = torch.cuda.mem_get_info(i)
+                rows.append(
+                    (
+                        f"cuda:{i}",
+                        "ok",
+                        f"{torch.cuda.get_device_name(i)}, "
+                        f"{free / 2**30:.1f}/{total / 2**30:.1f} GiB free",
+                        "",
+                    )
+                )
+        else:
+            rows.append(
+                (
+                    "cuda",
+                    "warn",
+                    "no CUDA device",
+                    "GPU presets need CUDA; use `grpo-plug train --preset cpu`",
+                )
+            )
+    except Exception as e:  # a broken torch install should be reported, not crash doctor
+        rows.append(("torch", "fail", f"{type(e).__name__}: {e}", "reinstall: make setup"))
+    try:
+        from grpo_plug import _core
+
+        rows.append(("rust core", "ok", f"grpo_plug._core {_core.__version__}", ""))
+    except Exception as e:
+        rows.append(("rust core", "fail", f"{type(e).__name__}: {e}", "build it: make build"))
+    try:
+        listed = get_host().plugins()
+        rows.append(("plugins", "ok", f"{len(listed)} loaded", ""))
+    except PluginError as e:
+        rows.append(("plugins", "fail", str(e), "fix or block it with GRPO_PLUG_DISABLE_PLUGINS"))
+    root = Path(fileroot).resolve()
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free_gb = shutil.disk_usage(probe).free / 2**30
+    rows.append(
+        (
+            "disk",
+            "ok" if free_gb >= 5 else ("warn" if free_gb >= 1 else "fail"),
+            f"{free_gb:.1f} GiB free at {probe}",
+            "" if free_gb >= 5 else "checkpoints need room; set cluster.fileroot elsewhere",
+        )
+    )
+    has_sglang = importlib.util.find_spec("sglang") is not None
+    rows.append(
+        (
+            "sglang",
+            "ok" if has_sglang else "warn",
+            "importable" if has_sglang else "not installed",
+            "" if has_sglang else "GPU presets need it: pip install 'grpo-plug[sglang]'",
+        )
+    )
+    netrc = Path.home() / ".netrc"
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (
+        netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    )
+    rows.append(
+        (
+            "wandb",
+            "ok" if has_key else "warn",
+            "credentials found" if has_key else "no credentials",
+            "" if has_key else "set WANDB_API_KEY or keep wandb.mode=disabled/offline",
+        )
+    )
+    return rows
+
+
+@app.command()
+def doctor(
+    fileroot: Annotated[
+        str, typer.Option(help="Where checkpoints go (checked for free space).")
+    ] = "outputs/grpo",
+) -> None:
+    """Check this machine: Python, torch, CUDA, Rust core, plugins, disk, SGLang, WandB."""
+    rows = doctor_checks(fileroot)
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for check, status, detail, hint in rows:
+        line = f"[{colour[status]}]{status:>4}[/{colour[status]}]  {check:<10} {escape(detail)}"
+        if hint:
+            line += f"  [dim]({escape(hint)})[/dim]"
+        out.print(line)
+    if any(r[1] == "fail" for r in rows):
+        raise typer.Exit(1)
+
+
+_COMMANDS_ADDED = False
+
+
+def main() -> None:
+    """Entry point: add plugin commands, then run."""
+    global _COMMANDS_ADDED
+    if not _COMMANDS_ADDED:
+        try:
+            get_host().add_commands(app)
+        except PluginError as e:
+            err.print(f"[red]error:[/red] {escape(str(e))}")
+            raise SystemExit(2) from None
+        _COMMANDS_ADDED = True
+    app()

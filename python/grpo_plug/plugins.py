@@ -1,0 +1,219 @@
+"""The plugin manager: lazy, idempotent loading of built-in and installed plugins.
+
+Writing a plugin
+----------------
+A plugin is a module (or object) with functions marked ``@hookimpl``::
+
+    from grpo_plug import hookimpl
+
+    @hookimpl
+    def register_reward_functions(registry):
+        registry.register("length_penalty", my_reward, description="...")
+
+and an entry point in its package's ``pyproject.toml``::
+
+    [project.entry-points.grpo_plug]
+    my_plugin = "my_package.plugin"
+
+Environment switches
+--------------------
+``GRPO_PLUG_PLUGINS``          comma list: load only these installed plugins
+                               (empty string: none).
+``GRPO_PLUG_DISABLE_PLUGINS``  comma list of plugins (installed or ``builtin.*``) to skip.
+``GRPO_PLUG_TRACE_PLUGINS=1``  print every hook call (plugin, hook, time) to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, TypeVar
+
+import pluggy
+
+from grpo_plug import hookspecs
+from grpo_plug.registry import ComponentRegistry, PluginError
+
+T = TypeVar("T")
+
+BUILTIN_MODULES = (
+    "grpo_plug.builtin.rewards",
+    "grpo_plug.builtin.tasks",
+    "grpo_plug.builtin.loggers",
+    "grpo_plug.builtin.weight_sync",
+)
+
+# Hook name -> the component kind its registry holds (register_commands takes an app).
+REGISTRY_HOOKS = {
+    "register_rollout_backends": "rollout backend",
+    "register_weight_sync_strategies": "weight-sync strategy",
+    "register_tasks": "task",
+    "register_reward_functions": "reward function",
+    "register_loggers": "logger",
+}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    source: str  # "builtin", "entry point <dist> <version>" or "registered"
+    hooks: tuple[str, ...]
+
+
+def _env_list(name: str) -> set[str] | None:
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+class PluginHost:
+    """Owns the pluggy manager; loads plugins on first use."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._loaded = False
+        self._sources: dict[str, str] = {}
+
+    # -- loading -----------------------------------------------------------------
+
+    def load(self) -> None:
+        """Register built-ins and installed entry points; safe to call repeatedly."""
+        if self._loaded:
+            return
+        blocked = _env_list("GRPO_PLUG_DISABLE_PLUGINS") or set()
+        for modname in BUILTIN_MODULES:
+            name = "builtin." + modname.rsplit(".", 1)[1]
+            if name in blocked:
+                continue
+            self._register(importlib.import_module(modname), name, "builtin")
+        allowed = _env_list("GRPO_PLUG_PLUGINS")
+        for ep in sorted(metadata.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
+            if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue
+            try:
+                obj = ep.load()
+            except Exception as e:
+                raise PluginError(
+                    f"plugin {ep.name!r} ({ep.value}) failed to import: {type(e).__name__}: {e}"
+                ) from None
+            dist = ep.dist
+            source = f"entry point {dist.name} {dist.version}" if dist else "entry point"
+            self._register(obj, ep.name, source)
+        self._loaded = True
+
+    def _register(self, obj: object, name: str, source: str) -> None:
+        try:
+            self.pm.register(obj, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as e:
+            if self.pm.is_registered(obj):
+                self.pm.unregister(obj)
+            raise PluginError(f"plugin {name!r} is invalid: {e}") from None
+        except ValueError as e:  # already registered under another name
+            raise PluginError(f"plugin {name!r}: {e}") from None
+        self._sources[name] = source
+
+    def register(self, obj: object, name: str) -> None:
+        """Register an in-process plugin object (tests, notebooks)."""
+        self.load()
+        self._register(obj, name, "registered")
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self._sources.pop(name, None)
+
+    # -- calling -----------------------------------------------------------------
+
+    def _call_each(self, hook_name: str, on_impl: Callable[[str], None], **kwargs: Any) -> None:
+        """Call every implementation of a hook, telling ``on_impl`` whose turn it is."""
+        self.load()
+        trace = os.environ.get("GRPO_PLUG_TRACE_PLUGINS", "") not in ("", "0")
+        caller = getattr(self.pm.hook, hook_name)
+        # Oldest registration first, so built-ins register before third parties.
+        for impl in reversed(caller.get_hookimpls()):
+            on_impl(impl.plugin_name)
+            start = time.perf_counter()
+            try:
+                impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except PluginError:
+                raise
+            except Exception as e:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(e).__name__}: {e}"
+                ) from e
+            if trace:
+                ms = (time.perf_counter() - start) * 1e3
+                print(
+                    f"[grpo-plug trace] {hook_name} <- {impl.plugin_name} ({ms:.2f} ms)",
+                    file=sys.stderr,
+                )
+
+    def collect(self, hook_name: str) -> ComponentRegistry[Any]:
+        """Run a ``register_*`` hook over all plugins into a fresh registry."""
+        if hook_name not in REGISTRY_HOOKS:
+            raise KeyError(hook_name)
+        registry: ComponentRegistry[Any] = ComponentRegistry(REGISTRY_HOOKS[hook_name])
+
+        def set_plugin(name: str) -> None:
+            registry._current_plugin = name
+
+        self._call_each(hook_name, set_plugin, registry=registry)
+        registry._current_plugin = "<direct>"
+        return registry
+
+    # One typed wrapper per hook.
+    def rollout_backends(self) -> ComponentRegistry[Any]:
+        return self.collect("register_rollout_backends")
+
+    def weight_sync_strategies(self) -> ComponentRegistry[Any]:
+        return self.collect("register_weight_sync_strategies")
+
+    def tasks(self) -> ComponentRegistry[Any]:
+        return self.collect("register_tasks")
+
+    def reward_functions(self) -> ComponentRegistry[Any]:
+        return self.collect("register_reward_functions")
+
+    def loggers(self) -> ComponentRegistry[Any]:
+        return self.collect("register_loggers")
+
+    def add_commands(self, app: Any) -> None:
+        self._call_each("register_commands", lambda _name: None, app=app)
+
+    # -- introspection -------------------------------------------------------------
+
+    def plugins(self) -> list[PluginInfo]:
+        self.load()
+        out = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or []))
+            out.append(PluginInfo(name, self._sources.get(name, "registered"), hooks))
+        return sorted(out, key=lambda p: (p.source != "builtin", p.name))
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host (created on first use, never at import)."""
+    global _HOST
+    if _HOST is None:
+        _HOST = PluginHost()
+    return _HOST
+
+
+def reset_host() -> None:
+    """Forget the process-wide host (tests)."""
+    global _HOST
+    _HOST = None

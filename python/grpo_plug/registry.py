@@ -1,0 +1,82 @@
+"""Typed registries that ``register_*`` hooks fill."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class PluginError(RuntimeError):
+    """A plugin problem; the message names the plugin."""
+
+
+class DuplicateComponentError(PluginError):
+    pass
+
+
+class UnknownComponentError(PluginError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    factory: T
+    plugin: str
+    description: str
+
+
+class ComponentRegistry(Generic[T]):
+    """Name -> component, remembering which plugin registered each name."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+        self._current_plugin = "<direct>"
+
+    def register(self, name: str, factory: T, *, description: str = "") -> None:
+        """Add ``factory`` under ``name``; a second plugin using the same name is an error."""
+        if not isinstance(name, str) or not name:
+            raise PluginError(
+                f"plugin {self._current_plugin!r} registered a {self.kind} with an invalid "
+                f"name {name!r}"
+            )
+        if name in self._entries:
+            other = self._entries[name].plugin
+            raise DuplicateComponentError(
+                f"{self.kind} {name!r} is registered twice: by plugin {other!r} and by "
+                f"plugin {self._current_plugin!r}; block one with GRPO_PLUG_DISABLE_PLUGINS"
+            )
+        doc = description or (getattr(factory, "__doc__", None) or "").strip().split("\n")[0]
+        self._entries[name] = Entry(name, factory, self._current_plugin, doc)
+
+    def get(self, name: str) -> T:
+        return self.entry(name).factory
+
+    def entry(self, name: str) -> Entry[T]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            names = sorted(self._entries)
+            hint = difflib.get_close_matches(name, names, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise UnknownComponentError(
+                f"unknown {self.kind} {name!r}{extra}; available: {', '.join(names) or 'none'}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def __len__(self) -> int:
+        return len(self._entries)

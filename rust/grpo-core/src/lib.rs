@@ -1,0 +1,1 @@
+//! Pure-Rust data path of grpo-plug.
