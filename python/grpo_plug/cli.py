@@ -150,6 +150,103 @@ def config_keys() -> None:
     out.print(table)
 
 
+# ----------------------------------------------------------------------- train / eval
+
+
+def _train_errors() -> tuple[type[Exception], ...]:
+    from grpo_plug.builtin.tasks import DataError
+    from grpo_plug.models import ModelError
+    from grpo_plug.trainer import SetupError
+
+    return (*USER_ERRORS, DataError, ModelError, SetupError)
+
+
+@app.command()
+def train(
+    preset: PresetOpt = None, config: ConfigOpt = None, overrides: OverridesArg = None
+) -> None:
+    """Train with GRPO: `grpo-plug train --preset cpu` runs anywhere, no GPU needed."""
+    try:
+        cfg = cfgmod.load(
+            preset=preset if preset or config else "cpu",
+            config_file=config,
+            overrides=overrides or [],
+        )
+        from grpo_plug.trainer import Trainer
+
+        trainer = Trainer(cfg)
+    except _train_errors() as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    out.print(f"[bold]done[/bold]: {summary.steps} steps in {summary.seconds / 60:.1f} min")
+    if summary.accuracy_before is not None and summary.accuracy_after is not None:
+        delta = 100 * (summary.accuracy_after - summary.accuracy_before)
+        out.print(
+            f"held-out accuracy on {summary.n_eval} {cfg.valid_dataset.task} problems: "
+            f"before {100 * summary.accuracy_before:.1f}% -> after "
+            f"{100 * summary.accuracy_after:.1f}% ({delta:+.1f} points)"
+        )
+    out.print(f"metrics and predictions: {summary.log_dir}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model_path: Annotated[
+        str, typer.Option("--model-path", help="Checkpoint dir, hub id or embedded:NAME.")
+    ] = "embedded:smollm2-135m",
+    max_samples: Annotated[
+        int | None, typer.Option("--max-samples", min=1, help="Evaluate the first N problems.")
+    ] = None,
+    task: Annotated[str, typer.Option(help="Task plugin: gsm8k, arith, ...")] = "gsm8k",
+    data: Annotated[
+        str | None, typer.Option(help="Local JSONL/parquet file (default: the task's own).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation length.")] = 512,
+    batch_size: Annotated[int, typer.Option(min=1, help="Problems generated together.")] = 32,
+    output: Annotated[
+        Path | None, typer.Option(help="Predictions JSONL (default: eval_<task>.jsonl here).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed (arith problems).")] = 1,
+) -> None:
+    """Greedy accuracy of a checkpoint; writes every prediction to JSONL."""
+    from rich.progress import Progress
+
+    try:
+        from grpo_plug.models import load_model, load_tokenizer
+        from grpo_plug.trainer import evaluate
+
+        ds = cfgmod.DatasetConfig(task=task, path=data, split=split, max_samples=max_samples)
+        task_obj = get_host().tasks().get(task)(ds, seed)
+        examples = task_obj.load()
+        tok = load_tokenizer(model_path)
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = load_model(model_path, device=device)
+        from grpo_plug.hf_generation import HFBackend
+
+        backend = HFBackend(model, tok, max_batch_size=batch_size)
+    except _train_errors() as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    with Progress(console=err, transient=True) as bar:
+        job = bar.add_task(f"evaluating {len(examples)} {task} problems", total=len(examples))
+        res = evaluate(backend, tok, task_obj, examples, max_new_tokens=max_new_tokens,
+                       batch_size=batch_size,
+                       progress=lambda done, total: bar.update(job, completed=done))
+    from grpo_plug.trainer import write_jsonl
+
+    path = output or Path(f"eval_{task}.jsonl")
+    write_jsonl(path, res.records)
+    out.print(f"accuracy {100 * res.accuracy:.1f}% ({sum(r['correct'] for r in res.records)}"
+              f"/{res.n}) on {task} {split}; predictions in {path}")
+
+
 # ----------------------------------------------------------------------- plugins
 
 

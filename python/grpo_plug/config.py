@@ -183,6 +183,10 @@ class EvaluatorConfig:
 class RewardConfig:
     functions: list[str] = _f(["math_accuracy"], "Reward plugins summed into the reward.")
     weights: list[float] = _f([1.0], "Weight of each reward function, same order.")
+    no_eos_reward: float | None = _f(
+        0.0,
+        "Reward of a completion cut at max_new_tokens (no EOS); null = grade it like any other.",
+    )
 
 
 @dataclass

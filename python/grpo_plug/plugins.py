@@ -46,6 +46,7 @@ BUILTIN_MODULES = (
     "grpo_plug.builtin.tasks",
     "grpo_plug.builtin.loggers",
     "grpo_plug.builtin.weight_sync",
+    "grpo_plug.builtin.hf_backend",
 )
 
 # Hook name -> the component kind its registry holds (register_commands takes an app).

@@ -1,0 +1,145 @@
+"""grpo-plug vs TRL's GRPOTrainer: seconds and reward per step, same model, task, settings.
+
+    .venv/bin/python bench/bench_trl.py [--steps 6] [--prompts 4] [--samples 8] [--tokens 64]
+
+Both train the embedded SmolLM2-135M-Instruct (fp32, CPU) on the `arith` task with
+the same prompts per step, samples per prompt, max new tokens, learning rate,
+temperature and no KL. The runs alternate step by step in one process (a TRL step,
+then a grpo-plug step) so machine noise hits both alike. Prints a table per step, the
+medians and the ratio grpo-plug / TRL (goal <= 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=6, help="steps per trainer")
+    ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
+    ap.add_argument("--samples", type=int, default=8, help="samples per prompt")
+    ap.add_argument("--tokens", type=int, default=64, help="max new tokens")
+    ap.add_argument("--lr", type=float, default=2e-5)
+    args = ap.parse_args()
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grpo_plug import config as cfgmod
+    from grpo_plug import core
+    from grpo_plug.models import resolve_model_path
+    from grpo_plug.trainer import Trainer
+
+    torch.set_num_threads(torch.get_num_threads())
+    out = Path(tempfile.mkdtemp(prefix="bench-trl-"))
+    model_dir = resolve_model_path("embedded:smollm2-135m")
+    overrides = [
+        f"cluster.fileroot={out / 'grpo-plug'}",
+        f"train_dataset.batch_size={args.prompts}",
+        f"gconfig.n_samples={args.samples}",
+        f"gconfig.max_new_tokens={args.tokens}",
+        f"actor.lr={args.lr}",
+        "actor.kl_ctl=0",
+        "evaluator.eval_before=false",
+        "valid_dataset.max_samples=1",
+        "recover.mode=disabled",
+        "loggers=jsonl",
+        f"total_train_steps={args.steps}",
+    ]
+    cfg = cfgmod.load(preset="cpu", overrides=overrides)
+    ours = Trainer(cfg)
+    data = ours.train_data
+
+    # TRL gets the same problems as chat prompts; its reward is the same Rust grader.
+    rows = [
+        {"prompt": [{"role": "user", "content": ours.train_task.user_message(ex)}],
+         "gold": ex.gold}
+        for ex in data
+    ]
+
+    def accuracy(prompts: Any, completions: Any, gold: list[str], **_: Any) -> list[float]:
+        texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
+        return [float(x) for x in core.grade(texts, gold)]
+
+    n_completions = args.prompts * args.samples
+    trl_cfg = GRPOConfig(
+        output_dir=str(out / "trl"),
+        learning_rate=args.lr,
+        per_device_train_batch_size=n_completions,
+        gradient_accumulation_steps=1,
+        num_generations=args.samples,
+        max_completion_length=args.tokens,
+        temperature=1.0,
+        beta=0.0,
+        max_steps=args.steps,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        seed=cfg.seed,
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    trl_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+
+    ours_times: list[float] = []
+    ours_rewards: list[float] = []
+    trl_times: list[float] = []
+    trl_rewards: list[float] = []
+    bs = cfg.train_dataset.batch_size
+    order = ours.epoch_order(0)
+
+    class Alternate(TrainerCallback):  # type: ignore[misc]
+        def on_step_begin(self, *a: Any, **k: Any) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            trl_times.append(time.perf_counter() - self.t0)
+            # Now one grpo-plug step, timed on its own.
+            pos = ours.global_step
+            batch = [data[i] for i in order[pos * bs : (pos + 1) * bs]]
+            t0 = time.perf_counter()
+            m = ours.step(batch, 0)
+            ours_times.append(time.perf_counter() - t0)
+            ours_rewards.append(m["grpo_actor/task_reward/avg"])
+
+        def on_log(self, _args: Any, _state: Any, _control: Any, logs: Any = None, **k: Any) -> None:
+            if logs and "rewards/accuracy/mean" in logs:
+                trl_rewards.append(float(logs["rewards/accuracy/mean"]))
+            elif logs and "reward" in logs:
+                trl_rewards.append(float(logs["reward"]))
+
+    trainer = GRPOTrainer(
+        model=trl_model,
+        reward_funcs=[accuracy],
+        args=trl_cfg,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        callbacks=[Alternate()],
+    )
+    trainer.train()
+    ours.close()
+
+    print(f"\n{args.prompts} prompts x {args.samples} samples x <= {args.tokens} new tokens, "
+          f"lr {args.lr}, fp32, {torch.get_num_threads()} threads")
+    print(f"{'step':>4} {'TRL s':>8} {'ours s':>8} {'TRL reward':>11} {'ours reward':>12}")
+    for i in range(len(ours_times)):
+        tr = trl_rewards[i] if i < len(trl_rewards) else float("nan")
+        print(f"{i + 1:>4} {trl_times[i]:>8.2f} {ours_times[i]:>8.2f} {tr:>11.3f} "
+              f"{ours_rewards[i]:>12.3f}")
+    # The first step of each includes warm-up; medians skip nothing but are robust to it.
+    t_trl, t_ours = statistics.median(trl_times), statistics.median(ours_times)
+    print(f"median s/step: TRL {t_trl:.2f}  grpo-plug {t_ours:.2f}  "
+          f"ratio grpo-plug/TRL = {t_ours / t_trl:.2f} (goal <= 0.5)")
+
+
+if __name__ == "__main__":
+    main()

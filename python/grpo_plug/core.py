@@ -1,0 +1,235 @@
+"""The Rust data path: answer extraction, grading, advantages, micro-batch packing.
+
+Typed wrappers over the compiled extension ``grpo_plug._core``. Batch calls copy
+their inputs, release the GIL and run on a dedicated thread pool
+(:func:`set_num_threads`); results do not depend on the thread count. Bad input
+raises ``TypeError`` / ``ValueError``; a bug in the extension raises
+:class:`InternalError` instead of crashing the interpreter.
+
+Answer extraction (:func:`extract_answer`)
+------------------------------------------
+The answer is located by the first rule that applies:
+
+1. the last non-empty ``\\boxed{...}`` / ``\\fbox{...}`` (brace-balanced; an unclosed
+   one takes the rest of the text);
+2. the last ``#### ...`` line whose content starts like a number (so Markdown
+   headings such as ``#### Step 2`` are skipped);
+3. the last anchor phrase (``final answer``, ``the answer is``, ``answer:``;
+   case-insensitive), then the first number after it; ``The answer is 2+3=5.``
+   follows the ``=`` to 5;
+4. otherwise the last number in the text.
+
+A box or ``####`` line whose content is not exactly one number gives no answer
+(``\\boxed{18 and 20}``, ``\\boxed{18, 20}``), even if numbers appear elsewhere.
+
+Normalisation: fullwidth digits and other NFKC-style forms, Unicode minus signs,
+exotic spaces, ``×`` and ``÷`` are folded to ASCII; currency signs (``$ € £ ¥``,
+``\\$``), ``\\text{}`` / ``\\textbf{}`` / ``\\mathrm{}`` wrappers, unit words
+(``5 dollars``, ``12 apples``, ``\\text{ cm}``, ``km/h``, ``m^2``), ``\\left`` /
+``\\right``, ``^\\circ`` / ``^{\\circ}`` / ``°`` and a trailing period are dropped;
+thousands separators count only in exact groups of three (``1,234`` is 1234,
+``12,34`` is not a number); ``.5`` is 0.5. Values: integers, decimals,
+``\\frac{a}{b}`` / ``\\dfrac`` / ``\\tfrac`` / ``\\frac12`` / ``a/b``, mixed numbers
+(``3 1/2``, ``3\\frac{1}{2}`` = 7/2), the right-hand side of a final ``=``
+(``x = 5``, ``2+3=5``), and inside a box small arithmetic with ``+ - * / ^ ( )``,
+``\\times``, ``\\cdot``, evaluated exactly on 128-bit rationals. Refused (no answer):
+``inf``, ``NaN``, ``\\infty`` and other unknown LaTeX commands, hex ``0x1F``,
+``1_000``, scientific ``1e5``, division by zero, overflow, numbers of more than 40
+digits, exponents beyond 128, nesting deeper than 64. The canonical string is an
+integer (``"1000"``), a decimal for decimal input (``"0.5"``) or a reduced fraction
+(``"1/2"``); a ``%`` sign is dropped from it.
+
+Grading (:func:`grade`)
+-----------------------
+Exact comparison when both sides are integers, otherwise a relative tolerance of
+1e-6. A ``%`` on either side also tries that value divided by 100 (``50%`` matches
+0.5 and 50). References may be GSM8K's raw answer field (``"... #### 72"``), a
+boxed answer or a bare answer; an unparsable reference or a completion without an
+answer scores 0. Every item is processed in time linear in its length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from grpo_plug import _core
+
+__all__ = [
+    "InternalError",
+    "MicroBatch",
+    "extract_answer",
+    "get_num_threads",
+    "grade",
+    "group_advantages",
+    "pack_microbatches",
+    "set_num_threads",
+]
+
+InternalError = _core.InternalError
+
+#: One sequence of token ids: a list of ints or a 1-D integer array.
+TokenIds: TypeAlias = Sequence[int] | NDArray[np.integer]
+#: One sequence of log-probabilities: a list of floats or a 1-D float array.
+LogProbs: TypeAlias = Sequence[float] | NDArray[np.floating]
+
+ADVANTAGE_MODES = ("grpo", "dr_grpo", "rloo")
+
+
+def _check_sequence(value: object, name: str) -> None:
+    if isinstance(value, str | bytes):
+        raise TypeError(f"{name} must be a sequence, not {type(value).__name__}")
+
+
+def extract_answer(text: str) -> str | None:
+    """Return the final answer of ``text`` in canonical form, or None.
+
+    >>> extract_answer("So the total is $1,000.")
+    '1000'
+    >>> extract_answer("The answer is \\\\boxed{\\\\frac{1}{2}}")
+    '1/2'
+    """
+    return _core.extract_answer(text)
+
+
+def grade(completions: Sequence[str], golds: Sequence[str]) -> NDArray[np.float32]:
+    """Score each completion against its reference: float32 array of 1.0 / 0.0.
+
+    ``golds[i]`` may be GSM8K's raw answer field (``"... #### 72"``) or a bare answer.
+    Raises TypeError naming the index of a non-str item and ValueError when the
+    lengths differ.
+    """
+    _check_sequence(completions, "completions")
+    _check_sequence(golds, "golds")
+    return _core.grade(completions, golds)
+
+
+def group_advantages(
+    rewards: ArrayLike,
+    group_size: int,
+    *,
+    mode: str = "grpo",
+    eps: float = 1e-6,
+    normalize_batch: bool = False,
+) -> NDArray[np.float32]:
+    """Group-relative advantages of 1-D ``rewards`` made of consecutive groups.
+
+    Modes (``G`` = ``group_size``, per group mean ``m`` and unbiased std ``s``):
+
+    * ``"grpo"``: ``(r - m) / (s + eps)``;
+    * ``"dr_grpo"``: ``r - m``;
+    * ``"rloo"``: ``r - mean(other rewards of the group)`` = ``(r - m) * G / (G - 1)``.
+
+    A group whose rewards are all equal gets exactly 0 (never NaN). With
+    ``normalize_batch`` the group-centred values are divided by the batch's
+    unbiased std plus ``eps`` instead (all zeros when that std is 0).
+
+    Raises ValueError when ``len(rewards)`` is not divisible by ``group_size``, a
+    reward is NaN or infinite (naming its index), or ``mode`` is unknown.
+    """
+    arr = np.ascontiguousarray(rewards, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"rewards must be 1-D, got shape {arr.shape}")
+    return _core.group_advantages(arr, group_size, mode, float(eps), bool(normalize_batch))
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` worker threads for batch calls (1 = no parallelism, 0 = default).
+
+    The default is ``$GRPO_PLUG_NUM_THREADS`` or the number of available cores. The
+    pool is rebuilt lazily on the next call (and after ``fork``).
+    """
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Number of worker threads batch calls use."""
+    return _core.get_num_threads()
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class MicroBatch:
+    """One packed micro-batch of ``T`` tokens holding ``S`` sequences.
+
+    Arrays are C-contiguous, owned and writable, ready for ``torch.from_numpy``.
+
+    Attributes:
+        input_ids: int64 ``[T]``, prompt then completion of each sequence, back to back.
+        position_ids: int64 ``[T]``, position inside its own sequence (restarts at 0).
+        loss_mask: float32 ``[T]``, 1.0 on completion tokens, 0.0 on prompt tokens.
+        old_logprobs: float32 ``[T]``, rollout log-prob of token ``t`` at position
+            ``t`` (0 where ``loss_mask`` is 0).
+        advantages: float32 ``[T]``, the sequence's advantage on its completion
+            tokens (0 elsewhere).
+        cu_seqlens: int32 ``[S + 1]``, boundaries: sequence ``k`` is
+            ``cu_seqlens[k]:cu_seqlens[k + 1]``.
+        seq_indices: int64 ``[S]``, index of each packed sequence in the input.
+    """
+
+    input_ids: NDArray[np.int64]
+    position_ids: NDArray[np.int64]
+    loss_mask: NDArray[np.float32]
+    old_logprobs: NDArray[np.float32]
+    advantages: NDArray[np.float32]
+    cu_seqlens: NDArray[np.int32]
+    seq_indices: NDArray[np.int64]
+
+    @property
+    def num_tokens(self) -> int:
+        """``T``, the number of tokens."""
+        return int(self.input_ids.shape[0])
+
+    @property
+    def num_sequences(self) -> int:
+        """``S``, the number of sequences."""
+        return int(self.seq_indices.shape[0])
+
+
+def pack_microbatches(
+    prompt_ids: Sequence[TokenIds],
+    completion_ids: Sequence[TokenIds],
+    completion_logprobs: Sequence[LogProbs],
+    advantages: ArrayLike,
+    *,
+    max_tokens: int,
+    n_ranks: int = 1,
+) -> list[list[MicroBatch]]:
+    """Pack sequences (prompt + completion) into micro-batches, ``[rank][micro_batch]``.
+
+    Plan (deterministic, ties broken by index):
+
+    1. sequences sorted longest first, packed first-fit-decreasing into bins of at
+       most ``max_tokens`` tokens; a sequence longer than ``max_tokens`` gets a
+       micro-batch of its own (the only case where a micro-batch exceeds the budget);
+    2. every rank gets the same number ``K = ceil(bins / n_ranks)`` of micro-batches:
+       the heaviest bins holding two or more sequences are split until there are
+       ``n_ranks * K``;
+    3. bins, heaviest first, go to the rank with the fewest tokens so far among
+       those with fewer than ``K`` bins; sequences inside a micro-batch keep input
+       order.
+
+    When ``n_ranks * K`` non-empty micro-batches are impossible (fewer sequences
+    than that, e.g. fewer sequences than ranks) this raises ValueError. No sequences
+    at all gives ``n_ranks`` empty lists.
+
+    Raises ValueError when input lengths differ, a completion's log-probs do not
+    match its length or are not finite (naming the index), an advantage is not
+    finite, or ``max_tokens`` / ``n_ranks`` < 1; TypeError for items of the wrong type.
+    """
+    for value, name in (
+        (prompt_ids, "prompt_ids"),
+        (completion_ids, "completion_ids"),
+        (completion_logprobs, "completion_logprobs"),
+    ):
+        _check_sequence(value, name)
+    adv = np.ascontiguousarray(advantages, dtype=np.float64)
+    if adv.ndim != 1:
+        raise ValueError(f"advantages must be 1-D, got shape {adv.shape}")
+    ranks = _core.pack_microbatches(
+        prompt_ids, completion_ids, completion_logprobs, adv, max_tokens, n_ranks
+    )
+    return [[MicroBatch(*arrays) for arrays in rank] for rank in ranks]

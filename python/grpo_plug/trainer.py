@@ -1,0 +1,424 @@
+"""The GRPO trainer: one step reads top to bottom.
+
+    grpo-plug train --preset cpu
+    grpo-plug train --preset fast experiment_name=x trial_name=y
+
+Step N:
+  1. rollout      n_samples completions per prompt from the rollout backend  [B*G]
+  2. reward       weighted sum of the reward plugins (Rust grader by default)  [B*G]
+  3. advantage    group-relative (Rust): grpo / dr_grpo / rloo                 [B*G]
+  4. pack         sequences -> token-budget micro-batches (Rust)               [T] each
+  5. learn        clipped surrogate (+ optional KL), AdamW, per minibatch
+  6. weight sync  push the new policy to the backend, bump the policy version
+  7. log          metrics under the seed's names; eval / checkpoints on schedule
+
+Where this departs from the GRPO paper (Shao et al., 2024):
+- No KL term by default (``actor.kl_ctl=0``), as DAPO and Dr. GRPO recommend; when
+  enabled it is added to the per-token loss (k3 by default), not to the reward.
+- Groups whose rewards are all equal have zero advantage; their sequences are dropped
+  from the learner batch (they would only dilute the token mean and cost compute).
+  ``grpo_actor/zero_adv_ratio`` reports the fraction.
+- Completions cut at ``max_new_tokens`` get ``reward.no_eos_reward`` (0 by default) from
+  the math grader instead of being graded, and stay in the loss so the policy learns
+  to stop. ``grpo_actor/no_eos_ratio`` reports them.
+- Loss aggregation is configurable (``actor.loss_agg_mode``); the paper's is
+  ``seq-mean-token-mean``; the default here is ``token-mean`` (DAPO).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import random
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from grpo_plug import config as cfgmod
+from grpo_plug import core
+from grpo_plug.builtin.weight_sync import resolve_strategy_name
+from grpo_plug.config import DatasetConfig, TrainConfig
+from grpo_plug.learner import (
+    make_optimizer,
+    make_scheduler,
+    recompute_old_logprobs,
+    train_minibatch,
+)
+from grpo_plug.models import load_model, load_tokenizer
+from grpo_plug.plugins import PluginHost, get_host
+from grpo_plug.types import (
+    Example,
+    GenerationRequest,
+    Logger,
+    RolloutBackend,
+    RolloutContext,
+    RunInfo,
+    SamplingParams,
+    Task,
+)
+
+
+class SetupError(RuntimeError):
+    """The run cannot start on this machine or with this config; says why."""
+
+
+def run_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
+    """(checkpoint dir, log dir) in the seed's layout."""
+    user = getpass.getuser()
+    root = Path(cfg.cluster.fileroot)
+    tail = Path(user) / cfg.experiment_name / cfg.trial_name
+    return root / "checkpoints" / tail, root / "logs" / tail
+
+
+def check_machine(cfg: TrainConfig) -> None:
+    """GPU presets stop at once on a machine that cannot run them."""
+    wants_sglang = cfg.rollout.backend == "sglang" or cfg.allocation_mode.startswith("sglang")
+    if not wants_sglang and cfg.cluster.n_gpus_per_node == 0:
+        return
+    missing = []
+    if not torch.cuda.is_available():
+        missing.append("a CUDA GPU (none found)")
+    if wants_sglang:
+        import importlib.util
+
+        if importlib.util.find_spec("sglang") is None:
+            missing.append("SGLang (not installed; pip install 'grpo-plug[sglang]')")
+    if missing:
+        raise SetupError(
+            "this config needs " + " and ".join(missing)
+            + "; on this machine run `grpo-plug train --preset cpu`"
+        )
+
+
+def build_prompt(tokenizer: Any, task: Task, ex: Example) -> list[int]:
+    msgs = [{"role": "user", "content": task.user_message(ex)}]
+    # tokenize=True applies the template's own BOS once; re-tokenising its text would add
+    # a second one.
+    ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
+                                        return_dict=False)
+    return [int(i) for i in ids]
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    n: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate(
+    backend: RolloutBackend,
+    tokenizer: Any,
+    task: Task,
+    examples: Sequence[Example],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 64,
+    progress: Any = None,
+) -> EvalResult:
+    """Greedy accuracy over ``examples`` (the seed's test_trained_model)."""
+    records: list[dict[str, Any]] = []
+    sp = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        reqs = [GenerationRequest(ex.uid, build_prompt(tokenizer, task, ex), 1, sp) for ex in chunk]
+        samples = [s[0] for s in backend.generate(reqs)]
+        texts = [tokenizer.decode(s.output_ids, skip_special_tokens=True) for s in samples]
+        scores = core.grade(texts, [ex.gold for ex in chunk])
+        for ex, s, text, score in zip(chunk, samples, texts, scores, strict=True):
+            records.append({
+                "uid": ex.uid,
+                "question": ex.question,
+                "gold": ex.gold,
+                "completion": text,
+                "extracted": core.extract_answer(text),
+                "finish_reason": s.finish_reason,
+                "correct": bool(score > 0.5),
+            })
+        if progress is not None:
+            progress(len(records), len(examples))
+    acc = sum(r["correct"] for r in records) / max(1, len(records))
+    return EvalResult(acc, len(records), records)
+
+
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+@dataclass
+class Summary:
+    steps: int
+    accuracy_before: float | None
+    accuracy_after: float | None
+    n_eval: int
+    seconds: float
+    log_dir: str
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, host: PluginHost | None = None,
+                 loggers: Sequence[Logger] | None = None) -> None:
+        self.cfg = cfg
+        self.host = host or get_host()
+        check_machine(cfg)
+        self.ckpt_dir, self.log_dir = run_dirs(cfg)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        if self.device == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+
+        # Components by name, validated before any heavy work.
+        tasks = self.host.tasks()
+        self.train_task: Task = tasks.get(cfg.train_dataset.task)(cfg.train_dataset, cfg.seed)
+        self.valid_task: Task = tasks.get(cfg.valid_dataset.task)(cfg.valid_dataset, cfg.seed)
+        rewards = self.host.reward_functions()
+        self.reward_fns = [(n, rewards.get(n), w)
+                           for n, w in zip(cfg.reward.functions, cfg.reward.weights, strict=True)]
+        backend_factory = self.host.rollout_backends().get(cfg.rollout.backend)
+        sync_names = self.host.weight_sync_strategies()
+        if loggers is None:
+            logger_reg = self.host.loggers()
+            factories = [logger_reg.get(n) for n in cfg.loggers]
+            run = RunInfo(cfg.experiment_name, cfg.trial_name, str(self.log_dir),
+                          cfgmod.to_dict(cfg))
+            loggers = [f(cfg, run) for f in factories]
+        self.loggers = list(loggers)
+
+        self.train_data = self.train_task.load()
+        self.valid_data = self.valid_task.load()
+        if len(self.train_data) < cfg.train_dataset.batch_size:
+            raise SetupError(
+                f"train_dataset.batch_size: {cfg.train_dataset.batch_size} is larger than the "
+                f"{len(self.train_data)} training examples"
+            )
+
+        self.tokenizer = load_tokenizer(cfg.actor.path)
+        self.model = load_model(cfg.actor.path, dtype=cfg.actor.dtype, device=self.device)
+        if cfg.actor.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.model.config.use_cache = True
+        self.ref_model = None
+        if cfg.actor.kl_ctl > 0:
+            self.ref_model = load_model(cfg.actor.path, dtype=cfg.actor.dtype, device=self.device)
+            self.ref_model.requires_grad_(False).eval()
+
+        self.steps_per_epoch = len(self.train_data) // cfg.train_dataset.batch_size
+        self.total_steps = self.steps_per_epoch * cfg.total_train_epochs
+        if cfg.total_train_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.total_train_steps)
+        self.optimizer = make_optimizer(self.model, cfg.actor)
+        self.scheduler = make_scheduler(self.optimizer, cfg.actor, self.total_steps)
+
+        ctx = RolloutContext(tokenizer=self.tokenizer, model=self.model, device=self.device)
+        self.backend: RolloutBackend = backend_factory(cfg, ctx)
+        self.weight_sync = sync_names.get(resolve_strategy_name(cfg, self.backend))(cfg)
+        self.global_step = 0
+        self.prompt_cache: dict[str, list[int]] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def message(self, text: str) -> None:
+        for lg in self.loggers:
+            lg.message(text)
+
+    def log(self, metrics: dict[str, float], epoch: int) -> None:
+        for lg in self.loggers:
+            lg.log(metrics, self.global_step, epoch)
+
+    def prompt_ids(self, ex: Example) -> list[int]:
+        if ex.uid not in self.prompt_cache:
+            self.prompt_cache[ex.uid] = build_prompt(self.tokenizer, self.train_task, ex)
+        return self.prompt_cache[ex.uid]
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        n = len(self.train_data)
+        if not self.cfg.train_dataset.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.cfg.seed, epoch]).permutation(n)
+
+    def run_eval(self, label: str) -> EvalResult:
+        ev_cfg: DatasetConfig = self.cfg.valid_dataset
+        max_new = self.cfg.evaluator.max_new_tokens or self.cfg.gconfig.max_new_tokens
+        self.message(f"evaluating {label} on {len(self.valid_data)} {ev_cfg.task} problems...")
+        res = evaluate(self.backend, self.tokenizer, self.valid_task, self.valid_data,
+                       max_new_tokens=max_new, batch_size=self.cfg.rollout.max_batch_size)
+        write_jsonl(self.log_dir / f"eval_{label}.jsonl", res.records)
+        return res
+
+    # ------------------------------------------------------------------ one step
+
+    def step(self, batch: Sequence[Example], epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        G = cfg.gconfig.n_samples
+        t0 = time.perf_counter()
+        # Sampling noise depends only on (seed, step), so a resumed run samples the same.
+        torch.manual_seed(cfg.seed * 1_000_003 + self.global_step)
+
+        # 1. rollout: B prompts x G samples
+        sp = SamplingParams(cfg.gconfig.max_new_tokens, cfg.gconfig.temperature,
+                            cfg.gconfig.top_p, cfg.gconfig.top_k)
+        reqs = [GenerationRequest(ex.uid, self.prompt_ids(ex), G, sp) for ex in batch]
+        groups = self.backend.generate(reqs)
+        samples = [s for g in groups for s in g]  # [B*G], grouped by prompt
+        prompts = [list(r.prompt_ids) for r in reqs for _ in range(G)]
+        golds = [ex.gold for ex in batch for _ in range(G)]
+        texts = [self.tokenizer.decode(s.output_ids, skip_special_tokens=True) for s in samples]
+        no_eos = np.array([s.finish_reason != "stop" for s in samples])
+        t1 = time.perf_counter()
+
+        # 2. reward: weighted sum of reward plugins                         # [B*G]
+        prompt_texts = [ex.question for ex in batch for _ in range(G)]
+        rewards = np.zeros(len(samples), dtype=np.float32)
+        task_reward = np.zeros(len(samples), dtype=np.float32)
+        for name, fn, weight in self.reward_fns:
+            vals = np.array([0.0 if v is None else v
+                             for v in fn(prompt_texts, texts, golds=golds)], dtype=np.float32)
+            if name == "math_accuracy":  # the seed's task reward = accuracy
+                task_reward = vals.copy()
+                if cfg.reward.no_eos_reward is not None:
+                    vals[no_eos] = cfg.reward.no_eos_reward
+            rewards += weight * vals
+        t2 = time.perf_counter()
+
+        # 3. advantages, group-relative                                      # [B*G]
+        adv = core.group_advantages(rewards, G, mode=cfg.actor.adv_mode,
+                                    normalize_batch=cfg.actor.adv_batch_norm)
+        group_has_signal = np.abs(adv.reshape(-1, G)).max(axis=1) > 0  # [B]
+        keep = np.repeat(group_has_signal, G)
+
+        # 4+5. pack and learn, minibatch by minibatch
+        stats: dict[str, float] = {}
+        kept = np.flatnonzero(keep)
+        grad_norm = 0.0
+        if len(kept) > 0:
+            self.model.train()
+            chunks = np.array_split(kept, min(cfg.actor.ppo_n_minibatches, len(kept)))
+            acc: dict[str, float] = {}
+            for idx in chunks:
+                mbs = core.pack_microbatches(
+                    [prompts[i] for i in idx],
+                    [samples[i].output_ids for i in idx],
+                    [samples[i].logprobs for i in idx],
+                    adv[idx],
+                    max_tokens=cfg.actor.mb_max_tokens,
+                )[0]
+                if cfg.actor.recompute_logprob:
+                    recompute_old_logprobs(self.model, mbs, cfg.actor, self._temp())
+                st = train_minibatch(self.model, self.ref_model, mbs, cfg.actor,
+                                     temperature=self._temp(),
+                                     max_new_tokens=cfg.gconfig.max_new_tokens)
+                max_norm = cfg.actor.max_grad_norm if cfg.actor.max_grad_norm > 0 else float("inf")
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                for k, v in vars(st).items():
+                    acc[k] = acc.get(k, 0.0) + float(v) / len(chunks)
+            stats = {
+                "grpo_actor/loss": acc["loss"],
+                "grpo_actor/kl": acc["kl"],
+                "grpo_actor/clip_ratio": acc["clip_ratio"],
+                "grpo_actor/entropy": acc["entropy"],
+                "grpo_actor/importance_weight": acc["ratio_mean"],
+                "grpo_actor/logprob_abs_diff": acc["logp_diff"],
+                "grpo_actor/grad_norm": grad_norm,
+            }
+        lr = self.scheduler.get_last_lr()[0]
+        with warnings.catch_warnings():
+            # The schedule follows global steps, also those with no optimizer step.
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
+        t3 = time.perf_counter()
+
+        # 6. weight sync
+        self.global_step += 1
+        self.weight_sync.sync(self.model, self.backend, self.global_step)
+        t4 = time.perf_counter()
+
+        # 7. metrics
+        lens = np.array([len(s.output_ids) for s in samples], dtype=np.float64)
+        return {
+            "grpo_actor/task_reward/avg": float(task_reward.mean()),
+            "grpo_actor/task_reward/min": float(task_reward.min()),
+            "grpo_actor/task_reward/max": float(task_reward.max()),
+            "grpo_actor/reward/avg": float(rewards.mean()),
+            **stats,
+            "grpo_actor/lr": lr,
+            "grpo_actor/seq_len/avg": float(lens.mean()),
+            "grpo_actor/seq_len/max": float(lens.max()),
+            "grpo_actor/no_eos_ratio": float(no_eos.mean()),
+            "grpo_actor/zero_adv_ratio": float(1.0 - group_has_signal.mean()),
+            "grpo_actor/policy_version": float(self.global_step),
+            "timeperf/rollout": t1 - t0,
+            "timeperf/reward": t2 - t1,
+            "timeperf/train_step": t3 - t2,
+            "timeperf/weight_sync": t4 - t3,
+            "timeperf/step": t4 - t0,
+            "grpo_actor/gen_tokens_per_s": float(lens.sum() / max(t1 - t0, 1e-9)),
+        }
+
+    def _temp(self) -> float:
+        t = self.cfg.gconfig.temperature
+        return t if t > 0 else 1.0
+
+    # ------------------------------------------------------------------ the run
+
+    def train(self) -> Summary:
+        cfg = self.cfg
+        start = time.time()
+        self.message(
+            f"training {cfg.actor.path} on {cfg.train_dataset.task} "
+            f"({len(self.train_data)} examples): {self.total_steps} steps of "
+            f"{cfg.train_dataset.batch_size} prompts x {cfg.gconfig.n_samples} samples; "
+            f"logs in {self.log_dir}"
+        )
+        before = None
+        if cfg.evaluator.eval_before and self.valid_data:
+            before = self.run_eval("before")
+            self.log({"grpo-eval/task_reward/avg": before.accuracy}, 0)
+        bs = cfg.train_dataset.batch_size
+        epoch = 0
+        while self.global_step < self.total_steps:
+            epoch = self.global_step // self.steps_per_epoch
+            pos = self.global_step % self.steps_per_epoch
+            order = self.epoch_order(epoch)
+            batch = [self.train_data[i] for i in order[pos * bs : (pos + 1) * bs]]
+            metrics = self.step(batch, epoch)
+            ev = cfg.evaluator
+            end_of_epoch = self.global_step % self.steps_per_epoch == 0
+            if (ev.freq_steps and self.global_step % ev.freq_steps == 0) or (
+                ev.freq_epochs and end_of_epoch and (epoch + 1) % ev.freq_epochs == 0
+            ):
+                res = self.run_eval(f"step{self.global_step}")
+                metrics["grpo-eval/task_reward/avg"] = res.accuracy
+            self.log(metrics, epoch)
+        after = None
+        if self.valid_data:
+            after = self.run_eval("after")
+            self.log({"grpo-eval/task_reward/avg": after.accuracy}, epoch)
+        summary = Summary(
+            steps=self.global_step,
+            accuracy_before=before.accuracy if before else None,
+            accuracy_after=after.accuracy if after else None,
+            n_eval=len(self.valid_data),
+            seconds=time.time() - start,
+            log_dir=str(self.log_dir),
+        )
+        (self.log_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
+        return summary
+
+    def close(self) -> None:
+        self.backend.close()
+        for lg in self.loggers:
+            lg.close()

@@ -1,0 +1,81 @@
+"""All 8,792 GSM8K reference solutions grade correct against their own gold answers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from grpo_plug import core
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+FILES = [DATA / "train.jsonl", DATA / "test.jsonl"]
+
+pytestmark = pytest.mark.skipif(
+    not all(f.is_file() for f in FILES),
+    reason=f"GSM8K data not found at {DATA} (expected train.jsonl and test.jsonl)",
+)
+
+FINAL_LINE = re.compile(r"\n?####\s*(?P<gold>[^\n]*)\s*$")
+
+
+def _load() -> list[str]:
+    answers = []
+    for path in FILES:
+        with path.open(encoding="utf-8") as fh:
+            answers.extend(json.loads(line)["answer"] for line in fh if line.strip())
+    return answers
+
+
+@pytest.fixture(scope="module")
+def answers() -> list[str]:
+    return _load()
+
+
+def _gold(answer: str) -> str:
+    return answer.rsplit("####", 1)[1].strip()
+
+
+def _rewrite(answer: str, final: str) -> str:
+    """Replace the final `#### x` line with `final`."""
+    body, n = FINAL_LINE.subn(lambda _m: "\n" + final, answer)
+    assert n == 1, answer
+    return body
+
+
+def test_dataset_size(answers: list[str]) -> None:
+    assert len(answers) == 8792
+
+
+def test_reference_solutions_grade_correct(answers: list[str]) -> None:
+    scores = core.grade(answers, answers)
+    wrong = [a for a, s in zip(answers, scores, strict=True) if s != 1.0]
+    assert not wrong, wrong[:3]
+
+
+@pytest.mark.parametrize(
+    "template", ["\\boxed{{{x}}}", "The answer is {x}.", "#### {x}", "**Final Answer:** ${x}$"]
+)
+def test_rewritten_final_line_grades_correct(answers: list[str], template: str) -> None:
+    completions = [_rewrite(a, template.format(x=_gold(a))) for a in answers]
+    scores = core.grade(completions, answers)
+    wrong = [c for c, s in zip(completions, scores, strict=True) if s != 1.0]
+    assert not wrong, wrong[:3]
+
+
+@pytest.mark.parametrize("template", ["#### {x}", "\\boxed{{{x}}}", "The answer is {x}."])
+def test_wrong_number_grades_incorrect(answers: list[str], template: str) -> None:
+    completions = []
+    for a in answers:
+        wrong = int(_gold(a).replace(",", "")) + 1
+        completions.append(_rewrite(a, template.format(x=wrong)))
+    scores = core.grade(completions, answers)
+    right = [c for c, s in zip(completions, scores, strict=True) if s != 0.0]
+    assert not right, right[:3]
+
+
+def test_extracted_answer_is_the_normalised_gold(answers: list[str]) -> None:
+    for a in answers:
+        assert core.extract_answer(a) == _gold(a).replace(",", ""), a
