@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from grpo_plug.checkpoint import fault_point
 from grpo_plug.types import FinishReason, GenerationRequest, Sample
 
 
@@ -50,6 +51,7 @@ class HFBackend:
                 for (ri, req), sample in zip(group, self._batch(group, sampling), strict=True):
                     sample.rid = req.rid
                     out[ri].append(sample)
+                fault_point("mid_rollout")
         return out
 
     @torch.no_grad()  # type: ignore[untyped-decorator]

@@ -31,6 +31,7 @@ import getpass
 import json
 import os
 import random
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from grpo_plug import checkpoint as ckpt
 from grpo_plug import config as cfgmod
 from grpo_plug import core
 from grpo_plug.builtin.weight_sync import resolve_strategy_name
@@ -226,12 +228,21 @@ class Trainer:
         self.weight_sync = sync_names.get(resolve_strategy_name(cfg, self.backend))(cfg)
         self.global_step = 0
         self.prompt_cache: dict[str, list[int]] = {}
+        self.accuracy_before: float | None = None
+        self.accuracy_after: float | None = None  # set when resuming a finished run
+        self.last_recover_time = time.time()
+        self.last_save_time = time.time()
+        self.resumed_from: Path | None = None
+        self.maybe_resume()
 
     # ------------------------------------------------------------------ helpers
 
     def message(self, text: str) -> None:
         for lg in self.loggers:
             lg.message(text)
+        if not any(lg.name == "console" for lg in self.loggers):
+            # Status lines (resume, fresh start) must reach the terminal anyway.
+            print(f"grpo-plug: {text}", file=sys.stderr)
 
     def log(self, metrics: dict[str, float], epoch: int) -> None:
         for lg in self.loggers:
@@ -256,6 +267,100 @@ class Trainer:
                        max_new_tokens=max_new, batch_size=self.cfg.rollout.max_batch_size)
         write_jsonl(self.log_dir / f"eval_{label}.jsonl", res.records)
         return res
+
+    # ------------------------------------------------------------------ recovery
+
+    @property
+    def running_marker(self) -> Path:
+        return self.ckpt_dir / ".running"
+
+    def maybe_resume(self) -> None:
+        """Apply ``recover.mode``: auto / resume / fault load the recover point if valid."""
+        mode = self.cfg.recover.mode
+        if mode == "disabled":
+            return
+        crashed_before = self.running_marker.exists()
+        path, problems = ckpt.find_recover(self.ckpt_dir)
+        for problem in problems:
+            self.message(f"[yellow]recover checkpoint unusable[/yellow]: {problem}")
+        if mode == "fault" and not crashed_before:
+            self.message("recover.mode=fault: the last run ended cleanly; starting fresh")
+            return
+        if path is None:
+            where = self.ckpt_dir / ckpt.RECOVER_DIR
+            if mode == "resume":
+                detail = "; ".join(problems) if problems else "none found"
+                raise ckpt.CheckpointError(
+                    f"recover.mode=resume: no valid recover checkpoint at {where} ({detail})"
+                )
+            self.message(f"no recover checkpoint at {where}; starting fresh")
+            return
+        saved = json.loads((path / "state.json").read_text())
+        diffs = ckpt.config_diff(saved.get("config", {}), cfgmod.to_dict(self.cfg))
+        if diffs:
+            raise ckpt.CheckpointError(
+                f"recover checkpoint {path} was written with a different config: "
+                + "; ".join(diffs[:5])
+                + (" ..." if len(diffs) > 5 else "")
+                + " (use another trial_name, or recover.mode=disabled to start over)"
+            )
+        state = ckpt.load_recover(path, model=self.model, optimizer=self.optimizer,
+                                  scheduler=self.scheduler)
+        self.global_step = int(state["global_step"])
+        self.accuracy_before = state.get("accuracy_before")
+        self.accuracy_after = state.get("accuracy_after")
+        self.backend.set_policy_version(self.global_step)
+        for lg in self.loggers:
+            resume = getattr(lg, "resume", None)
+            if resume is not None:
+                resume(self.global_step)
+        self.resumed_from = path
+        self.message(f"resumed from {path} at global step {self.global_step}")
+
+    def save_recover(self, epoch: int, accuracy_after: float | None = None) -> None:
+        state = {
+            "global_step": self.global_step,
+            "epoch": epoch,
+            "epoch_step": self.global_step - epoch * self.steps_per_epoch,
+            "accuracy_before": self.accuracy_before,
+            "accuracy_after": accuracy_after,
+            "config": cfgmod.to_dict(self.cfg),
+            "time": time.time(),
+        }
+        ckpt.save_recover(self.ckpt_dir, model=self.model, optimizer=self.optimizer,
+                          scheduler=self.scheduler, state=state)
+        self.last_recover_time = time.time()
+
+    def after_step(self, epoch: int) -> None:
+        """Checkpoints and recover points on their step / epoch / time schedules."""
+        end_of_epoch = self.global_step % self.steps_per_epoch == 0
+        now = time.time()
+
+        def due(freq_steps: int | None, freq_epochs: int | None, freq_secs: float | None,
+                since: float) -> bool:
+            return bool(
+                (freq_steps and self.global_step % freq_steps == 0)
+                or (freq_epochs and end_of_epoch and (epoch + 1) % freq_epochs == 0)
+                or (freq_secs and now - since >= freq_secs)
+            )
+
+        sv = self.cfg.saver
+        last = self.global_step == self.total_steps
+        if (sv.freq_steps or sv.freq_epochs or sv.freq_secs) and (
+            last or due(sv.freq_steps, sv.freq_epochs, sv.freq_secs, self.last_save_time)
+        ):
+            ckpt.save_hf_checkpoint(
+                self.ckpt_dir, self.model, self.tokenizer, epoch=epoch,
+                epoch_step=self.global_step - epoch * self.steps_per_epoch,
+                global_step=self.global_step, keep_last=sv.keep_last,
+            )
+            self.last_save_time = time.time()
+        rc = self.cfg.recover
+        # The last step's recover point is written after the final eval (see train()).
+        if rc.mode != "disabled" and not last and due(
+            rc.freq_steps, rc.freq_epochs, rc.freq_secs, self.last_recover_time
+        ):
+            self.save_recover(epoch)
 
     # ------------------------------------------------------------------ one step
 
@@ -321,6 +426,7 @@ class Trainer:
                                      max_new_tokens=cfg.gconfig.max_new_tokens)
                 max_norm = cfg.actor.max_grad_norm if cfg.actor.max_grad_norm > 0 else float("inf")
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+                ckpt.fault_point("mid_optimizer_step")
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 for k, v in vars(st).items():
@@ -383,10 +489,12 @@ class Trainer:
             f"{cfg.train_dataset.batch_size} prompts x {cfg.gconfig.n_samples} samples; "
             f"logs in {self.log_dir}"
         )
-        before = None
-        if cfg.evaluator.eval_before and self.valid_data:
+        if self.resumed_from is None and cfg.evaluator.eval_before and self.valid_data:
             before = self.run_eval("before")
+            self.accuracy_before = before.accuracy
             self.log({"grpo-eval/task_reward/avg": before.accuracy}, 0)
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.running_marker.write_text(str(os.getpid()))
         bs = cfg.train_dataset.batch_size
         epoch = 0
         while self.global_step < self.total_steps:
@@ -403,19 +511,23 @@ class Trainer:
                 res = self.run_eval(f"step{self.global_step}")
                 metrics["grpo-eval/task_reward/avg"] = res.accuracy
             self.log(metrics, epoch)
-        after = None
-        if self.valid_data:
-            after = self.run_eval("after")
-            self.log({"grpo-eval/task_reward/avg": after.accuracy}, epoch)
+            self.after_step(epoch)
+            ckpt.fault_point("between_steps")
+        if self.accuracy_after is None and self.valid_data:
+            self.accuracy_after = self.run_eval("after").accuracy
+            self.log({"grpo-eval/task_reward/avg": self.accuracy_after}, epoch)
+            if cfg.recover.mode != "disabled":
+                self.save_recover(epoch, self.accuracy_after)
         summary = Summary(
             steps=self.global_step,
-            accuracy_before=before.accuracy if before else None,
-            accuracy_after=after.accuracy if after else None,
+            accuracy_before=self.accuracy_before,
+            accuracy_after=self.accuracy_after,
             n_eval=len(self.valid_data),
             seconds=time.time() - start,
             log_dir=str(self.log_dir),
         )
         (self.log_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
+        self.running_marker.unlink(missing_ok=True)
         return summary
 
     def close(self) -> None:

@@ -126,6 +126,9 @@ class RunInfo:
 
 
 class Logger(Protocol):
+    """Receives metrics. May also define ``resume(global_step)``, called after a recover
+    point is restored, to drop what it logged after that step."""
+
     name: str
 
     def log(self, metrics: Mapping[str, float], step: int, epoch: int) -> None: ...

@@ -69,6 +69,22 @@ class JsonlLogger:
     def message(self, text: str) -> None:
         pass
 
+    def resume(self, global_step: int) -> None:
+        """Drop rows logged after the recover point, so the stream continues exactly."""
+        self._fh.close()
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line)["global_step"] <= global_step:
+                    kept.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line torn by the crash
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self._fh = self.path.open("a", encoding="utf-8")
+
     def close(self) -> None:
         self._fh.close()
 

@@ -1,0 +1,20 @@
+"""`grpo-plug train` with the test-only `seven` task registered; used by crash tests.
+
+    python tests/crash_driver.py --config run.yaml
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from grpo_plug.cli import main  # noqa: E402
+from grpo_plug.plugins import get_host  # noqa: E402
+from tests.test_train import SevenPlugin  # noqa: E402
+
+if __name__ == "__main__":
+    get_host().register(SevenPlugin(), name="seven")
+    sys.argv = ["grpo-plug", "train", *sys.argv[1:]]
+    main()

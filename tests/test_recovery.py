@@ -1,0 +1,240 @@
+"""Crash and resume: a killed run, relaunched with the same command, ends bit-identical."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from grpo_plug import checkpoint as ckpt
+from grpo_plug import config as cfgmod
+from grpo_plug.plugins import PluginHost
+from tests.test_train import Capture, SevenPlugin, tiny_config
+from tests.tiny import build_tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+DRIVER = REPO / "tests" / "crash_driver.py"
+VOLATILE = ("timestamp", "timeperf/", "grpo_actor/gen_tokens_per_s")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def write_config(root: Path, model: Path) -> Path:
+    data = {
+        "experiment_name": "crash",
+        "trial_name": "t0",
+        "seed": 5,
+        "total_train_steps": 8,
+        "loggers": ["jsonl"],
+        "cluster": {"fileroot": str(root / "out")},
+        "actor": {"path": str(model), "lr": 0.02, "ppo_n_minibatches": 2,
+                  "mb_max_tokens": 256},
+        "gconfig": {"n_samples": 4, "max_new_tokens": 3},
+        "train_dataset": {"task": "seven", "batch_size": 4, "max_samples": 64},
+        "valid_dataset": {"task": "seven", "max_samples": 4},
+        "rollout": {"max_batch_size": 8},
+        "reward": {"no_eos_reward": None},
+        "evaluator": {"eval_before": True},
+        "recover": {"mode": "auto", "freq_steps": 2, "freq_epochs": None, "freq_secs": None},
+    }
+    path = root / "run.yaml"
+    path.write_text("# grpo-plug train --config run.yaml\n" + yaml.safe_dump(data))
+    return path
+
+
+def launch(config: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GRPO_PLUG_FAULT_AT"}
+    if fault:
+        env["GRPO_PLUG_FAULT_AT"] = fault
+    return subprocess.run(
+        [sys.executable, str(DRIVER), "--config", str(config)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+
+
+def outcome(root: Path) -> dict[str, Any]:
+    run = root / "out" / "checkpoints"
+    rec = next(run.rglob(ckpt.RECOVER_DIR))
+    ckpt.verify_dir(rec)
+    rows = []
+    for line in next((root / "out" / "logs").rglob("metrics.jsonl")).read_text().splitlines():
+        row = json.loads(line)
+        rows.append({k: v for k, v in row.items() if not k.startswith(VOLATILE)})
+    return {
+        "model": load_file(str(rec / "model.safetensors")),
+        "optimizer": torch.load(rec / "optimizer.pt", weights_only=True),
+        "state": json.loads((rec / "state.json").read_text()),
+        "metrics": rows,
+    }
+
+
+def assert_same(a: Any, b: Any, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.fixture(scope="module")
+def reference(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("reference")
+    res = launch(write_config(root, tiny))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return outcome(root)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "mid_rollout:7",  # step 4, between generation chunks
+        "mid_optimizer_step:9",  # step 5, first minibatch
+        "mid_checkpoint_write:2",  # second recover point half written
+        "between_renames:3",  # old point moved aside, new one not yet in place
+        "between_steps:5",  # right after step 5 was logged
+    ],
+)
+def test_killed_run_resumes_bit_identical(
+    fault: str, tiny: Path, tmp_path: Path, reference: dict[str, Any]
+) -> None:
+    config = write_config(tmp_path, tiny)
+    killed = launch(config, fault)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    resumed = launch(config)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = re.search(r"resumed from \S+ at global step (\d+)", resumed.stderr + resumed.stdout)
+    assert said is not None, resumed.stderr[-3000:]
+    assert 2 <= int(said.group(1)) < 8  # it skipped finished steps, and it had work left
+    got = outcome(tmp_path)
+    assert_same(got["model"], reference["model"], "model")
+    assert_same(got["optimizer"], reference["optimizer"], "optimizer")
+    assert got["state"]["global_step"] == reference["state"]["global_step"] == 8
+    assert got["metrics"] == reference["metrics"]
+
+
+# ----------------------------------------------------------------------- in-process checks
+
+
+def trainer_for(tmp_path: Path, tiny: Path, *extra: str) -> Any:
+    from grpo_plug.trainer import Trainer
+
+    host = PluginHost()
+    host.register(SevenPlugin(), name="seven")
+    cfg = tiny_config(tmp_path, tiny, "total_train_steps=4", "recover.freq_steps=2",
+                      "recover.freq_secs=null", "valid_dataset.max_samples=2", *extra)
+    return Trainer(cfg, host=host, loggers=[Capture()])
+
+
+def finished_run(tmp_path: Path, tiny: Path, *extra: str) -> Path:
+    tr = trainer_for(tmp_path, tiny, "recover.mode=auto", *extra)
+    tr.train()
+    tr.close()
+    return tr.ckpt_dir
+
+
+def test_mode_disabled_starts_fresh_and_writes_nothing(tmp_path: Path, tiny: Path) -> None:
+    tr = trainer_for(tmp_path, tiny, "recover.mode=disabled")
+    tr.train()
+    assert not (tr.ckpt_dir / ckpt.RECOVER_DIR).exists()
+
+
+def test_mode_resume_requires_a_checkpoint(tmp_path: Path, tiny: Path) -> None:
+    with pytest.raises(ckpt.CheckpointError, match=r"recover.mode=resume: no valid recover"):
+        trainer_for(tmp_path, tiny, "recover.mode=resume")
+
+
+def test_mode_auto_and_resume_pick_up_a_finished_run(tmp_path: Path, tiny: Path) -> None:
+    finished_run(tmp_path, tiny)
+    for mode in ("auto", "resume"):
+        tr = trainer_for(tmp_path, tiny, f"recover.mode={mode}")
+        assert tr.global_step == 4
+        summary = tr.train()  # nothing left to do: no steps, no second eval
+        assert summary.steps == 4 and summary.accuracy_after is not None
+
+
+def test_mode_fault_resumes_only_after_a_crash(tmp_path: Path, tiny: Path) -> None:
+    ckpt_dir = finished_run(tmp_path, tiny)
+    assert trainer_for(tmp_path, tiny, "recover.mode=fault").global_step == 0
+    (ckpt_dir / ".running").write_text("123")  # what a crashed run leaves behind
+    assert trainer_for(tmp_path, tiny, "recover.mode=fault").global_step == 4
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest"])
+def test_damaged_checkpoint_is_reported_and_previous_used(
+    tmp_path: Path, tiny: Path, damage: str
+) -> None:
+    ckpt_dir = finished_run(tmp_path, tiny)
+    rec = ckpt_dir / ckpt.RECOVER_DIR
+    # Make an older good point available as .prev, as after a crash between renames.
+    import shutil
+
+    shutil.copytree(rec, ckpt_dir / (ckpt.RECOVER_DIR + ".prev"))
+    target = rec / "model.safetensors"
+    if damage == "truncate":
+        data = target.read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+        expected = "truncated"
+    elif damage == "flip":
+        data = bytearray(target.read_bytes())
+        data[-1] ^= 0xFF
+        target.write_bytes(bytes(data))
+        expected = "checksum mismatch"
+    else:
+        (rec / ckpt.MANIFEST).unlink()
+        expected = "no manifest.json"
+    with pytest.raises(ckpt.CheckpointError, match=expected):
+        ckpt.verify_dir(rec)
+    path, problems = ckpt.find_recover(ckpt_dir)
+    assert path == ckpt_dir / (ckpt.RECOVER_DIR + ".prev")
+    assert str(rec) in problems[0]
+    tr = trainer_for(tmp_path, tiny, "recover.mode=auto")
+    assert tr.resumed_from == path and tr.global_step == 4
+    assert any("unusable" in m and expected in m for m in tr.loggers[0].messages)
+    shutil.rmtree(path)
+    with pytest.raises(ckpt.CheckpointError, match=expected):
+        trainer_for(tmp_path, tiny, "recover.mode=resume")
+
+
+def test_checkpoint_from_another_config_names_the_difference(tmp_path: Path, tiny: Path) -> None:
+    finished_run(tmp_path, tiny)
+    with pytest.raises(ckpt.CheckpointError, match=r"different config: actor\.lr: 0\.02 -> 0\.01"):
+        trainer_for(tmp_path, tiny, "recover.mode=auto", "actor.lr=0.01")
+
+
+def test_hf_checkpoints_follow_the_seed_layout(tmp_path: Path, tiny: Path) -> None:
+    ckpt_dir = finished_run(tmp_path, tiny, "saver.freq_steps=2", "saver.keep_last=1")
+    found = ckpt.list_hf_checkpoints(ckpt_dir)
+    assert [c.path.name for c in found] == ["epoch0epochstep4globalstep4"]
+    assert found[0].valid
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(found[0].path)  # loadable by transformers
+    assert ckpt_dir.parts[-4:] == ("checkpoints", getpass.getuser(), "grpo", "trial0")
+
+
+def test_config_diff_ignores_resumable_keys() -> None:
+    a = cfgmod.to_dict(cfgmod.load(preset="cpu"))
+    b = cfgmod.to_dict(cfgmod.load(preset="cpu", overrides=["recover.freq_steps=9",
+                                                            "total_train_steps=80"]))
+    assert ckpt.config_diff(a, b) == []
