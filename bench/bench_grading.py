@@ -2,14 +2,16 @@
 
     .venv/bin/python bench/bench_grading.py [--n 100000] [--mv-n 2000] [--repeats 5] [--seed 0]
 
-Builds --n realistic completions (seeded) from the GSM8K reference solutions in
+Builds --n realistic completions (seeded), 8 per prompt as in a GRPO rollout (the golds
+list repeats the prompt's answer object 8 times), from the GSM8K reference solutions in
 ../shared/data/gsm8k: the solution's working with its calculator annotations removed,
 ending in a boxed answer, "The answer is x.", a `#### x` line, a Markdown "Final
 Answer" block, plain prose whose last number is the answer, commas, dollars, decimals,
 fractions, hedged boxes, truncated completions and wrong numbers. Each completion has
 an intended label (1 when its final answer equals the gold). Golds are the raw GSM8K
-answer fields ("... #### 72") for grpo_plug and the regex grader; math-verify gets the
-bare gold number (easier for it).
+answer fields ("... #### 72") for grpo_plug and the regex grader (which caches its
+parse of repeated golds, as grpo_plug does); math-verify gets the bare gold number
+(easier for it).
 
 Measures completions/s (median of --repeats runs) for `grpo_plug.core.grade` with 2
 threads and 1 thread, and for the regex grader on all items; math-verify
@@ -22,6 +24,7 @@ subsample.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -134,23 +137,29 @@ def _truncated(w: str, x: int, rng: random.Random) -> tuple[str, int]:
     return w[: max(1, len(w) // 2)], 0
 
 
-def build(n: int, seed: int) -> tuple[list[str], list[str], list[str], np.ndarray, list[str]]:
+def build(
+    n: int, seed: int, group: int = 8
+) -> tuple[list[str], list[str], list[str], np.ndarray, list[str]]:
+    """n completions in groups of `group` per prompt, as a GRPO rollout produces them:
+    the golds list repeats the same answer object for the whole group."""
     answers = load_answers()
     rng = random.Random(seed)
     names = [f[0] for f in FORMATS]
     weights = [f[1] for f in FORMATS]
     fns = {f[0]: f[2] for f in FORMATS}
     completions, golds, kinds, labels, bare = [], [], [], [], []
-    for _ in range(n):
+    while len(completions) < n:
         a = answers[rng.randrange(len(answers))]
         x = gold_number(a)
-        kind = rng.choices(names, weights)[0]
-        text, label = fns[kind](working(a), x, rng)
-        completions.append(text)
-        golds.append(a)
-        kinds.append(kind)
-        labels.append(label)
-        bare.append(str(x))
+        w = working(a)
+        for _ in range(min(group, n - len(completions))):
+            kind = rng.choices(names, weights)[0]
+            text, label = fns[kind](w, x, rng)
+            completions.append(text)
+            golds.append(a)
+            kinds.append(kind)
+            labels.append(label)
+            bare.append(str(x))
     return completions, golds, kinds, np.array(labels, dtype=np.float32), bare
 
 
@@ -186,9 +195,10 @@ def regex_extract(text: str) -> float | None:
 
 
 def regex_grade(completions: Sequence[str], golds: Sequence[str]) -> np.ndarray:
+    gold_cache = functools.lru_cache(maxsize=64)(regex_extract)  # golds repeat per group
     out = np.zeros(len(completions), dtype=np.float32)
     for i, (c, g) in enumerate(zip(completions, golds, strict=True)):
-        p, t = regex_extract(c), regex_extract(g)
+        p, t = regex_extract(c), gold_cache(g)
         if p is not None and t is not None and abs(p - t) <= 1e-6 * max(1.0, abs(t)):
             out[i] = 1.0
     return out
@@ -260,9 +270,8 @@ def main() -> None:
 
     rust_rate = args.n / rows[0][2]
     print()
-    print(
-        f"{'grader':<26}{'items':>9}{'items/s':>14}{'us/item':>10}{'rust 2thr is':>15}{'label agr.':>12}"
-    )
+    header = ("grader", "items", "items/s", "us/item", "rust 2thr is", "label agr.")
+    print("{:<26}{:>9}{:>14}{:>10}{:>15}{:>12}".format(*header))
     for name, n, secs, scores in rows:
         rate = n / secs
         lab = labels[sub] if n != args.n else labels

@@ -60,8 +60,7 @@ def main() -> None:
 
     # TRL gets the same problems as chat prompts; its reward is the same Rust grader.
     rows = [
-        {"prompt": [{"role": "user", "content": ours.train_task.user_message(ex)}],
-         "gold": ex.gold}
+        {"prompt": [{"role": "user", "content": ours.train_task.user_message(ex)}], "gold": ex.gold}
         for ex in data
     ]
 
@@ -111,7 +110,9 @@ def main() -> None:
             ours_times.append(time.perf_counter() - t0)
             ours_rewards.append(m["grpo_actor/task_reward/avg"])
 
-        def on_log(self, _args: Any, _state: Any, _control: Any, logs: Any = None, **k: Any) -> None:
+        def on_log(
+            self, _args: Any, _state: Any, _control: Any, logs: Any = None, **k: Any
+        ) -> None:
             if logs and "rewards/accuracy/mean" in logs:
                 trl_rewards.append(float(logs["rewards/accuracy/mean"]))
             elif logs and "reward" in logs:
@@ -128,17 +129,23 @@ def main() -> None:
     trainer.train()
     ours.close()
 
-    print(f"\n{args.prompts} prompts x {args.samples} samples x <= {args.tokens} new tokens, "
-          f"lr {args.lr}, fp32, {torch.get_num_threads()} threads")
+    print(
+        f"\n{args.prompts} prompts x {args.samples} samples x <= {args.tokens} new tokens, "
+        f"lr {args.lr}, fp32, {torch.get_num_threads()} threads"
+    )
     print(f"{'step':>4} {'TRL s':>8} {'ours s':>8} {'TRL reward':>11} {'ours reward':>12}")
     for i in range(len(ours_times)):
         tr = trl_rewards[i] if i < len(trl_rewards) else float("nan")
-        print(f"{i + 1:>4} {trl_times[i]:>8.2f} {ours_times[i]:>8.2f} {tr:>11.3f} "
-              f"{ours_rewards[i]:>12.3f}")
+        print(
+            f"{i + 1:>4} {trl_times[i]:>8.2f} {ours_times[i]:>8.2f} {tr:>11.3f} "
+            f"{ours_rewards[i]:>12.3f}"
+        )
     # The first step of each includes warm-up; medians skip nothing but are robust to it.
     t_trl, t_ours = statistics.median(trl_times), statistics.median(ours_times)
-    print(f"median s/step: TRL {t_trl:.2f}  grpo-plug {t_ours:.2f}  "
-          f"ratio grpo-plug/TRL = {t_ours / t_trl:.2f} (goal <= 0.5)")
+    print(
+        f"median s/step: TRL {t_trl:.2f}  grpo-plug {t_ours:.2f}  "
+        f"ratio grpo-plug/TRL = {t_ours / t_trl:.2f} (goal <= 0.5)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """`grpo-plug train` with the test-only `seven` task registered; used by crash tests.
 
-    python tests/crash_driver.py --config run.yaml
+python tests/crash_driver.py --config run.yaml
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo_plug.cli import main  # noqa: E402
-from grpo_plug.plugins import get_host  # noqa: E402
-from tests.test_train import SevenPlugin  # noqa: E402
+from grpo_plug.cli import main
+from grpo_plug.plugins import get_host
+from tests.test_train import SevenPlugin
 
 if __name__ == "__main__":
     get_host().register(SevenPlugin(), name="seven")

@@ -97,3 +97,24 @@ def test_large_batch_is_thread_independent() -> None:
     np.testing.assert_allclose(
         one, reference(rewards, 8, "grpo", normalize_batch=True), rtol=1e-5, atol=1e-6
     )
+
+
+def test_input_dtypes() -> None:
+    want = core.group_advantages(np.array([1.0, 0.0, 1.0, 1.0]), 2)
+    for rewards in (
+        np.array([1, 0, 1, 1], dtype=np.float32),
+        np.array([1, 0, 1, 1], dtype=np.int64),
+        np.array([True, False, True, True]),
+        [1, 0, 1, 1],
+        (1.0, 0.0, 1.0, 1.0),
+        np.array([1.0, 9.0, 0.0, 9.0, 1.0, 9.0, 1.0, 9.0])[::2],  # not contiguous
+    ):
+        assert np.array_equal(core.group_advantages(rewards, 2), want), rewards
+
+
+def test_matches_numpy_bit_for_bit_on_dense_rewards() -> None:
+    rng = np.random.default_rng(3)
+    rewards = rng.normal(size=8192)
+    got = core.group_advantages(rewards, 8, mode="dr_grpo")
+    want = (rewards.reshape(-1, 8) - rewards.reshape(-1, 8).mean(axis=1, keepdims=True)).reshape(-1)
+    assert np.array_equal(got, want.astype(np.float32))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.queues
+import os
 import time
 
 import numpy as np
@@ -178,3 +181,30 @@ def test_thread_count_does_not_change_grades() -> None:
     assert np.array_equal(one, default)
     with pytest.raises(ValueError):
         core.set_num_threads(-1)
+
+
+def test_buffers_reused_between_calls_do_not_leak() -> None:
+    core.grade(["\\boxed{1}" * 1000] * 500, ["1"] * 500)
+    assert core.grade(["\\boxed{2}", "x 3"], ["2", "4"]).tolist() == [1.0, 0.0]
+    golds = ["#### 5"] * 3  # the same object repeated, as in a GRPO group
+    assert core.grade(["5", "6", "The answer is 5."], golds).tolist() == [1.0, 0.0, 1.0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_pool_survives_fork() -> None:
+    core.grade(["\\boxed{1}"] * 10_000, ["1"] * 10_000)  # start the pool in the parent
+    ctx = multiprocessing.get_context("fork")
+    queue: multiprocessing.queues.Queue[list[float]] = ctx.Queue()
+    child = ctx.Process(target=_grade_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("grading in a forked child hung")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == [1.0, 0.0]
+
+
+def _grade_in_child(queue: multiprocessing.queues.Queue[list[float]]) -> None:
+    scores = core.grade(["\\boxed{1}"] * 20_000 + ["2"], ["1"] * 20_000 + ["3"])
+    queue.put([float(scores[0]), float(scores[-1])])

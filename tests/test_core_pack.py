@@ -181,3 +181,14 @@ def test_other_integer_dtypes_and_thread_independence() -> None:
                 assert np.array_equal(getattr(m1, name), getattr(m2, name))
     total = sum(mb.num_tokens for rank in one for mb in rank)
     assert total == sum(len(p) + len(c) for p, c in zip(prompts, comps, strict=True))
+
+
+def test_buffers_reused_between_calls_do_not_leak() -> None:
+    big = core.pack_microbatches(
+        [[1] * 50] * 40, [[2] * 50] * 40, [[0.5] * 50] * 40, [1.0] * 40, max_tokens=1000
+    )
+    assert sum(mb.num_tokens for mb in big[0]) == 4000
+    small = core.pack_microbatches([[7]], [[8, 9]], [[-1.0, -2.0]], [3.0], max_tokens=10)
+    (mb,) = small[0]
+    assert mb.input_ids.tolist() == [7, 8, 9]
+    assert mb.old_logprobs.tolist() == [0.0, -1.0, -2.0]

@@ -34,13 +34,13 @@ def grade(completions: Sequence[str], golds: Sequence[str]) -> NDArray[np.float3
     """Grade completions against reference answers: float32 array of 1.0 / 0.0."""
 
 def group_advantages(
-    rewards: NDArray[np.float64],
+    rewards: NDArray[np.float32] | NDArray[np.float64],
     group_size: int,
     mode: str,
     eps: float,
     normalize_batch: bool,
 ) -> NDArray[np.float32]:
-    """Group-relative advantages (float32) of float64 rewards."""
+    """Group-relative advantages (float32) of float32 or float64 rewards."""
 
 def set_num_threads(n: int) -> None:
     """Set the number of worker threads for batch calls (1 turns parallelism off; 0

@@ -41,9 +41,17 @@ CKPT_RE = re.compile(r"^epoch(\d+)epochstep(\d+)globalstep(\d+)$")
 
 # Keys that may change between a run and its resumption without changing what is trained.
 RESUMABLE_KEYS = (
-    "recover.", "saver.", "evaluator.", "loggers", "wandb.", "total_train_steps",
-    "total_train_epochs", "rollout.request_", "rollout.max_concurrent_rollouts",
-    "cluster.fileroot", "valid_dataset.",
+    "recover.",
+    "saver.",
+    "evaluator.",
+    "loggers",
+    "wandb.",
+    "total_train_steps",
+    "total_train_epochs",
+    "rollout.request_",
+    "rollout.max_concurrent_rollouts",
+    "cluster.fileroot",
+    "valid_dataset.",
 )
 
 
@@ -158,8 +166,16 @@ def verify_dir(path: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------- HF checkpoints
 
 
-def save_hf_checkpoint(ckpt_root: Path, model: Any, tokenizer: Any, *, epoch: int,
-                       epoch_step: int, global_step: int, keep_last: int | None) -> Path:
+def save_hf_checkpoint(
+    ckpt_root: Path,
+    model: Any,
+    tokenizer: Any,
+    *,
+    epoch: int,
+    epoch_step: int,
+    global_step: int,
+    keep_last: int | None,
+) -> Path:
     """Weights + config + tokenizer at ``default/epoch{e}epochstep{s}globalstep{g}/``."""
     target = ckpt_root / "default" / f"epoch{epoch}epochstep{epoch_step}globalstep{global_step}"
 
@@ -231,11 +247,16 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         for i, st in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"torch_cuda_{i}"] = st
     py = random.getstate()
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     meta = {
         "python": [py[0], list(py[1]), py[2]],
-        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
-                  float(np_state[4])],
+        "numpy": [
+            np_state[0],
+            np_state[1].tolist(),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
     }
     return tensors, meta
 
@@ -273,8 +294,14 @@ def config_diff(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[st
     return diffs
 
 
-def save_recover(ckpt_root: Path, *, model: Any, optimizer: torch.optim.Optimizer,
-                 scheduler: Any, state: Mapping[str, Any]) -> Path:
+def save_recover(
+    ckpt_root: Path,
+    *,
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: Mapping[str, Any],
+) -> Path:
     """Write the recover point; ``state`` is JSON (counters, config, logger state...)."""
     target = ckpt_root / RECOVER_DIR
 
@@ -284,11 +311,14 @@ def save_recover(ckpt_root: Path, *, model: Any, optimizer: torch.optim.Optimize
         fault_point("mid_checkpoint_write")
         tensors, rng_meta = rng_state()
         save_file(tensors, str(tmp / "rng.safetensors"))
-        write_json(tmp / "state.json", {
-            **state,
-            "rng": rng_meta,
-            "scheduler": scheduler.state_dict(),
-        })
+        write_json(
+            tmp / "state.json",
+            {
+                **state,
+                "rng": rng_meta,
+                "scheduler": scheduler.state_dict(),
+            },
+        )
 
     atomic_dir(target, fill, keep_previous=True)
     return target
@@ -296,7 +326,7 @@ def save_recover(ckpt_root: Path, *, model: Any, optimizer: torch.optim.Optimize
 
 def find_recover(ckpt_root: Path) -> tuple[Path | None, list[str]]:
     """The newest valid recover point, and the problems found with invalid ones."""
-    problems = []
+    problems: list[str] = []
     for name in (RECOVER_DIR, RECOVER_DIR + ".prev"):
         p = ckpt_root / name
         if not p.exists():
@@ -309,8 +339,9 @@ def find_recover(ckpt_root: Path) -> tuple[Path | None, list[str]]:
     return None, problems
 
 
-def load_recover(path: Path, *, model: Any, optimizer: torch.optim.Optimizer,
-                 scheduler: Any) -> dict[str, Any]:
+def load_recover(
+    path: Path, *, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and RNGs; return the JSON state."""
     state: dict[str, Any] = json.loads((path / "state.json").read_text())
     load_model(model, str(path / "model.safetensors"))

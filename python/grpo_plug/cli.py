@@ -155,10 +155,9 @@ def config_keys() -> None:
 
 def _train_errors() -> tuple[type[Exception], ...]:
     from grpo_plug.builtin.tasks import DataError
+    from grpo_plug.checkpoint import CheckpointError
     from grpo_plug.models import ModelError
     from grpo_plug.trainer import SetupError
-
-    from grpo_plug.checkpoint import CheckpointError
 
     return (*USER_ERRORS, DataError, ModelError, SetupError, CheckpointError)
 
@@ -184,7 +183,10 @@ def train(
         summary = trainer.train()
     finally:
         trainer.close()
-    out.print(f"[bold]done[/bold]: {summary.steps} steps in {summary.seconds / 60:.1f} min")
+    out.print(
+        f"[bold]done[/bold]: {summary.steps} steps in {summary.seconds / 60:.1f} min, "
+        f"peak memory {summary.peak_rss_gb:.2f} GB"
+    )
     if summary.accuracy_before is not None and summary.accuracy_after is not None:
         delta = 100 * (summary.accuracy_after - summary.accuracy_before)
         out.print(
@@ -214,6 +216,12 @@ def eval_cmd(
         Path | None, typer.Option(help="Predictions JSONL (default: eval_<task>.jsonl here).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed (arith problems).")] = 1,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Task knobs as dataset keys, e.g. arith_style=plain.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Greedy accuracy of a checkpoint; writes every prediction to JSONL."""
     from rich.progress import Progress
@@ -222,7 +230,10 @@ def eval_cmd(
         from grpo_plug.models import load_model, load_tokenizer
         from grpo_plug.trainer import evaluate
 
-        ds = cfgmod.DatasetConfig(task=task, path=data, split=split, max_samples=max_samples)
+        base = {"task": task, "path": data, "split": split, "max_samples": max_samples}
+        prefixed = [f"valid_dataset.{o}" for o in overrides or []]
+        nested = cfgmod.apply_overrides({"valid_dataset": base}, prefixed)
+        ds = cfgmod.from_dict(nested).valid_dataset
         task_obj = get_host().tasks().get(task)(ds, seed)
         examples = task_obj.load()
         tok = load_tokenizer(model_path)
@@ -238,20 +249,30 @@ def eval_cmd(
         raise typer.Exit(2) from None
     with Progress(console=err, transient=True) as bar:
         job = bar.add_task(f"evaluating {len(examples)} {task} problems", total=len(examples))
-        res = evaluate(backend, tok, task_obj, examples, max_new_tokens=max_new_tokens,
-                       batch_size=batch_size,
-                       progress=lambda done, total: bar.update(job, completed=done))
+        res = evaluate(
+            backend,
+            tok,
+            task_obj,
+            examples,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            progress=lambda done, total: bar.update(job, completed=done),
+        )
     from grpo_plug.trainer import write_jsonl
 
     path = output or Path(f"eval_{task}.jsonl")
     write_jsonl(path, res.records)
-    out.print(f"accuracy {100 * res.accuracy:.1f}% ({sum(r['correct'] for r in res.records)}"
-              f"/{res.n}) on {task} {split}; predictions in {path}")
+    out.print(
+        f"accuracy {100 * res.accuracy:.1f}% ({sum(r['correct'] for r in res.records)}"
+        f"/{res.n}) on {task} {split}; predictions in {path}"
+    )
 
 
 @app.command()
 def checkpoints(
-    experiment: Annotated[str | None, typer.Argument(help="Experiment name (all if omitted).")] = None,
+    experiment: Annotated[
+        str | None, typer.Argument(help="Experiment name (all if omitted).")
+    ] = None,
     trial: Annotated[str | None, typer.Argument(help="Trial name (all if omitted).")] = None,
     fileroot: Annotated[str, typer.Option(help="cluster.fileroot of the runs.")] = "outputs/grpo",
     user: Annotated[str | None, typer.Option(help="User folder (default: you).")] = None,
@@ -268,16 +289,33 @@ def checkpoints(
         err.print(f"no runs under {base}" + (f"/{experiment}" if experiment else ""))
         raise typer.Exit(1)
     table = Table(title=f"checkpoints under {base}")
-    for col in ("experiment", "trial", "kind", "epoch", "epoch step", "global step", "saved",
-                "valid", "folder"):
+    for col in (
+        "experiment",
+        "trial",
+        "kind",
+        "epoch",
+        "epoch step",
+        "global step",
+        "saved",
+        "valid",
+        "folder",
+    ):
         table.add_column(col, overflow="fold")
     for run_dir in trials:
         for c in [*list_hf_checkpoints(run_dir), *list_recover_points(run_dir)]:
             saved = _time.strftime("%m-%d %H:%M", _time.localtime(c.time)) if c.time else "-"
             valid = "[green]yes[/green]" if c.valid else f"[red]no[/red] ({escape(c.problem)})"
-            table.add_row(run_dir.parent.name, run_dir.name, c.kind, str(c.epoch),
-                          str(c.epoch_step), str(c.global_step), saved, valid,
-                          str(c.path.relative_to(run_dir)))
+            table.add_row(
+                run_dir.parent.name,
+                run_dir.name,
+                c.kind,
+                str(c.epoch),
+                str(c.epoch_step),
+                str(c.global_step),
+                saved,
+                valid,
+                str(c.path.relative_to(run_dir)),
+            )
     out.print(table)
 
 

@@ -4,7 +4,9 @@ Typed wrappers over the compiled extension ``grpo_plug._core``. Batch calls copy
 their inputs, release the GIL and run on a dedicated thread pool
 (:func:`set_num_threads`); results do not depend on the thread count. Bad input
 raises ``TypeError`` / ``ValueError``; a bug in the extension raises
-:class:`InternalError` instead of crashing the interpreter.
+:class:`InternalError` instead of crashing the interpreter. The input copies go into
+buffers kept between calls (at most four per kind, up to 256 MiB each), because
+touching fresh memory costs more than the work on some virtual machines.
 
 Answer extraction (:func:`extract_answer`)
 ------------------------------------------
@@ -15,8 +17,10 @@ The answer is located by the first rule that applies:
 2. the last ``#### ...`` line whose content starts like a number (so Markdown
    headings such as ``#### Step 2`` are skipped);
 3. the last anchor phrase (``final answer``, ``the answer is``, ``answer:``;
-   case-insensitive), then the first number after it; ``The answer is 2+3=5.``
-   follows the ``=`` to 5;
+   case-insensitive), then the first number of the sentence or line after it
+   (blank lines and Markdown ``**`` skipped); ``The answer is 2+3=5.`` follows the
+   ``=`` to 5; when that sentence has no number (``Answer: Let's think step by
+   step.``) the anchor is ignored;
 4. otherwise the last number in the text.
 
 A box or ``####`` line whose content is not exactly one number gives no answer
@@ -131,7 +135,11 @@ def group_advantages(
     Raises ValueError when ``len(rewards)`` is not divisible by ``group_size``, a
     reward is NaN or infinite (naming its index), or ``mode`` is unknown.
     """
-    arr = np.ascontiguousarray(rewards, dtype=np.float64)
+    arr: NDArray[np.float32] | NDArray[np.float64]
+    if isinstance(rewards, np.ndarray) and rewards.dtype in (np.float32, np.float64):
+        arr = rewards  # passed as is: the extension copies it
+    else:
+        arr = np.asarray(rewards, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError(f"rewards must be 1-D, got shape {arr.shape}")
     return _core.group_advantages(arr, group_size, mode, float(eps), bool(normalize_batch))

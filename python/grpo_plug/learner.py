@@ -153,14 +153,17 @@ def train_minibatch(
         if ref_model is not None and cfg.kl_ctl > 0:
             with torch.no_grad():
                 ref_logp, _ = completion_logprobs(
-                    ref_model, mb, temperature=temperature, max_seqs=cfg.batch_size,
+                    ref_model,
+                    mb,
+                    temperature=temperature,
+                    max_seqs=cfg.batch_size,
                     with_entropy=False,
                 )
             kl = kl_penalty(tb.logp, ref_logp, cfg.kl_estimator)
             per_tok = pg + cfg.kl_ctl * kl
             st.kl += float((kl.detach() * w).sum())
         loss = (per_tok * w).sum()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         n = len(tb.logp) / max(total_tokens, 1)
         st.loss += float(loss.detach())
         st.clip_ratio += float(clipped.mean()) * n
@@ -170,9 +173,10 @@ def train_minibatch(
     return st
 
 
-@torch.no_grad()  # type: ignore[untyped-decorator]
-def recompute_old_logprobs(model: Any, microbatches: Sequence[Any], cfg: ActorConfig,
-                           temperature: float) -> None:
+@torch.no_grad()
+def recompute_old_logprobs(
+    model: Any, microbatches: Sequence[Any], cfg: ActorConfig, temperature: float
+) -> None:
     """Overwrite the sampler's log-probs with the learner's (``actor.recompute_logprob``)."""
     for mb in microbatches:
         logp, _ = completion_logprobs(

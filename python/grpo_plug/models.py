@@ -36,7 +36,7 @@ def _embedded_gguf(name: str) -> Path:
         mod = __import__(module)
     except ImportError:
         raise ModelError(f"actor.path: the embedded model needs the {module!r} package") from None
-    path = Path(mod.__file__).parent / filename
+    path = Path(str(mod.__file__)).parent / filename
     if not path.is_file():
         raise ModelError(f"actor.path: {path} is missing from the {module!r} package")
     return path
@@ -64,7 +64,7 @@ def materialise_embedded(name: str, *, quiet: bool = False) -> Path:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
-    model = AutoModelForCausalLM.from_config(config, dtype="float32")
+    model = AutoModelForCausalLM.from_config(config, dtype="float32")  # type: ignore[no-untyped-call]
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -129,4 +129,4 @@ def load_model(path: str, *, dtype: str = "auto", device: str = "cpu") -> Any:
         raise
     except OSError as e:
         raise ModelError(f"actor.path: cannot load a model from {path!r}: {e}") from None
-    return model.to(device)
+    return model.to(device)  # type: ignore[arg-type]

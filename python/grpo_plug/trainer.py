@@ -31,6 +31,7 @@ import getpass
 import json
 import os
 import random
+import resource
 import sys
 import time
 import warnings
@@ -94,7 +95,8 @@ def check_machine(cfg: TrainConfig) -> None:
             missing.append("SGLang (not installed; pip install 'grpo-plug[sglang]')")
     if missing:
         raise SetupError(
-            "this config needs " + " and ".join(missing)
+            "this config needs "
+            + " and ".join(missing)
             + "; on this machine run `grpo-plug train --preset cpu`"
         )
 
@@ -103,8 +105,9 @@ def build_prompt(tokenizer: Any, task: Task, ex: Example) -> list[int]:
     msgs = [{"role": "user", "content": task.user_message(ex)}]
     # tokenize=True applies the template's own BOS once; re-tokenising its text would add
     # a second one.
-    ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
-                                        return_dict=False)
+    ids = tokenizer.apply_chat_template(
+        msgs, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
     return [int(i) for i in ids]
 
 
@@ -135,15 +138,17 @@ def evaluate(
         texts = [tokenizer.decode(s.output_ids, skip_special_tokens=True) for s in samples]
         scores = core.grade(texts, [ex.gold for ex in chunk])
         for ex, s, text, score in zip(chunk, samples, texts, scores, strict=True):
-            records.append({
-                "uid": ex.uid,
-                "question": ex.question,
-                "gold": ex.gold,
-                "completion": text,
-                "extracted": core.extract_answer(text),
-                "finish_reason": s.finish_reason,
-                "correct": bool(score > 0.5),
-            })
+            records.append(
+                {
+                    "uid": ex.uid,
+                    "question": ex.question,
+                    "gold": ex.gold,
+                    "completion": text,
+                    "extracted": core.extract_answer(text),
+                    "finish_reason": s.finish_reason,
+                    "correct": bool(score > 0.5),
+                }
+            )
         if progress is not None:
             progress(len(records), len(examples))
     acc = sum(r["correct"] for r in records) / max(1, len(records))
@@ -157,6 +162,11 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 @dataclass
 class Summary:
     steps: int
@@ -165,11 +175,16 @@ class Summary:
     n_eval: int
     seconds: float
     log_dir: str
+    peak_rss_gb: float
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, host: PluginHost | None = None,
-                 loggers: Sequence[Logger] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        host: PluginHost | None = None,
+        loggers: Sequence[Logger] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.host = host or get_host()
         check_machine(cfg)
@@ -186,15 +201,18 @@ class Trainer:
         self.train_task: Task = tasks.get(cfg.train_dataset.task)(cfg.train_dataset, cfg.seed)
         self.valid_task: Task = tasks.get(cfg.valid_dataset.task)(cfg.valid_dataset, cfg.seed)
         rewards = self.host.reward_functions()
-        self.reward_fns = [(n, rewards.get(n), w)
-                           for n, w in zip(cfg.reward.functions, cfg.reward.weights, strict=True)]
+        self.reward_fns = [
+            (n, rewards.get(n), w)
+            for n, w in zip(cfg.reward.functions, cfg.reward.weights, strict=True)
+        ]
         backend_factory = self.host.rollout_backends().get(cfg.rollout.backend)
         sync_names = self.host.weight_sync_strategies()
         if loggers is None:
             logger_reg = self.host.loggers()
             factories = [logger_reg.get(n) for n in cfg.loggers]
-            run = RunInfo(cfg.experiment_name, cfg.trial_name, str(self.log_dir),
-                          cfgmod.to_dict(cfg))
+            run = RunInfo(
+                cfg.experiment_name, cfg.trial_name, str(self.log_dir), cfgmod.to_dict(cfg)
+            )
             loggers = [f(cfg, run) for f in factories]
         self.loggers = list(loggers)
 
@@ -263,8 +281,14 @@ class Trainer:
         ev_cfg: DatasetConfig = self.cfg.valid_dataset
         max_new = self.cfg.evaluator.max_new_tokens or self.cfg.gconfig.max_new_tokens
         self.message(f"evaluating {label} on {len(self.valid_data)} {ev_cfg.task} problems...")
-        res = evaluate(self.backend, self.tokenizer, self.valid_task, self.valid_data,
-                       max_new_tokens=max_new, batch_size=self.cfg.rollout.max_batch_size)
+        res = evaluate(
+            self.backend,
+            self.tokenizer,
+            self.valid_task,
+            self.valid_data,
+            max_new_tokens=max_new,
+            batch_size=self.cfg.rollout.max_batch_size,
+        )
         write_jsonl(self.log_dir / f"eval_{label}.jsonl", res.records)
         return res
 
@@ -304,8 +328,9 @@ class Trainer:
                 + (" ..." if len(diffs) > 5 else "")
                 + " (use another trial_name, or recover.mode=disabled to start over)"
             )
-        state = ckpt.load_recover(path, model=self.model, optimizer=self.optimizer,
-                                  scheduler=self.scheduler)
+        state = ckpt.load_recover(
+            path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
+        )
         self.global_step = int(state["global_step"])
         self.accuracy_before = state.get("accuracy_before")
         self.accuracy_after = state.get("accuracy_after")
@@ -327,8 +352,13 @@ class Trainer:
             "config": cfgmod.to_dict(self.cfg),
             "time": time.time(),
         }
-        ckpt.save_recover(self.ckpt_dir, model=self.model, optimizer=self.optimizer,
-                          scheduler=self.scheduler, state=state)
+        ckpt.save_recover(
+            self.ckpt_dir,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state=state,
+        )
         self.last_recover_time = time.time()
 
     def after_step(self, epoch: int) -> None:
@@ -336,8 +366,9 @@ class Trainer:
         end_of_epoch = self.global_step % self.steps_per_epoch == 0
         now = time.time()
 
-        def due(freq_steps: int | None, freq_epochs: int | None, freq_secs: float | None,
-                since: float) -> bool:
+        def due(
+            freq_steps: int | None, freq_epochs: int | None, freq_secs: float | None, since: float
+        ) -> bool:
             return bool(
                 (freq_steps and self.global_step % freq_steps == 0)
                 or (freq_epochs and end_of_epoch and (epoch + 1) % freq_epochs == 0)
@@ -350,15 +381,21 @@ class Trainer:
             last or due(sv.freq_steps, sv.freq_epochs, sv.freq_secs, self.last_save_time)
         ):
             ckpt.save_hf_checkpoint(
-                self.ckpt_dir, self.model, self.tokenizer, epoch=epoch,
+                self.ckpt_dir,
+                self.model,
+                self.tokenizer,
+                epoch=epoch,
                 epoch_step=self.global_step - epoch * self.steps_per_epoch,
-                global_step=self.global_step, keep_last=sv.keep_last,
+                global_step=self.global_step,
+                keep_last=sv.keep_last,
             )
             self.last_save_time = time.time()
         rc = self.cfg.recover
         # The last step's recover point is written after the final eval (see train()).
-        if rc.mode != "disabled" and not last and due(
-            rc.freq_steps, rc.freq_epochs, rc.freq_secs, self.last_recover_time
+        if (
+            rc.mode != "disabled"
+            and not last
+            and due(rc.freq_steps, rc.freq_epochs, rc.freq_secs, self.last_recover_time)
         ):
             self.save_recover(epoch)
 
@@ -372,8 +409,12 @@ class Trainer:
         torch.manual_seed(cfg.seed * 1_000_003 + self.global_step)
 
         # 1. rollout: B prompts x G samples
-        sp = SamplingParams(cfg.gconfig.max_new_tokens, cfg.gconfig.temperature,
-                            cfg.gconfig.top_p, cfg.gconfig.top_k)
+        sp = SamplingParams(
+            cfg.gconfig.max_new_tokens,
+            cfg.gconfig.temperature,
+            cfg.gconfig.top_p,
+            cfg.gconfig.top_k,
+        )
         reqs = [GenerationRequest(ex.uid, self.prompt_ids(ex), G, sp) for ex in batch]
         groups = self.backend.generate(reqs)
         samples = [s for g in groups for s in g]  # [B*G], grouped by prompt
@@ -388,8 +429,10 @@ class Trainer:
         rewards = np.zeros(len(samples), dtype=np.float32)
         task_reward = np.zeros(len(samples), dtype=np.float32)
         for name, fn, weight in self.reward_fns:
-            vals = np.array([0.0 if v is None else v
-                             for v in fn(prompt_texts, texts, golds=golds)], dtype=np.float32)
+            vals = np.array(
+                [0.0 if v is None else v for v in fn(prompt_texts, texts, golds=golds)],
+                dtype=np.float32,
+            )
             if name == "math_accuracy":  # the seed's task reward = accuracy
                 task_reward = vals.copy()
                 if cfg.reward.no_eos_reward is not None:
@@ -398,8 +441,9 @@ class Trainer:
         t2 = time.perf_counter()
 
         # 3. advantages, group-relative                                      # [B*G]
-        adv = core.group_advantages(rewards, G, mode=cfg.actor.adv_mode,
-                                    normalize_batch=cfg.actor.adv_batch_norm)
+        adv = core.group_advantages(
+            rewards, G, mode=cfg.actor.adv_mode, normalize_batch=cfg.actor.adv_batch_norm
+        )
         group_has_signal = np.abs(adv.reshape(-1, G)).max(axis=1) > 0  # [B]
         keep = np.repeat(group_has_signal, G)
 
@@ -421,9 +465,14 @@ class Trainer:
                 )[0]
                 if cfg.actor.recompute_logprob:
                     recompute_old_logprobs(self.model, mbs, cfg.actor, self._temp())
-                st = train_minibatch(self.model, self.ref_model, mbs, cfg.actor,
-                                     temperature=self._temp(),
-                                     max_new_tokens=cfg.gconfig.max_new_tokens)
+                st = train_minibatch(
+                    self.model,
+                    self.ref_model,
+                    mbs,
+                    cfg.actor,
+                    temperature=self._temp(),
+                    max_new_tokens=cfg.gconfig.max_new_tokens,
+                )
                 max_norm = cfg.actor.max_grad_norm if cfg.actor.max_grad_norm > 0 else float("inf")
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
                 ckpt.fault_point("mid_optimizer_step")
@@ -460,7 +509,7 @@ class Trainer:
             "grpo_actor/task_reward/max": float(task_reward.max()),
             "grpo_actor/reward/avg": float(rewards.mean()),
             **stats,
-            "grpo_actor/lr": lr,
+            "grpo_actor/lr": float(lr),
             "grpo_actor/seq_len/avg": float(lens.mean()),
             "grpo_actor/seq_len/max": float(lens.max()),
             "grpo_actor/no_eos_ratio": float(no_eos.mean()),
@@ -472,6 +521,7 @@ class Trainer:
             "timeperf/weight_sync": t4 - t3,
             "timeperf/step": t4 - t0,
             "grpo_actor/gen_tokens_per_s": float(lens.sum() / max(t1 - t0, 1e-9)),
+            "perf/peak_rss_gb": peak_rss_gb(),
         }
 
     def _temp(self) -> float:
@@ -525,6 +575,7 @@ class Trainer:
             n_eval=len(self.valid_data),
             seconds=time.time() - start,
             log_dir=str(self.log_dir),
+            peak_rss_gb=peak_rss_gb(),
         )
         (self.log_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
         self.running_marker.unlink(missing_ok=True)
