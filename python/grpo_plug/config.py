@@ -120,8 +120,10 @@ class DatasetConfig:
     arith_max_operand: int = _f(50, "arith task: largest operand.", ge=1)
     arith_n_operands: int = _f(2, "arith task: operands per problem.", ge=2, le=6)
     arith_ops: str = _f("+-*", "arith task: operators to draw from.")
-    arith_style: Literal["word", "plain"] = _f(
-        "word", "arith task: word problems ('Ava has 12 apples...') or plain ('What is 12 + 7?')."
+    arith_style: Literal["word", "plain", "mixed"] = _f(
+        "mixed",
+        "arith task: word problems ('Ava has 12 apples...'), plain ('What is 12 + 7?') or "
+        "an even mix.",
     )
     arith_size: int = _f(2000, "arith task: number of generated problems in this split.", ge=1)
 

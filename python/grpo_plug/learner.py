@@ -9,6 +9,7 @@ logits are never materialised.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,20 +88,141 @@ def completion_logprobs(
         targets = torch.from_numpy(mb.input_ids[cu[s0] : cu[s1]][part]).to(device)
         # Token at position j is predicted by the hidden state at j-1.
         h = hidden[rows.to(device), (cols - 1).to(device)]  # [N, H]
-        logits = head(h).float() / temperature  # [N, V]
-        logp_all = torch.log_softmax(logits, dim=-1)
-        logps.append(logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1))
-        if with_entropy:
-            with torch.no_grad():
-                ents.append(-(logp_all.exp() * logp_all).sum(-1))
+        logp, ent = _head_logprobs(head, h, targets, temperature, with_entropy)
+        logps.append(logp)
+        if ent is not None:
+            ents.append(ent)
     logp = torch.cat(logps)
     ent = torch.cat(ents) if ents else torch.zeros_like(logp.detach())
     return logp, ent
 
 
+def _head_logprobs(
+    head: Any, h: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-prob of ``targets`` [N] (and entropy) from predicting hidden states ``h`` [N, H]."""
+    logits = head(h).float()  # [N, V]
+    if temperature != 1.0:
+        logits = logits / temperature
+    # cross_entropy is log_softmax + gather fused: autograd keeps one [N, V] buffer.
+    logp = -torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    if not with_entropy:
+        return logp, None
+    ents = []
+    with torch.no_grad():  # in slices, so no extra [N, V] buffers pile up
+        for part in logits.detach().split(256):
+            lp = torch.log_softmax(part, dim=-1)
+            ents.append(-(lp.exp() * lp).sum(-1))
+    return logp, torch.cat(ents) if ents else logits.new_zeros(0)
+
+
+def shared_prompt_logprobs(
+    model: Any, mb: Any, *, temperature: float, max_seqs: int, with_entropy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`completion_logprobs`, but each distinct prompt is run once.
+
+    The n samples of a GRPO group share their prompt, so the prompt goes through the
+    decoder once and its key/value cache is repeated for every completion; gradients
+    flow back through the shared cache. With 55-token prompts, 20-token answers and
+    8 samples this is ~3x fewer tokens than running every sequence whole.
+    """
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    cache_kw = (
+        "cache" if "cache" in inspect.signature(decoder.forward).parameters else ("past_key_values")
+    )
+    cu = mb.cu_seqlens.astype(np.int64)
+    n_seqs = len(cu) - 1
+    seqs = []  # (prompt ids, completion ids, offset of its first completion token in [N])
+    offset = 0
+    for s in range(n_seqs):
+        toks, mask = mb.input_ids[cu[s] : cu[s + 1]], mb.loss_mask[cu[s] : cu[s + 1]]
+        plen = int(np.argmax(mask > 0)) if mask.any() else len(toks)
+        seqs.append((toks[:plen], toks[plen:], offset))
+        offset += len(toks) - plen
+    groups: dict[bytes, list[int]] = {}
+    for s, (prompt, _, _) in enumerate(seqs):
+        groups.setdefault(prompt.tobytes(), []).append(s)
+    # Whole groups per forward, at most max_seqs sequences (a bigger group goes alone).
+    chunks: list[list[list[int]]] = [[]]
+    for members in groups.values():
+        if chunks[-1] and sum(map(len, chunks[-1])) + len(members) > max_seqs:
+            chunks.append([])
+        chunks[-1].append(members)
+    parts, where, ent_parts = [], [], []
+    for chunk in chunks:
+        if not chunk:
+            continue
+        prompts = [seqs[m[0]][0] for m in chunk]
+        lp_max = max(len(p) for p in prompts)
+        ids = torch.zeros((len(prompts), lp_max), dtype=torch.long)
+        pmask = torch.zeros((len(prompts), lp_max), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding: the last column predicts token 0
+            ids[i, lp_max - len(p) :] = torch.from_numpy(p)
+            pmask[i, lp_max - len(p) :] = 1
+        ppos = (pmask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        hp = decoder(
+            input_ids=ids.to(device),
+            attention_mask=pmask.to(device),
+            position_ids=ppos.to(device),
+            use_cache=True,
+            **{cache_kw: cache},
+        )[0]
+        members = [s for m in chunk for s in m]
+        owner = torch.tensor([gi for gi, m in enumerate(chunk) for _ in m])
+        cache.batch_select_indices(owner.to(device))  # repeat each prompt's cache per sample
+        comps = [seqs[s][1] for s in members]
+        lc_max = max(1, max(len(c) for c in comps))
+        cids = torch.zeros((len(members), lc_max), dtype=torch.long)
+        cmask = torch.zeros((len(members), lc_max), dtype=torch.long)
+        for i, c in enumerate(comps):
+            cids[i, : len(c)] = torch.from_numpy(c)
+            cmask[i, : len(c)] = 1
+        plens = torch.tensor([len(seqs[s][0]) for s in members])
+        cpos = plens[:, None] + torch.arange(lc_max)[None, :]
+        full_mask = torch.cat([pmask[owner], cmask], dim=1)
+        hc = decoder(
+            input_ids=cids.to(device),
+            attention_mask=full_mask.to(device),
+            position_ids=cpos.to(device),
+            use_cache=True,
+            **{cache_kw: cache},
+        )[0]
+        # Token j of a completion is predicted by position j-1; token 0 by the prompt's end.
+        pred = torch.cat([hp[owner.to(device), -1:, :], hc[:, :-1, :]], dim=1)  # [S, Lc, H]
+        valid = cmask.bool()
+        logp, ent = _head_logprobs(
+            head, pred[valid.to(device)], cids[valid].to(device), temperature, with_entropy
+        )
+        parts.append(logp)
+        if ent is not None:
+            ent_parts.append(ent)
+        where.append(torch.cat([seqs[s][2] + torch.arange(len(seqs[s][1])) for s in members]))
+    order = torch.argsort(torch.cat(where)).to(device)  # back to the packed token order
+    logp_all = torch.cat(parts)[order]
+    ent_all = torch.cat(ent_parts)[order] if ent_parts else torch.zeros_like(logp_all.detach())
+    return logp_all, ent_all
+
+
+def learner_logprobs(
+    model: Any, mb: Any, cfg: ActorConfig, temperature: float, with_entropy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt-sharing path unless gradient checkpointing (which forbids a cache) is on."""
+    if cfg.gradient_checkpointing:
+        return completion_logprobs(
+            model, mb, temperature=temperature, max_seqs=cfg.batch_size, with_entropy=with_entropy
+        )
+    return shared_prompt_logprobs(
+        model, mb, temperature=temperature, max_seqs=cfg.batch_size, with_entropy=with_entropy
+    )
+
+
 def token_batch(model: Any, mb: Any, cfg: ActorConfig, temperature: float) -> TokenBatch:
     sel = mb.loss_mask > 0
-    logp, ent = completion_logprobs(model, mb, temperature=temperature, max_seqs=cfg.batch_size)
+    logp, ent = learner_logprobs(model, mb, cfg, temperature)
     device = logp.device
     lens = np.diff(mb.cu_seqlens.astype(np.int64))
     comp_lens = np.add.reduceat(mb.loss_mask, mb.cu_seqlens[:-1].astype(np.int64))
@@ -152,13 +274,7 @@ def train_minibatch(
         per_tok = pg
         if ref_model is not None and cfg.kl_ctl > 0:
             with torch.no_grad():
-                ref_logp, _ = completion_logprobs(
-                    ref_model,
-                    mb,
-                    temperature=temperature,
-                    max_seqs=cfg.batch_size,
-                    with_entropy=False,
-                )
+                ref_logp, _ = learner_logprobs(ref_model, mb, cfg, temperature, False)
             kl = kl_penalty(tb.logp, ref_logp, cfg.kl_estimator)
             per_tok = pg + cfg.kl_ctl * kl
             st.kl += float((kl.detach() * w).sum())
@@ -179,7 +295,5 @@ def recompute_old_logprobs(
 ) -> None:
     """Overwrite the sampler's log-probs with the learner's (``actor.recompute_logprob``)."""
     for mb in microbatches:
-        logp, _ = completion_logprobs(
-            model, mb, temperature=temperature, max_seqs=cfg.batch_size, with_entropy=False
-        )
+        logp, _ = learner_logprobs(model, mb, cfg, temperature, with_entropy=False)
         mb.old_logprobs[mb.loss_mask > 0] = logp.float().cpu().numpy()

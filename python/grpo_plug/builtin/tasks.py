@@ -128,7 +128,10 @@ class ArithTask:
         for op, x in zip(ops, nums[1:], strict=True):
             expr += f" {op} {x}"
         value = eval(expr, {"__builtins__": {}})  # digits and + - * only, built above
-        if self.cfg.arith_style == "plain":
+        style = self.cfg.arith_style
+        if style == "mixed":
+            style = "plain" if rng.random() < 0.5 else "word"
+        if style == "plain":
             return f"What is {expr}?", int(value)
         if n == 2:
             name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
