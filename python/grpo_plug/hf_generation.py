@@ -14,12 +14,12 @@ A small decode loop over a transformers causal LM and its KV cache, instead of
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from grpo_plug.batching import cache_kwarg, pad_batch
 from grpo_plug.checkpoint import fault_point
 from grpo_plug.types import FinishReason, GenerationRequest, Sample, SamplingParams
 
@@ -61,9 +61,7 @@ class HFBackend:
         ids = {eos} | (set(gen_eos) if isinstance(gen_eos, list) else {gen_eos})
         self.eos_ids = sorted(i for i in ids if i is not None)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-        # transformers 5.x renames `past_key_values` to `cache`; support both spellings.
-        params = inspect.signature(model.forward).parameters
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.cache_kw = cache_kwarg(model)
 
     def set_policy_version(self, version: int) -> None:
         self.version = version
@@ -94,13 +92,7 @@ class HFBackend:
         from transformers import DynamicCache
 
         device = next(self.model.parameters()).device
-        width = max(len(p) for p in prompts)
-        # Left padding; the mask comes from lengths because pad may equal EOS.
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
-            mask[i, width - len(p) :] = 1
+        ids, mask = pad_batch(prompts, left=True, pad_id=self.pad_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
         was_training = self.model.training

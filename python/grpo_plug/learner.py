@@ -9,7 +9,6 @@ logits are never materialised.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from grpo_plug.batching import cache_kwarg, pad_batch
 from grpo_plug.config import ActorConfig
 from grpo_plug.loss import clipped_surrogate, kl_penalty, token_weights
 
@@ -75,12 +75,7 @@ def completion_logprobs(
     logps, ents = [], []
     for s0 in range(0, n_seqs, max_seqs):
         s1 = min(n_seqs, s0 + max_seqs)
-        width = int(lens[s0:s1].max())
-        ids = torch.zeros((s1 - s0, width), dtype=torch.long)
-        mask = torch.zeros((s1 - s0, width), dtype=torch.long)
-        for k, s in enumerate(range(s0, s1)):
-            ids[k, : lens[s]] = torch.from_numpy(mb.input_ids[cu[s] : cu[s + 1]])
-            mask[k, : lens[s]] = 1
+        ids, mask = pad_batch([mb.input_ids[cu[s] : cu[s + 1]] for s in range(s0, s1)], left=False)
         hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device))[0]  # [S,L,H]
         part = sel[cu[s0] : cu[s1]]
         rows = torch.from_numpy(seq_of_tok[cu[s0] : cu[s1]][part] - s0)
@@ -130,9 +125,7 @@ def shared_prompt_logprobs(
 
     device = next(model.parameters()).device
     decoder, head = model.get_decoder(), model.get_output_embeddings()
-    cache_kw = (
-        "cache" if "cache" in inspect.signature(decoder.forward).parameters else ("past_key_values")
-    )
+    cache_kw = cache_kwarg(decoder)
     cu = mb.cu_seqlens.astype(np.int64)
     n_seqs = len(cu) - 1
     seqs = []  # (prompt ids, completion ids, offset of its first completion token in [N])
@@ -156,12 +149,7 @@ def shared_prompt_logprobs(
         if not chunk:
             continue
         prompts = [seqs[m[0]][0] for m in chunk]
-        lp_max = max(len(p) for p in prompts)
-        ids = torch.zeros((len(prompts), lp_max), dtype=torch.long)
-        pmask = torch.zeros((len(prompts), lp_max), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: the last column predicts token 0
-            ids[i, lp_max - len(p) :] = torch.from_numpy(p)
-            pmask[i, lp_max - len(p) :] = 1
+        ids, pmask = pad_batch(prompts, left=True)  # left: the last column predicts token 0
         ppos = (pmask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         hp = decoder(
@@ -175,12 +163,8 @@ def shared_prompt_logprobs(
         owner = torch.tensor([gi for gi, m in enumerate(chunk) for _ in m])
         cache.batch_select_indices(owner.to(device))  # repeat each prompt's cache per sample
         comps = [seqs[s][1] for s in members]
-        lc_max = max(1, max(len(c) for c in comps))
-        cids = torch.zeros((len(members), lc_max), dtype=torch.long)
-        cmask = torch.zeros((len(members), lc_max), dtype=torch.long)
-        for i, c in enumerate(comps):
-            cids[i, : len(c)] = torch.from_numpy(c)
-            cmask[i, : len(c)] = 1
+        cids, cmask = pad_batch(comps, left=False, min_width=1)
+        lc_max = cids.shape[1]
         plens = torch.tensor([len(seqs[s][0]) for s in members])
         cpos = plens[:, None] + torch.arange(lc_max)[None, :]
         full_mask = torch.cat([pmask[owner], cmask], dim=1)
