@@ -159,8 +159,11 @@ def ref_pack(
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Median wall time of ``fn()``; each result is released before the next call, as
+    a training step releases its micro-batches (both sides may reuse the memory)."""
     times, result = [], None
     for _ in range(repeats):
+        result = None
         t0 = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - t0)

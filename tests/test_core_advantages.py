@@ -108,6 +108,8 @@ def test_input_dtypes() -> None:
         [1, 0, 1, 1],
         (1.0, 0.0, 1.0, 1.0),
         np.array([1.0, 9.0, 0.0, 9.0, 1.0, 9.0, 1.0, 9.0])[::2],  # not contiguous
+        np.array([1, 9, 0, 9, 1, 9, 1, 9], dtype=np.float32)[::2],
+        np.array([1, 0, 1, 1], dtype=np.float16),
     ):
         assert np.array_equal(core.group_advantages(rewards, 2), want), rewards
 

@@ -80,6 +80,30 @@ def test_grade_examples() -> None:
     assert core.grade(("\\boxed{1}",), ("1",)).tolist() == [1.0]
 
 
+def test_literal_only_refuses_answers_computed_in_a_box() -> None:
+    copied = ["\\boxed{40 + 49}", "\\boxed{34 * 29}", "\\boxed{28 - 30}", "\\boxed{48/2}"]
+    golds = ["89", "986", "-2", "24"]
+    assert core.grade(copied, golds).tolist() == [1.0] * 4
+    assert core.grade(copied, golds, literal_only=True).tolist() == [0.0] * 4
+    stated = ["\\boxed{89}", "40 + 49 = 89", "\\boxed{7/2}", "The answer is -2."]
+    assert core.grade(stated, ["89", "89", "3.5", "-2"], literal_only=True).tolist() == [1.0] * 4
+
+
+def test_arith_task_rewards_refuse_the_copied_question() -> None:
+    from grpo_plug.builtin.rewards import math_accuracy
+    from grpo_plug.builtin.tasks import ArithTask
+    from grpo_plug.config import DatasetConfig
+    from grpo_plug.trainer import literal_answers
+
+    task = ArithTask(DatasetConfig(task="arith", arith_style="plain", arith_size=4), seed=1)
+    assert literal_answers(task)
+    ex = task.load()[0]
+    expr = ex.question.removeprefix("What is ").removesuffix("?")
+    texts = [f"\\boxed{{{expr}}}", f"\\boxed{{{ex.gold}}}"]
+    got = math_accuracy([ex.question] * 2, texts, golds=[ex.gold] * 2, literal_answers=True)
+    assert got == [0.0, 1.0]
+
+
 def test_grade_rejects_bad_input() -> None:
     with pytest.raises(TypeError, match=r"completions\[1\]"):
         core.grade(["ok", 3], ["1", "2"])  # type: ignore[list-item]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,7 +118,73 @@ def test_example_layout() -> None:
     assert mb.advantages.tolist() == [0, 0, 2.0, 0, -1.0, -1.0]
     assert mb.cu_seqlens.tolist() == [0, 3, 6]
     assert mb.seq_indices.tolist() == [0, 1]
-    mb.input_ids[0] = 7  # writable, owned: torch.from_numpy works without a copy
+    mb.input_ids[0] = 7  # writable: torch.from_numpy works without a copy
+
+
+def test_array_inputs_match_lists_and_are_not_aliased() -> None:
+    rng = np.random.default_rng(3)
+    n = 24
+    prompts = [rng.integers(0, 1000, size=int(rng.integers(1, 9))) for _ in range(n)]
+    comps = [rng.integers(0, 1000, size=int(rng.integers(0, 9))) for _ in range(n)]
+    lps = [-rng.random(len(c)).astype(np.float32) for c in comps]
+    adv = rng.standard_normal(n)
+
+    def unaligned(a: np.ndarray) -> np.ndarray:
+        raw = np.frombuffer(b"\0" + a.tobytes(), dtype=a.dtype, offset=1)
+        assert raw.ctypes.data % a.dtype.itemsize != 0
+        return raw
+
+    want = core.pack_microbatches(
+        [p.tolist() for p in prompts],
+        [c.tolist() for c in comps],
+        [x.tolist() for x in lps],
+        adv,
+        max_tokens=20,
+        n_ranks=2,
+    )
+    variants = {
+        "contiguous": (prompts, comps, lps),
+        "strided": (
+            [np.repeat(p, 2)[::2] for p in prompts],
+            [np.repeat(c, 2)[::2] for c in comps],
+            [np.repeat(x, 2)[::2] for x in lps],
+        ),
+        "unaligned": (
+            [unaligned(p) for p in prompts],
+            [unaligned(c) for c in comps],
+            [unaligned(x) for x in lps],
+        ),
+        "other dtypes": (
+            [p.astype(np.int32) for p in prompts],
+            [c.astype(np.uint16) for c in comps],
+            [x.astype(np.float64) for x in lps],
+        ),
+    }
+    for name, (pr, co, lp) in variants.items():
+        before = [c.copy() for c in co]
+        got = core.pack_microbatches(pr, co, lp, adv, max_tokens=20, n_ranks=2)
+        for g_rank, w_rank in zip(got, want, strict=True):
+            for g, w in zip(g_rank, w_rank, strict=True):
+                for field in ("input_ids", "position_ids", "loss_mask", "old_logprobs"):
+                    assert np.array_equal(getattr(g, field), getattr(w, field)), (name, field)
+                assert np.array_equal(g.cu_seqlens, w.cu_seqlens), name
+                g.input_ids[:] = -1  # the output never aliases an input array
+        assert all(np.array_equal(b, c) for b, c in zip(before, co, strict=True)), name
+
+
+def test_micro_batches_are_disjoint_views() -> None:
+    out = core.pack_microbatches(
+        [[1, 2]] * 6, [[3, 4, 5]] * 6, [[-0.5] * 3] * 6, [1.0] * 6, max_tokens=10, n_ranks=3
+    )
+    mbs = [mb for rank in out for mb in rank]
+    assert len(mbs) == 3
+    for mb in mbs:
+        assert mb.input_ids.flags.c_contiguous and mb.input_ids.flags.writeable
+        assert torch.from_numpy(mb.input_ids).tolist() == [1, 2, 3, 4, 5] * 2
+    mbs[0].input_ids[:] = 0
+    mbs[0].cu_seqlens[:] = 0
+    assert mbs[1].input_ids.tolist() == [1, 2, 3, 4, 5] * 2
+    assert mbs[1].cu_seqlens.tolist() == [0, 5, 10]
 
 
 def test_oversize_sequence_and_ranks() -> None:
@@ -192,3 +259,24 @@ def test_buffers_reused_between_calls_do_not_leak() -> None:
     (mb,) = small[0]
     assert mb.input_ids.tolist() == [7, 8, 9]
     assert mb.old_logprobs.tolist() == [0.0, -1.0, -2.0]
+
+
+def test_output_memory_is_recycled_after_release() -> None:
+    # 2,000 x 101 tokens: a size no other test uses, so the pool holds only ours.
+    args = ([[1] * 51] * 2000, [[2] * 50] * 2000, [[-0.5] * 50] * 2000, [1.5] * 2000)
+    first = core.pack_microbatches(*args, max_tokens=4096, n_ranks=2)
+    want = [[(mb.input_ids.tolist(), mb.advantages.tolist()) for mb in r] for r in first]
+
+    def starts(out: list[list[core.MicroBatch]]) -> tuple[set[int], set[int]]:
+        mb = out[0][0]  # micro-batch 0 starts each field's buffer
+        ints = {a.ctypes.data for a in (mb.input_ids, mb.position_ids)}
+        floats = {a.ctypes.data for a in (mb.loss_mask, mb.old_logprobs, mb.advantages)}
+        return ints, floats
+
+    before = starts(first)
+    first[0][0].advantages[:] = 99.0  # stale values must not leak into the next call
+    del first
+    second = core.pack_microbatches(*args, max_tokens=4096, n_ranks=2)
+    assert starts(second) == before
+    got = [[(mb.input_ids.tolist(), mb.advantages.tolist()) for mb in r] for r in second]
+    assert got == want

@@ -30,8 +30,11 @@ def extract_answer(text: str) -> str | None:
     """Extract the final answer of one completion, normalised (`"1000"`, `"1/2"`,
     `"-3.5"`), or None."""
 
-def grade(completions: Sequence[str], golds: Sequence[str]) -> NDArray[np.float32]:
-    """Grade completions against reference answers: float32 array of 1.0 / 0.0."""
+def grade(
+    completions: Sequence[str], golds: Sequence[str], literal_only: bool
+) -> NDArray[np.float32]:
+    """Grade completions against reference answers: float32 array of 1.0 / 0.0.
+    With `literal_only`, answers computed inside a box are refused."""
 
 def group_advantages(
     rewards: NDArray[np.float32] | NDArray[np.float64],

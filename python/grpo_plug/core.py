@@ -100,16 +100,21 @@ def extract_answer(text: str) -> str | None:
     return _core.extract_answer(text)
 
 
-def grade(completions: Sequence[str], golds: Sequence[str]) -> NDArray[np.float32]:
+def grade(
+    completions: Sequence[str], golds: Sequence[str], *, literal_only: bool = False
+) -> NDArray[np.float32]:
     """Score each completion against its reference: float32 array of 1.0 / 0.0.
 
     ``golds[i]`` may be GSM8K's raw answer field (``"... #### 72"``) or a bare answer.
+    With ``literal_only`` an answer computed by an operator inside a box
+    (``\\boxed{40 + 49}``, ``\\boxed{48/2}``) grades 0: for tasks whose question is
+    itself the expression, where evaluating it would reward copying the question.
     Raises TypeError naming the index of a non-str item and ValueError when the
     lengths differ.
     """
     _check_sequence(completions, "completions")
     _check_sequence(golds, "golds")
-    return _core.grade(completions, golds)
+    return _core.grade(completions, golds, bool(literal_only))
 
 
 def group_advantages(
@@ -136,8 +141,8 @@ def group_advantages(
     reward is NaN or infinite (naming its index), or ``mode`` is unknown.
     """
     arr: NDArray[np.float32] | NDArray[np.float64]
-    if isinstance(rewards, np.ndarray) and rewards.dtype in (np.float32, np.float64):
-        arr = rewards  # passed as is: the extension copies it
+    if isinstance(rewards, np.ndarray) and rewards.dtype.char in "fd":
+        arr = rewards  # float32/float64 arrays are read in place, without a copy
     else:
         arr = np.asarray(rewards, dtype=np.float64)
     if arr.ndim != 1:
@@ -163,7 +168,9 @@ def get_num_threads() -> int:
 class MicroBatch:
     """One packed micro-batch of ``T`` tokens holding ``S`` sequences.
 
-    Arrays are C-contiguous, owned and writable, ready for ``torch.from_numpy``.
+    Arrays are C-contiguous and writable, ready for ``torch.from_numpy``. Each field
+    of every micro-batch of one call is a disjoint view into one array per field
+    (one allocation, not one per micro-batch); it never aliases the inputs.
 
     Attributes:
         input_ids: int64 ``[T]``, prompt then completion of each sequence, back to back.

@@ -118,6 +118,11 @@ class EvalResult:
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
+def literal_answers(task: Task) -> bool:
+    """Whether ``task`` wants its answers as plain numbers (see docs/plugins.md)."""
+    return bool(getattr(task, "literal_answers", False))
+
+
 def evaluate(
     backend: RolloutBackend,
     tokenizer: Any,
@@ -136,7 +141,7 @@ def evaluate(
         reqs = [GenerationRequest(ex.uid, build_prompt(tokenizer, task, ex), 1, sp) for ex in chunk]
         samples = [s[0] for s in backend.generate(reqs)]
         texts = [tokenizer.decode(s.output_ids, skip_special_tokens=True) for s in samples]
-        scores = core.grade(texts, [ex.gold for ex in chunk])
+        scores = core.grade(texts, [ex.gold for ex in chunk], literal_only=literal_answers(task))
         for ex, s, text, score in zip(chunk, samples, texts, scores, strict=True):
             records.append(
                 {
@@ -194,7 +199,8 @@ class Trainer:
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         if self.device == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
+            # Cores this process may use (taskset/cgroups), not the machine's.
+            torch.set_num_threads(len(os.sched_getaffinity(0)) or 1)
 
         # Components by name, validated before any heavy work.
         tasks = self.host.tasks()
@@ -430,7 +436,15 @@ class Trainer:
         task_reward = np.zeros(len(samples), dtype=np.float32)
         for name, fn, weight in self.reward_fns:
             vals = np.array(
-                [0.0 if v is None else v for v in fn(prompt_texts, texts, golds=golds)],
+                [
+                    0.0 if v is None else v
+                    for v in fn(
+                        prompt_texts,
+                        texts,
+                        golds=golds,
+                        literal_answers=literal_answers(self.train_task),
+                    )
+                ],
                 dtype=np.float32,
             )
             if name == "math_accuracy":  # the seed's task reward = accuracy

@@ -12,12 +12,22 @@ from grpo_plug.types import RewardFunction
 
 
 def math_accuracy(
-    prompts: Sequence[str], completions: Sequence[str], *, golds: Sequence[str], **_: Any
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    *,
+    golds: Sequence[str],
+    literal_answers: bool = False,
+    **_: Any,
 ) -> list[float | None]:
-    """1.0 when the completion's final answer equals the gold (Rust grader), else 0.0."""
+    """1.0 when the completion's final answer equals the gold (Rust grader), else 0.0.
+
+    With ``literal_answers`` (set by tasks such as ``arith``) an answer computed inside
+    a box, e.g. the question copied as ``\\boxed{40 + 49}``, grades 0.
+    """
     from grpo_plug import core
 
-    return [float(x) for x in core.grade(list(completions), list(golds))]
+    scores = core.grade(list(completions), list(golds), literal_only=literal_answers)
+    return [float(x) for x in scores]
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\{[^{}]*\S[^{}]*\}")

@@ -115,6 +115,8 @@ class ArithTask:
     """Seeded arithmetic problems; ``train`` and other splits never share a problem."""
 
     name = "arith"
+    # The question is the expression: `\boxed{40 + 49}` must not count as an answer.
+    literal_answers = True
 
     def __init__(self, cfg: DatasetConfig, seed: int = 1) -> None:
         self.cfg = cfg

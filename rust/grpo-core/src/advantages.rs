@@ -74,33 +74,54 @@ impl Default for AdvantageConfig {
     }
 }
 
+/// A reward value: `f32` or `f64`, read as `f64` (exactly) where used, so a
+/// float32 array needs no converted copy.
+pub trait Reward: Copy + Send + Sync {
+    /// The value as `f64`.
+    fn get(self) -> f64;
+}
+
+impl Reward for f64 {
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self
+    }
+}
+
+impl Reward for f32 {
+    #[inline(always)]
+    fn get(self) -> f64 {
+        f64::from(self)
+    }
+}
+
 /// Sum of `f(x)` over `a` in NumPy's pairwise order (eight partial sums
 /// combined as a tree, halving above 128 values), so means and deviations
 /// match NumPy's float64 results bit for bit; the dependency chains are also
 /// shorter than a left-to-right sum's.
 #[inline(always)]
-fn pairwise_map<F: Fn(f64) -> f64>(a: &[f64], f: &F) -> f64 {
+fn pairwise_map<R: Reward, F: Fn(f64) -> f64>(a: &[R], f: &F) -> f64 {
     let n = a.len();
     if n < 8 {
         let mut res = 0.0;
         for x in a {
-            res += f(*x);
+            res += f(x.get());
         }
         res
     } else if n <= 128 {
         let mut r = [0.0f64; 8];
         for (rj, x) in r.iter_mut().zip(a) {
-            *rj = f(*x);
+            *rj = f(x.get());
         }
         let full = n - n % 8;
         for block in a[8..full].chunks_exact(8) {
             for (rj, x) in r.iter_mut().zip(block) {
-                *rj += f(*x);
+                *rj += f(x.get());
             }
         }
         let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
         for x in &a[full..] {
-            res += f(*x);
+            res += f(x.get());
         }
         res
     } else {
@@ -111,21 +132,24 @@ fn pairwise_map<F: Fn(f64) -> f64>(a: &[f64], f: &F) -> f64 {
 }
 
 /// The recursive case of [`pairwise_map`] (kept out of line).
-fn pairwise_large<F: Fn(f64) -> f64>(a: &[f64], f: &F) -> f64 {
+fn pairwise_large<R: Reward, F: Fn(f64) -> f64>(a: &[R], f: &F) -> f64 {
     pairwise_map(a, f)
 }
 
 /// [`pairwise_map`] of the identity.
-fn pairwise_sum(a: &[f64]) -> f64 {
+fn pairwise_sum<R: Reward>(a: &[R]) -> f64 {
     pairwise_map(a, &|x| x)
 }
 
 /// Per-group statistics: (uniform, mean, sum of squared deviations).
+/// Branch-free (no early exit), so the unrolled instances vectorise and
+/// random 0/1 rewards cause no mispredictions.
 #[inline(always)]
-fn group_stats(grp: &[f64], need_ss: bool) -> (bool, f64, f64) {
-    let uniform = grp.iter().all(|x| *x == grp[0]);
+fn group_stats<R: Reward>(grp: &[R], need_ss: bool) -> (bool, f64, f64) {
+    let first = grp[0].get();
+    let uniform = grp.iter().fold(true, |acc, x| acc & (x.get() == first));
     let mean = pairwise_sum(grp) / grp.len() as f64;
-    let ss = if need_ss && !uniform {
+    let ss = if need_ss {
         pairwise_map(grp, &|x| (x - mean) * (x - mean))
     } else {
         0.0
@@ -139,8 +163,8 @@ fn group_stats(grp: &[f64], need_ss: bool) -> (bool, f64, f64) {
 /// sit on a per-group dependency chain), then the outputs. Exactly 0 for a
 /// uniform group; sums in member order.
 #[inline(always)]
-fn groups_generic<T>(
-    r: &[f64],
+fn groups_generic<R: Reward, T>(
+    r: &[R],
     g: usize,
     cfg: &AdvantageConfig,
     out: &mut [T],
@@ -165,13 +189,11 @@ fn groups_generic<T>(
         scale.fill(1.0);
     }
     for (k, (og, grp)) in out.chunks_exact_mut(g).zip(r.chunks_exact(g)).enumerate() {
-        if uniform[k] {
-            og.iter_mut().for_each(|o| *o = convert(0.0));
-        } else {
-            let (m, sc) = (mean[k], scale[k]);
-            for (o, x) in og.iter_mut().zip(grp) {
-                *o = convert((x - m) * sc);
-            }
+        // A select, not a branch: the value is computed either way.
+        let (u, m, sc) = (uniform[k], mean[k], scale[k]);
+        for (o, x) in og.iter_mut().zip(grp) {
+            let v = (x.get() - m) * sc;
+            *o = convert(if u { 0.0 } else { v });
         }
     }
 }
@@ -179,8 +201,39 @@ fn groups_generic<T>(
 /// Advantages of the consecutive groups of `r` into `out`, with unrolled
 /// code for the usual group sizes. The same arithmetic in the same order
 /// whatever the path, so results do not depend on how work is split.
-fn groups_into<T>(
-    r: &[f64],
+fn groups_into<R: Reward, T>(
+    r: &[R],
+    g: usize,
+    cfg: &AdvantageConfig,
+    out: &mut [T],
+    convert: &impl Fn(f64) -> T,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { groups_into_avx2(r, g, cfg, out, convert) };
+        return;
+    }
+    groups_into_any(r, g, cfg, out, convert);
+}
+
+/// [`groups_into_any`] compiled for AVX2 (wider vectors; no FMA, so every
+/// operation rounds exactly as the portable build does).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn groups_into_avx2<R: Reward, T>(
+    r: &[R],
+    g: usize,
+    cfg: &AdvantageConfig,
+    out: &mut [T],
+    convert: &impl Fn(f64) -> T,
+) {
+    groups_into_any(r, g, cfg, out, convert);
+}
+
+#[inline(always)]
+fn groups_into_any<R: Reward, T>(
+    r: &[R],
     g: usize,
     cfg: &AdvantageConfig,
     out: &mut [T],
@@ -196,8 +249,8 @@ fn groups_into<T>(
 }
 
 /// [`groups_into`] over all groups, in parallel (same result) for large inputs.
-fn all_groups<T: Send>(
-    rewards: &[f64],
+fn all_groups<R: Reward, T: Send>(
+    rewards: &[R],
     group_size: usize,
     cfg: &AdvantageConfig,
     out: &mut [T],
@@ -217,8 +270,8 @@ fn all_groups<T: Send>(
 ///
 /// Errors: `group_size < 1`, length not divisible by `group_size`, a NaN or
 /// infinite reward (naming its index), a negative or non-finite `eps`.
-pub fn group_advantages(
-    rewards: &[f64],
+pub fn group_advantages<R: Reward>(
+    rewards: &[R],
     group_size: usize,
     cfg: &AdvantageConfig,
 ) -> Result<Vec<f32>, CoreError> {
@@ -240,8 +293,14 @@ pub fn group_advantages(
         )));
     }
     // A branch-free scan first (vectorises); the index only when needed.
-    if rewards.iter().fold(false, |acc, x| acc | !x.is_finite()) {
-        let index = rewards.iter().position(|x| !x.is_finite()).unwrap_or(0);
+    if rewards
+        .iter()
+        .fold(false, |acc, x| acc | !x.get().is_finite())
+    {
+        let index = rewards
+            .iter()
+            .position(|x| !x.get().is_finite())
+            .unwrap_or(0);
         return Err(CoreError::NonFinite {
             what: "rewards",
             index,
@@ -341,6 +400,26 @@ mod tests {
     }
 
     #[test]
+    fn float32_rewards_equal_their_float64_values() {
+        let r32: Vec<f32> = (0..96).map(|i| ((i * 37) % 11) as f32 / 7.0).collect();
+        let r64: Vec<f64> = r32.iter().map(|x| f64::from(*x)).collect();
+        for mode in [
+            AdvantageMode::Grpo,
+            AdvantageMode::DrGrpo,
+            AdvantageMode::Rloo,
+        ] {
+            for nb in [false, true] {
+                for g in [3, 8, 96] {
+                    assert_eq!(
+                        group_advantages(&r32, g, &cfg(mode, nb)),
+                        group_advantages(&r64, g, &cfg(mode, nb))
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn pairwise_sum_is_exact_on_integers() {
         for n in [0usize, 1, 7, 8, 9, 64, 128, 129, 1000, 4097] {
             let want = (n * n.saturating_sub(1) / 2) as f64;
@@ -372,6 +451,6 @@ mod tests {
         assert!(
             matches!("ppo".parse::<AdvantageMode>(), Err(CoreError::UnknownMode(m)) if m == "ppo")
         );
-        assert_eq!(group_advantages(&[], 4, &d), Ok(vec![]));
+        assert_eq!(group_advantages::<f64>(&[], 4, &d), Ok(vec![]));
     }
 }

@@ -65,6 +65,10 @@ pub struct Answer {
     pub percent: bool,
     /// Written in decimal notation without division; rendered as a decimal.
     pub decimal: bool,
+    /// Computed inside a box by an operator (`+ - * ^`, or a division that
+    /// comes out whole) rather than written as one number: `\boxed{40 + 49}`.
+    /// Tasks whose question is itself the expression refuse such answers.
+    pub evaluated: bool,
 }
 
 impl Answer {
@@ -74,6 +78,7 @@ impl Answer {
             value: Rational::from_int(n),
             percent: false,
             decimal: false,
+            evaluated: false,
         }
     }
 }
@@ -535,6 +540,7 @@ fn frac_token(b: &[u8], i: usize, to: usize) -> Tok {
                     value,
                     percent,
                     decimal: false,
+                    evaluated: false,
                 },
                 e,
             )
@@ -657,6 +663,7 @@ fn unsigned_token(b: &[u8], i: usize, to: usize) -> Tok {
             value,
             percent,
             decimal,
+            evaluated: false,
         },
         e,
     )
@@ -1072,6 +1079,7 @@ fn plain_number_span(span: &[u8]) -> Option<Answer> {
         value,
         percent: false,
         decimal: !lit.is_int,
+        evaluated: false,
     })
 }
 
@@ -1107,6 +1115,7 @@ fn parse_span_bytes(span: &[u8]) -> Option<Answer> {
         depth: 0,
         saw_decimal: false,
         saw_div: false,
+        saw_op: false,
     };
     let value = p.expr()?;
     p.skip_ws();
@@ -1123,6 +1132,7 @@ fn parse_span_bytes(span: &[u8]) -> Option<Answer> {
         value,
         percent,
         decimal: p.saw_decimal && !p.saw_div,
+        evaluated: p.saw_op,
     })
 }
 
@@ -1139,6 +1149,8 @@ struct Parser<'a> {
     depth: u32,
     saw_decimal: bool,
     saw_div: bool,
+    /// An operator was applied (see [`Answer::evaluated`]).
+    saw_op: bool,
 }
 
 impl Parser<'_> {
@@ -1169,10 +1181,12 @@ impl Parser<'_> {
             match self.peek() {
                 Some(b'+') => {
                     self.i += 1;
+                    self.saw_op = true;
                     v = v.checked_add(self.term()?)?;
                 }
                 Some(b'-') => {
                     self.i += 1;
+                    self.saw_op = true;
                     v = v.checked_sub(self.term()?)?;
                 }
                 _ => return Some(v),
@@ -1187,12 +1201,15 @@ impl Parser<'_> {
             match self.peek() {
                 Some(b'*') => {
                     self.i += 1;
+                    self.saw_op = true;
                     v = v.checked_mul(self.unary()?)?;
                 }
                 Some(b'/') => {
                     self.i += 1;
                     self.saw_div = true;
                     v = v.checked_div(self.unary()?)?;
+                    // `7/2` is a number; `48/2` is a sum left undone.
+                    self.saw_op |= v.is_integer();
                 }
                 _ => return Some(v),
             }
@@ -1230,6 +1247,7 @@ impl Parser<'_> {
         self.skip_ws();
         if self.peek() == Some(b'^') {
             self.i += 1;
+            self.saw_op = true;
             let e = self.unary()?;
             if !e.is_integer() {
                 return None;
@@ -1256,7 +1274,9 @@ impl Parser<'_> {
                 let n = self.frac_arg()?;
                 let d = self.frac_arg()?;
                 self.saw_div = true;
-                n.checked_div(d)
+                let v = n.checked_div(d)?;
+                self.saw_op |= v.is_integer();
+                Some(v)
             }
             c if is_digit(c) || c == b'.' => self.number(),
             _ => None,

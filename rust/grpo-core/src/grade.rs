@@ -48,10 +48,24 @@ pub fn answers_match(pred: &Answer, gold: &Answer) -> bool {
         .any(|p| golds.iter().flatten().any(|g| values_match(*p, *g)))
 }
 
+/// Options of [`grade_one_with`] and [`grade_batch`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GradeOptions {
+    /// Refuse answers computed by an operator inside a box
+    /// ([`Answer::evaluated`]): for tasks whose question is the expression
+    /// (`What is 40 + 49?` answered `\boxed{40 + 49}`).
+    pub literal_only: bool,
+}
+
 /// 1.0 when the completion's answer matches the reference, else 0.0.
 /// `gold` may be GSM8K's raw answer field (`"... #### 72"`) or a bare answer.
 pub fn grade_one(completion: &str, gold: &str) -> f32 {
-    grade_parsed(completion, parse_gold(gold).as_ref())
+    grade_one_with(completion, gold, GradeOptions::default())
+}
+
+/// [`grade_one`] with options.
+pub fn grade_one_with(completion: &str, gold: &str, opts: GradeOptions) -> f32 {
+    grade_parsed(completion, parse_gold(gold).as_ref(), opts)
 }
 
 /// Many strings stored back to back in one buffer (one allocation instead
@@ -131,7 +145,11 @@ impl<S: AsRef<str>> FromIterator<S> for TextBatch {
 
 /// Grade `completions[i]` against `golds[i]` for every `i`, in parallel on
 /// the current rayon pool. The result does not depend on the thread count.
-pub fn grade_batch(completions: &TextBatch, golds: &TextBatch) -> Result<Vec<f32>, CoreError> {
+pub fn grade_batch(
+    completions: &TextBatch,
+    golds: &TextBatch,
+    opts: GradeOptions,
+) -> Result<Vec<f32>, CoreError> {
     if completions.len() != golds.len() {
         return Err(CoreError::LengthMismatch {
             what: "completions and golds".into(),
@@ -158,7 +176,7 @@ pub fn grade_batch(completions: &TextBatch, golds: &TextBatch) -> Result<Vec<f32
                         parsed
                     }
                 };
-                out.push(grade_parsed(completions.get(i), gold.as_ref()));
+                out.push(grade_parsed(completions.get(i), gold.as_ref(), opts));
             }
             out
         })
@@ -166,11 +184,12 @@ pub fn grade_batch(completions: &TextBatch, golds: &TextBatch) -> Result<Vec<f32
     Ok(chunks.concat())
 }
 
-fn grade_parsed(completion: &str, gold: Option<&Answer>) -> f32 {
+fn grade_parsed(completion: &str, gold: Option<&Answer>, opts: GradeOptions) -> f32 {
     let Some(g) = gold else {
         return 0.0;
     };
     match extract_answer(completion) {
+        Some(p) if opts.literal_only && p.evaluated => 0.0,
         Some(p) if answers_match(&p, g) => 1.0,
         _ => 0.0,
     }
@@ -196,11 +215,41 @@ mod tests {
     }
 
     #[test]
+    fn literal_only_refuses_computed_answers() {
+        let lit = GradeOptions { literal_only: true };
+        for (text, gold) in [
+            ("\\boxed{40 + 49}", "89"),
+            ("\\boxed{34 * 29}", "986"),
+            ("\\boxed{28 - 30}", "-2"),
+            ("\\boxed{48 / 2}", "24"),
+            ("\\boxed{\\frac{48}{2}}", "24"),
+            ("\\boxed{2^3}", "8"),
+            ("\\boxed{3 \\times 4}", "12"),
+        ] {
+            assert_eq!(grade_one(text, gold), 1.0, "{text}");
+            assert_eq!(grade_one_with(text, gold, lit), 0.0, "{text}");
+        }
+        for (text, gold) in [
+            ("\\boxed{89}", "89"),
+            ("\\boxed{-2}", "-2"),
+            ("\\boxed{1,000}", "1000"),
+            ("\\boxed{7/2}", "3.5"),
+            ("\\boxed{\\frac{1}{2}}", "0.5"),
+            ("\\boxed{3 1/2}", "3.5"),
+            ("\\boxed{40 + 49 = 89}", "89"),
+            ("40 + 49 = 89", "89"),
+            ("The answer is 89.", "89"),
+        ] {
+            assert_eq!(grade_one_with(text, gold, lit), 1.0, "{text}");
+        }
+    }
+
+    #[test]
     fn batch_checks_lengths() {
         let c: TextBatch = ["a", "b"].into_iter().collect();
         let g: TextBatch = ["a"].into_iter().collect();
         assert!(matches!(
-            grade_batch(&c, &g),
+            grade_batch(&c, &g, GradeOptions::default()),
             Err(CoreError::LengthMismatch { .. })
         ));
     }

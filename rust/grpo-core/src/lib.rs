@@ -44,9 +44,11 @@ pub mod normalize;
 pub mod pack;
 pub mod rational;
 
-pub use advantages::{group_advantages, AdvantageConfig, AdvantageMode};
+pub use advantages::{group_advantages, AdvantageConfig, AdvantageMode, Reward};
 pub use error::CoreError;
 pub use extract::{extract, extract_answer, parse_gold, parse_span, Answer, Extraction, Source};
-pub use grade::{answers_match, grade_batch, grade_one, TextBatch};
-pub use pack::{pack_microbatches, plan_packing, MicroBatch, PackInput, Ragged};
+pub use grade::{answers_match, grade_batch, grade_one, grade_one_with, GradeOptions, TextBatch};
+pub use pack::{
+    pack_microbatches, pack_microbatches_into, plan_packing, MicroBatch, PackInput, Packed, Ragged,
+};
 pub use rational::Rational;

@@ -127,38 +127,105 @@ impl<T: Copy> Ragged<T> {
     pub fn row_len(&self, i: usize) -> usize {
         self.offsets[i + 1] - self.offsets[i]
     }
+    /// All rows as slices, for a [`PackInput`].
+    pub fn rows(&self) -> Vec<&[T]> {
+        (0..self.len()).map(|i| self.row(i)).collect()
+    }
 }
 
-/// Per-sequence inputs of [`pack_microbatches`].
+/// Per-sequence inputs of [`pack_microbatches`], borrowed: callers may point
+/// the rows straight at their own buffers (no copy).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct PackInput {
+pub struct PackInput<'a> {
     /// Prompt token ids of each sequence.
-    pub prompt_ids: Ragged<i64>,
+    pub prompt_ids: Vec<&'a [i64]>,
     /// Completion token ids of each sequence.
-    pub completion_ids: Ragged<i64>,
+    pub completion_ids: Vec<&'a [i64]>,
     /// Rollout log-probability of each completion token.
-    pub completion_logprobs: Ragged<f32>,
+    pub completion_logprobs: Vec<&'a [f32]>,
     /// One advantage per sequence.
-    pub advantages: Vec<f64>,
+    pub advantages: &'a [f64],
 }
 
-/// One packed micro-batch of `T` tokens holding `S` sequences.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MicroBatch {
+/// One packed micro-batch of `T` tokens holding `S` sequences (a view into
+/// a [`Packed`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MicroBatch<'a> {
     /// `[T]` prompt then completion tokens of each sequence, back to back.
-    pub input_ids: Vec<i64>,
+    pub input_ids: &'a [i64],
     /// `[T]` position inside its own sequence (restarts at 0).
-    pub position_ids: Vec<i64>,
+    pub position_ids: &'a [i64],
     /// `[T]` 1 on completion tokens, 0 on prompt tokens.
-    pub loss_mask: Vec<f32>,
+    pub loss_mask: &'a [f32],
     /// `[T]` rollout log-prob of token `t` at position `t`, 0 on prompts.
-    pub old_logprobs: Vec<f32>,
+    pub old_logprobs: &'a [f32],
     /// `[T]` the sequence's advantage on completion tokens, 0 on prompts.
-    pub advantages: Vec<f32>,
+    pub advantages: &'a [f32],
     /// `[S + 1]` sequence boundaries: sequence `k` is `cu[k]..cu[k + 1]`.
-    pub cu_seqlens: Vec<i32>,
+    pub cu_seqlens: &'a [i32],
     /// `[S]` index of each packed sequence in the input.
+    pub seq_indices: &'a [i64],
+}
+
+/// Every micro-batch of every rank, each field in one buffer: micro-batch
+/// `k` (rank-major, `k = rank * per_rank + m`) holds tokens
+/// `token_offsets[k]..token_offsets[k + 1]` of the token fields, sequences
+/// `seq_offsets[k]..seq_offsets[k + 1]` of `seq_indices` and entries
+/// `seq_offsets[k] + k..=seq_offsets[k + 1] + k` of `cu_seqlens`. One
+/// allocation per field instead of one per micro-batch and field: fresh
+/// pages cost a fault each, which dominates on virtual machines.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Packed {
+    /// Token ids of all micro-batches.
+    pub input_ids: Vec<i64>,
+    /// Positions of all micro-batches.
+    pub position_ids: Vec<i64>,
+    /// Loss masks of all micro-batches.
+    pub loss_mask: Vec<f32>,
+    /// Rollout log-probs of all micro-batches.
+    pub old_logprobs: Vec<f32>,
+    /// Per-token advantages of all micro-batches.
+    pub advantages: Vec<f32>,
+    /// `cu_seqlens` of all micro-batches, each starting at 0.
+    pub cu_seqlens: Vec<i32>,
+    /// Sequence indices of all micro-batches.
     pub seq_indices: Vec<i64>,
+    /// Token range of each micro-batch (`micro_batches + 1` entries).
+    pub token_offsets: Vec<usize>,
+    /// Sequence range of each micro-batch (`micro_batches + 1` entries).
+    pub seq_offsets: Vec<usize>,
+    /// Number of ranks.
+    pub n_ranks: usize,
+    /// Micro-batches per rank (the same for every rank).
+    pub per_rank: usize,
+}
+
+impl Packed {
+    /// Micro-batch `k` in rank-major order.
+    pub fn micro_batch(&self, k: usize) -> MicroBatch<'_> {
+        let (a, b) = (self.token_offsets[k], self.token_offsets[k + 1]);
+        let (sa, sb) = (self.seq_offsets[k], self.seq_offsets[k + 1]);
+        MicroBatch {
+            input_ids: &self.input_ids[a..b],
+            position_ids: &self.position_ids[a..b],
+            loss_mask: &self.loss_mask[a..b],
+            old_logprobs: &self.old_logprobs[a..b],
+            advantages: &self.advantages[a..b],
+            cu_seqlens: &self.cu_seqlens[sa + k..=sb + k],
+            seq_indices: &self.seq_indices[sa..sb],
+        }
+    }
+
+    /// `[rank][micro_batch]` views.
+    pub fn ranks(&self) -> Vec<Vec<MicroBatch<'_>>> {
+        (0..self.n_ranks)
+            .map(|r| {
+                (0..self.per_rank)
+                    .map(|m| self.micro_batch(r * self.per_rank + m))
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// Max-segment tree over bin capacities; leaf `k` is bin `k`. A leaf holds
@@ -326,7 +393,9 @@ pub fn plan_packing(
     Ok(plan)
 }
 
-fn validate(input: &PackInput) -> Result<Vec<usize>, CoreError> {
+/// Lengths of every sequence, after checking the inputs agree; errors name
+/// the lowest offending index whatever the thread count.
+fn validate(input: &PackInput<'_>) -> Result<Vec<usize>, CoreError> {
     let n = input.prompt_ids.len();
     let others = [
         ("prompt_ids and completion_ids", input.completion_ids.len()),
@@ -345,120 +414,216 @@ fn validate(input: &PackInput) -> Result<Vec<usize>, CoreError> {
             });
         }
     }
-    let mut lengths = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = input.completion_ids.row_len(i);
-        let l = input.completion_logprobs.row_len(i);
-        if c != l {
+    let ok: Vec<bool> = (0..n)
+        .into_par_iter()
+        .with_min_len(256)
+        .map(|i| {
+            let lp = input.completion_logprobs[i];
+            lp.len() == input.completion_ids[i].len()
+                && lp.iter().all(|x| x.is_finite())
+                && input.advantages[i].is_finite()
+        })
+        .collect();
+    if let Some(i) = ok.iter().position(|good| !good) {
+        let c = input.completion_ids[i].len();
+        let lp = input.completion_logprobs[i];
+        if lp.len() != c {
             return Err(CoreError::InvalidArgument(format!(
-                "completion_logprobs[{i}] has {l} values but completion_ids[{i}] has {c} tokens"
+                "completion_logprobs[{i}] has {} values but completion_ids[{i}] has {c} tokens",
+                lp.len()
             )));
         }
-        if let Some(j) = input
-            .completion_logprobs
-            .row(i)
-            .iter()
-            .position(|x| !x.is_finite())
-        {
+        if let Some(j) = lp.iter().position(|x| !x.is_finite()) {
             return Err(CoreError::InvalidArgument(format!(
                 "completion_logprobs[{i}][{j}] is not finite"
             )));
         }
-        if !input.advantages[i].is_finite() {
-            return Err(CoreError::NonFinite {
-                what: "advantages",
-                index: i,
-            });
-        }
-        lengths.push(input.prompt_ids.row_len(i) + c);
+        return Err(CoreError::NonFinite {
+            what: "advantages",
+            index: i,
+        });
     }
-    Ok(lengths)
+    Ok((0..n)
+        .map(|i| input.prompt_ids[i].len() + input.completion_ids[i].len())
+        .collect())
 }
 
-fn build(input: &PackInput, seqs: &[usize], lengths: &[usize]) -> MicroBatch {
-    let total: usize = seqs.iter().map(|&i| lengths[i]).sum();
-    let mut mb = MicroBatch {
-        input_ids: Vec::with_capacity(total),
-        position_ids: Vec::with_capacity(total),
-        loss_mask: Vec::with_capacity(total),
-        old_logprobs: Vec::with_capacity(total),
-        advantages: Vec::with_capacity(total),
-        cu_seqlens: Vec::with_capacity(seqs.len() + 1),
-        seq_indices: Vec::with_capacity(seqs.len()),
-    };
-    mb.cu_seqlens.push(0);
-    let mut offset = 0usize;
-    for &i in seqs {
-        let prompt = input.prompt_ids.row(i);
-        let completion = input.completion_ids.row(i);
-        let (p, c) = (prompt.len(), completion.len());
-        mb.input_ids.extend_from_slice(prompt);
-        mb.input_ids.extend_from_slice(completion);
-        mb.position_ids.extend(0..(p + c) as i64);
-        mb.loss_mask.extend(std::iter::repeat_n(0.0, p));
-        mb.loss_mask.extend(std::iter::repeat_n(1.0, c));
-        mb.old_logprobs.extend(std::iter::repeat_n(0.0, p));
-        mb.old_logprobs
-            .extend_from_slice(input.completion_logprobs.row(i));
-        mb.advantages.extend(std::iter::repeat_n(0.0, p));
-        mb.advantages
-            .extend(std::iter::repeat_n(input.advantages[i] as f32, c));
-        offset += p + c;
-        // Checked by the caller: every micro-batch has at most i32::MAX tokens.
-        mb.cu_seqlens.push(offset as i32);
-        mb.seq_indices.push(i as i64);
+/// Make `v` hold exactly `n` values without writing the ones it keeps: the
+/// packer overwrites every value, so stale contents of a reused buffer are
+/// fine and a warm buffer costs no page faults.
+fn set_len<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
+    if v.len() >= n {
+        v.truncate(n);
+    } else {
+        v.resize(n, T::default());
     }
-    mb
+}
+
+/// Split `buf` into consecutive chunks of the given lengths.
+fn split_chunks<T>(mut buf: &mut [T], lens: impl Iterator<Item = usize>) -> Vec<&mut [T]> {
+    let mut out = Vec::new();
+    for len in lens {
+        let (head, tail) = buf.split_at_mut(len);
+        out.push(head);
+        buf = tail;
+    }
+    out
+}
+
+/// The output slices of one micro-batch.
+struct Slots<'a> {
+    input_ids: &'a mut [i64],
+    position_ids: &'a mut [i64],
+    loss_mask: &'a mut [f32],
+    old_logprobs: &'a mut [f32],
+    advantages: &'a mut [f32],
+    cu_seqlens: &'a mut [i32],
+    seq_indices: &'a mut [i64],
+}
+
+/// Fill one micro-batch's slots with `seqs`, writing every value.
+fn fill(input: &PackInput<'_>, seqs: &[usize], out: Slots<'_>) {
+    let mut offset = 0usize;
+    out.cu_seqlens[0] = 0;
+    for (s, &i) in seqs.iter().enumerate() {
+        let prompt = input.prompt_ids[i];
+        let completion = input.completion_ids[i];
+        let (p, c) = (prompt.len(), completion.len());
+        let (a, m, b) = (offset, offset + p, offset + p + c);
+        out.input_ids[a..m].copy_from_slice(prompt);
+        out.input_ids[m..b].copy_from_slice(completion);
+        for (pos, slot) in out.position_ids[a..b].iter_mut().enumerate() {
+            *slot = pos as i64;
+        }
+        out.loss_mask[a..m].fill(0.0);
+        out.loss_mask[m..b].fill(1.0);
+        out.old_logprobs[a..m].fill(0.0);
+        out.old_logprobs[m..b].copy_from_slice(input.completion_logprobs[i]);
+        out.advantages[a..m].fill(0.0);
+        out.advantages[m..b].fill(input.advantages[i] as f32);
+        offset = b;
+        // Checked by the caller: every micro-batch has at most i32::MAX tokens.
+        out.cu_seqlens[s + 1] = offset as i32;
+        out.seq_indices[s] = i as i64;
+    }
 }
 
 /// Pack the sequences of `input` into micro-batches of at most `max_tokens`
-/// tokens, `[rank][micro_batch]`, every rank with the same count (see the
-/// module docs). Errors name the offending input and index.
+/// tokens, every rank with the same count (see the module docs). Errors
+/// name the offending input and index.
 pub fn pack_microbatches(
-    input: &PackInput,
+    input: &PackInput<'_>,
     max_tokens: usize,
     n_ranks: usize,
-) -> Result<Vec<Vec<MicroBatch>>, CoreError> {
+) -> Result<Packed, CoreError> {
+    let mut out = Packed::default();
+    pack_microbatches_into(input, max_tokens, n_ranks, &mut out)?;
+    Ok(out)
+}
+
+/// [`pack_microbatches`] into the buffers of `out`, which may hold a
+/// previous result: they are resized and every value is overwritten, so a
+/// caller that recycles buffers between steps avoids fresh pages (on
+/// virtual machines a page fault per 4 KiB costs more than the packing).
+pub fn pack_microbatches_into(
+    input: &PackInput<'_>,
+    max_tokens: usize,
+    n_ranks: usize,
+    out: &mut Packed,
+) -> Result<(), CoreError> {
     let lengths = validate(input)?;
     let plan = plan_packing(&lengths, max_tokens, n_ranks)?;
-    for (r, rank) in plan.iter().enumerate() {
-        for (m, seqs) in rank.iter().enumerate() {
-            let total: usize = seqs.iter().map(|&i| lengths[i]).sum();
-            if total > i32::MAX as usize {
-                return Err(CoreError::InvalidArgument(format!(
-                    "micro-batch {m} of rank {r} would hold {total} tokens, more than int32 \
-                     cu_seqlens can address"
-                )));
-            }
-        }
-    }
-    let per_rank = plan.first().map_or(0, Vec::len);
     let flat: Vec<&Vec<usize>> = plan.iter().flatten().collect();
-    let mut built: Vec<MicroBatch> = flat
-        .par_iter()
-        .map(|seqs| build(input, seqs, &lengths))
-        .collect();
-    let mut out = Vec::with_capacity(n_ranks);
-    for _ in 0..n_ranks {
-        let rest = built.split_off(per_rank);
-        out.push(std::mem::replace(&mut built, rest));
+    let per_rank = plan.first().map_or(0, Vec::len);
+    let mut token_offsets = Vec::with_capacity(flat.len() + 1);
+    let mut seq_offsets = Vec::with_capacity(flat.len() + 1);
+    let (mut tokens, mut seqs) = (0usize, 0usize);
+    token_offsets.push(0);
+    seq_offsets.push(0);
+    for (k, mb) in flat.iter().enumerate() {
+        let total: usize = mb.iter().map(|&i| lengths[i]).sum();
+        if total > i32::MAX as usize {
+            return Err(CoreError::InvalidArgument(format!(
+                "micro-batch {} of rank {} would hold {total} tokens, more than int32 \
+                 cu_seqlens can address",
+                k % per_rank.max(1),
+                k / per_rank.max(1)
+            )));
+        }
+        tokens += total;
+        seqs += mb.len();
+        token_offsets.push(tokens);
+        seq_offsets.push(seqs);
     }
-    Ok(out)
+    set_len(&mut out.input_ids, tokens);
+    set_len(&mut out.position_ids, tokens);
+    set_len(&mut out.loss_mask, tokens);
+    set_len(&mut out.old_logprobs, tokens);
+    set_len(&mut out.advantages, tokens);
+    set_len(&mut out.cu_seqlens, seqs + flat.len());
+    set_len(&mut out.seq_indices, seqs);
+    out.token_offsets = token_offsets;
+    out.seq_offsets = seq_offsets;
+    out.n_ranks = n_ranks;
+    out.per_rank = per_rank;
+    let tok_lens = || out.token_offsets.windows(2).map(|w| w[1] - w[0]);
+    let seq_lens = || out.seq_offsets.windows(2).map(|w| w[1] - w[0]);
+    let slots: Vec<Slots<'_>> = split_chunks(&mut out.input_ids, tok_lens())
+        .into_iter()
+        .zip(split_chunks(&mut out.position_ids, tok_lens()))
+        .zip(split_chunks(&mut out.loss_mask, tok_lens()))
+        .zip(split_chunks(&mut out.old_logprobs, tok_lens()))
+        .zip(split_chunks(&mut out.advantages, tok_lens()))
+        .zip(split_chunks(&mut out.cu_seqlens, seq_lens().map(|s| s + 1)))
+        .zip(split_chunks(&mut out.seq_indices, seq_lens()))
+        .map(|((((((ids, pos), mask), lp), adv), cu), si)| Slots {
+            input_ids: ids,
+            position_ids: pos,
+            loss_mask: mask,
+            old_logprobs: lp,
+            advantages: adv,
+            cu_seqlens: cu,
+            seq_indices: si,
+        })
+        .collect();
+    slots
+        .into_par_iter()
+        .zip(flat.par_iter())
+        .for_each(|(slot, seqs)| fill(input, seqs, slot));
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn input(prompts: &[Vec<i64>], completions: &[Vec<i64>]) -> PackInput {
-        let logprobs: Vec<Vec<f32>> = completions
-            .iter()
-            .map(|c| c.iter().map(|t| -(*t as f32) / 10.0).collect())
-            .collect();
-        PackInput {
-            prompt_ids: Ragged::from_rows(prompts),
-            completion_ids: Ragged::from_rows(completions),
-            completion_logprobs: Ragged::from_rows(&logprobs),
+    /// Owned test data; `view()` borrows it as a [`PackInput`].
+    struct Data {
+        prompts: Vec<Vec<i64>>,
+        completions: Vec<Vec<i64>>,
+        logprobs: Vec<Vec<f32>>,
+        advantages: Vec<f64>,
+    }
+
+    impl Data {
+        fn view(&self) -> PackInput<'_> {
+            PackInput {
+                prompt_ids: self.prompts.iter().map(Vec::as_slice).collect(),
+                completion_ids: self.completions.iter().map(Vec::as_slice).collect(),
+                completion_logprobs: self.logprobs.iter().map(Vec::as_slice).collect(),
+                advantages: &self.advantages,
+            }
+        }
+    }
+
+    fn input(prompts: &[Vec<i64>], completions: &[Vec<i64>]) -> Data {
+        Data {
+            prompts: prompts.to_vec(),
+            completions: completions.to_vec(),
+            logprobs: completions
+                .iter()
+                .map(|c| c.iter().map(|t| -(*t as f32) / 10.0).collect())
+                .collect(),
             advantages: (0..prompts.len()).map(|i| i as f64 + 0.5).collect(),
         }
     }
@@ -466,7 +631,8 @@ mod tests {
     #[test]
     fn packs_two_sequences() {
         let inp = input(&[vec![1, 2], vec![3]], &[vec![4], vec![5, 6]]);
-        let out = pack_microbatches(&inp, 10, 1).unwrap();
+        let packed = pack_microbatches(&inp.view(), 10, 1).unwrap();
+        let out = packed.ranks();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].len(), 1);
         let mb = &out[0][0];
@@ -511,15 +677,15 @@ mod tests {
     #[test]
     fn validation() {
         let mut inp = input(&[vec![1]], &[vec![2, 3]]);
-        assert!(pack_microbatches(&inp, 0, 1).is_err());
-        assert!(pack_microbatches(&inp, 1, 0).is_err());
-        inp.completion_logprobs = Ragged::from_rows(&[vec![0.0f32]]);
-        let err = pack_microbatches(&inp, 8, 1).unwrap_err();
+        assert!(pack_microbatches(&inp.view(), 0, 1).is_err());
+        assert!(pack_microbatches(&inp.view(), 1, 0).is_err());
+        inp.logprobs = vec![vec![0.0f32]];
+        let err = pack_microbatches(&inp.view(), 8, 1).unwrap_err();
         assert!(err.to_string().contains("completion_logprobs[0]"));
         let mut inp = input(&[vec![1]], &[vec![2]]);
         inp.advantages = vec![f64::NAN];
         assert_eq!(
-            pack_microbatches(&inp, 8, 1).unwrap_err(),
+            pack_microbatches(&inp.view(), 8, 1).unwrap_err(),
             CoreError::NonFinite {
                 what: "advantages",
                 index: 0
@@ -528,9 +694,61 @@ mod tests {
         let mut inp = input(&[vec![1]], &[vec![2]]);
         inp.advantages = vec![];
         assert!(matches!(
-            pack_microbatches(&inp, 8, 1),
+            pack_microbatches(&inp.view(), 8, 1),
             Err(CoreError::LengthMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn reused_buffers_give_the_same_result() {
+        let inp = input(
+            &[vec![1], vec![2, 3], vec![4], vec![5, 6, 7]],
+            &[vec![8, 9], vec![10], vec![11, 12, 13], vec![14]],
+        );
+        let fresh = pack_microbatches(&inp.view(), 4, 2).unwrap();
+        let mut stale = Packed {
+            input_ids: vec![-7; 100],
+            position_ids: vec![-7; 3],
+            loss_mask: vec![9.0; 100],
+            old_logprobs: vec![9.0; 15],
+            advantages: vec![9.0; 1],
+            cu_seqlens: vec![-7; 50],
+            seq_indices: vec![-7; 2],
+            ..Packed::default()
+        };
+        pack_microbatches_into(&inp.view(), 4, 2, &mut stale).unwrap();
+        assert_eq!(stale, fresh);
+    }
+
+    #[test]
+    fn lowest_bad_index_is_reported() {
+        let n = 3000;
+        let mut inp = input(&vec![vec![1]; n], &vec![vec![2, 3]; n]);
+        inp.logprobs[2500][1] = f32::INFINITY;
+        inp.logprobs[700][0] = f32::NAN;
+        inp.advantages[1200] = f64::NAN;
+        let err = pack_microbatches(&inp.view(), 64, 1).unwrap_err();
+        assert_eq!(err.to_string(), "completion_logprobs[700][0] is not finite");
+    }
+
+    #[test]
+    fn flat_buffers_match_views() {
+        let inp = input(
+            &[vec![1], vec![2, 3], vec![4], vec![5, 6, 7]],
+            &[vec![8, 9], vec![10], vec![11, 12, 13], vec![14]],
+        );
+        let packed = pack_microbatches(&inp.view(), 4, 2).unwrap();
+        assert_eq!(packed.per_rank, 2);
+        assert_eq!(*packed.token_offsets.last().unwrap(), 14);
+        assert_eq!(packed.cu_seqlens.len(), 4 + 4);
+        let mut tokens: Vec<i64> = packed
+            .ranks()
+            .iter()
+            .flatten()
+            .flat_map(|mb| mb.input_ids.iter().copied())
+            .collect();
+        tokens.sort_unstable();
+        assert_eq!(tokens, (1..=14).collect::<Vec<i64>>());
     }
 
     #[test]
@@ -548,5 +766,6 @@ mod tests {
         assert!(r.is_empty());
         r.push_row(&[5]);
         assert_eq!(r.row(0), &[5]);
+        assert_eq!(r.rows(), vec![&[5][..]]);
     }
 }

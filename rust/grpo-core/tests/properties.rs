@@ -2,7 +2,7 @@
 
 use grpo_core::{
     extract_answer, grade_batch, grade_one, group_advantages, pack_microbatches, parse_gold,
-    AdvantageConfig, AdvantageMode, PackInput, Ragged, Rational, TextBatch,
+    AdvantageConfig, AdvantageMode, GradeOptions, PackInput, Ragged, Rational, TextBatch,
 };
 use proptest::prelude::*;
 
@@ -162,18 +162,21 @@ proptest! {
             logprobs.push(comp.iter().map(|t| -(*t as f32)).collect::<Vec<f32>>());
             completions.push(comp);
         }
+        let advantages: Vec<f64> = (0..seqs.len()).map(|i| i as f64).collect();
+        // One input borrowed from a Ragged buffer, as the bindings do for lists.
+        let prompt_rows = Ragged::from_rows(&prompts);
         let input = PackInput {
-            prompt_ids: Ragged::from_rows(&prompts),
-            completion_ids: Ragged::from_rows(&completions),
-            completion_logprobs: Ragged::from_rows(&logprobs),
-            advantages: (0..seqs.len()).map(|i| i as f64).collect(),
+            prompt_ids: prompt_rows.rows(),
+            completion_ids: completions.iter().map(Vec::as_slice).collect(),
+            completion_logprobs: logprobs.iter().map(Vec::as_slice).collect(),
+            advantages: &advantages,
         };
         let result = pack_microbatches(&input, max_tokens, n_ranks);
         if seqs.len() < n_ranks {
             prop_assert!(result.is_err());
             return Ok(());
         }
-        let out = match result {
+        let packed = match result {
             Ok(out) => out,
             // Only allowed when bins cannot be spread evenly over the ranks.
             Err(e) => {
@@ -181,6 +184,7 @@ proptest! {
                 return Ok(());
             }
         };
+        let out = packed.ranks();
         prop_assert_eq!(out.len(), n_ranks);
         let k = out[0].len();
         let mut seen_tokens = vec![0u32; next as usize + 1];
@@ -221,7 +225,7 @@ proptest! {
         prop_assert!(seen_tokens[1..].iter().all(|c| *c == 1));
         // Same plan on a pool of a different size.
         let again = pool(3).install(|| pack_microbatches(&input, max_tokens, n_ranks)).unwrap();
-        prop_assert_eq!(out, again);
+        prop_assert_eq!(&packed, &again);
     }
 }
 
@@ -234,10 +238,10 @@ fn thread_count_does_not_change_results() {
         golds.push(&format!("#### {}", i % 5));
     }
     let one = pool(1)
-        .install(|| grade_batch(&completions, &golds))
+        .install(|| grade_batch(&completions, &golds, GradeOptions::default()))
         .unwrap();
     let three = pool(3)
-        .install(|| grade_batch(&completions, &golds))
+        .install(|| grade_batch(&completions, &golds, GradeOptions::default()))
         .unwrap();
     assert_eq!(one, three);
 

@@ -8,7 +8,11 @@
 use std::sync::{Mutex, MutexGuard};
 
 use grpo_core::{Ragged, TextBatch};
-use numpy::{PyArray1, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::npyffi::{self, NpyTypes};
+use numpy::{
+    Element, PyArray1, PyArrayDescr, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -208,7 +212,11 @@ impl ListValue for i64 {
         // int (or subclass) PyLong_AsLongLong reads the value directly; on
         // overflow it sets an exception, which the slow path re-raises.
         unsafe {
-            if ffi::PyLong_Check(item) == 0 {
+            // Exact int first: a pointer compare (PyLong_Check is a call
+            // under the limited API).
+            if ffi::Py_TYPE(item) != std::ptr::addr_of_mut!(ffi::PyLong_Type)
+                && ffi::PyLong_Check(item) == 0
+            {
                 return None;
             }
             let v = ffi::PyLong_AsLongLong(item);
@@ -229,7 +237,9 @@ impl ListValue for f32 {
     unsafe fn fast(item: *mut ffi::PyObject) -> Option<f32> {
         // SAFETY: as above; PyFloat_AsDouble on a float reads it directly.
         unsafe {
-            if ffi::PyFloat_Check(item) == 0 {
+            if ffi::Py_TYPE(item) != std::ptr::addr_of_mut!(ffi::PyFloat_Type)
+                && ffi::PyFloat_Check(item) == 0
+            {
                 return None;
             }
             Some(ffi::PyFloat_AsDouble(item) as f32)
@@ -337,17 +347,119 @@ fn push_float_row(out: &mut Ragged<f32>, item: &Bound<'_, PyAny>) -> PyResult<()
     Ok(())
 }
 
-fn rows<T: Copy>(
-    obj: &Bound<'_, PyAny>,
+/// Where one row's values are: in a caller's array, or in the copy buffer.
+enum Source {
+    /// Address and length of a contiguous, aligned array's data.
+    Array(usize, usize),
+    /// Row index in [`Rows::owned`].
+    Owned(usize),
+}
+
+/// Per-sequence rows of one argument. Contiguous numpy arrays of the native
+/// dtype are read in place (kept alive here, not copied); everything else is
+/// copied into a spare buffer. The arrays must not be written to while a
+/// call runs without the GIL, as for NumPy's own GIL-free operations.
+pub struct Rows<'py, T: Copy + 'static> {
+    owned: Ragged<T>,
+    keep: Vec<Bound<'py, PyAny>>,
+    sources: Vec<Source>,
+    spares: &'static Spares<Ragged<T>>,
+}
+
+impl<'py, T: Copy + 'static> Rows<'py, T> {
+    /// One slice per row, valid while `self` lives.
+    pub fn slices(&self) -> Vec<&[T]> {
+        self.sources
+            .iter()
+            .map(|src| match *src {
+                Source::Owned(i) => self.owned.row(i),
+                Source::Array(_, 0) => &[],
+                // SAFETY: the address and length come from a C-contiguous,
+                // aligned 1-D array of `T` that `self.keep` holds a strong
+                // reference to, so the buffer stays allocated (NumPy refuses
+                // to resize an array that others reference) for `&self`.
+                Source::Array(addr, len) => unsafe {
+                    std::slice::from_raw_parts(addr as *const T, len)
+                },
+            })
+            .collect()
+    }
+
+    /// Hand the copy buffer back for later calls.
+    pub fn recycle(self) {
+        self.spares.give(self.owned);
+    }
+}
+
+/// Recognises exact `numpy.ndarray`s of one native dtype by reading the
+/// array struct directly (two pointer compares and a flag test), which is
+/// ~10x cheaper than a checked downcast with a dtype-equivalence call; other
+/// objects go through the checked path.
+struct NativeArrays<'py> {
+    array_type: *mut ffi::PyTypeObject,
+    /// Held (not just its address) so the compare cannot match a new object.
+    dtype: Bound<'py, PyArrayDescr>,
+}
+
+impl<'py> NativeArrays<'py> {
+    fn new<T: Element>(py: Python<'py>) -> NativeArrays<'py> {
+        NativeArrays {
+            // SAFETY: the numpy C API table is loaded by the numpy crate on
+            // first use, with the GIL held.
+            array_type: unsafe { npyffi::PY_ARRAY_API.get_type_object(py, NpyTypes::PyArray_Type) },
+            // Builtin native-byte-order dtypes are singletons: arrays of this
+            // dtype usually hold this very object.
+            dtype: T::get_dtype(py),
+        }
+    }
+
+    /// Address and length of `item`'s data if it is a C-contiguous,
+    /// aligned 1-D array of `T`.
+    fn data<T: Element>(&self, item: &Bound<'_, PyAny>) -> Option<(usize, usize)> {
+        let ptr = item.as_ptr();
+        // SAFETY: `item` is a live object and the GIL is held; its fields are
+        // read only after its type is exactly ndarray, whose C layout is
+        // `PyArrayObject`.
+        unsafe {
+            if ffi::Py_TYPE(ptr) == self.array_type {
+                let arr = &*ptr.cast::<npyffi::PyArrayObject>();
+                let want = npyffi::NPY_ARRAY_C_CONTIGUOUS | npyffi::NPY_ARRAY_ALIGNED;
+                let same_dtype = arr.descr.cast::<ffi::PyObject>() == self.dtype.as_ptr();
+                if arr.nd == 1 && same_dtype && arr.flags & want == want {
+                    return Some((arr.data as usize, *arr.dimensions as usize));
+                }
+            }
+        }
+        let arr = item.cast::<PyArray1<T>>().ok()?;
+        let addr = arr.data() as usize;
+        let aligned = addr.is_multiple_of(std::mem::align_of::<T>());
+        (arr.is_c_contiguous() && aligned).then(|| (addr, arr.len()))
+    }
+}
+
+fn rows<'py, T: Copy + Element + 'static>(
+    obj: &Bound<'py, PyAny>,
     name: &str,
     what: &str,
-    spares: &Spares<Ragged<T>>,
+    spares: &'static Spares<Ragged<T>>,
     push: impl Fn(&mut Ragged<T>, &Bound<'_, PyAny>) -> PyResult<()>,
-) -> PyResult<Ragged<T>> {
+) -> PyResult<Rows<'py, T>> {
     reject_str(obj, name, what)?;
-    let mut out = spares.take();
+    let native = NativeArrays::new::<T>(obj.py());
+    let mut out = Rows {
+        owned: spares.take(),
+        keep: Vec::new(),
+        sources: Vec::new(),
+        spares,
+    };
     let result = for_each_item(obj, |i, item| {
-        push(&mut out, &item).map_err(|e| {
+        if let Some((addr, len)) = native.data::<T>(&item) {
+            out.sources.push(Source::Array(addr, len));
+            out.keep.push(item);
+            return Ok(());
+        }
+        out.sources.push(Source::Owned(out.owned.len()));
+        push(&mut out.owned, &item).map_err(|e| {
             PyTypeError::new_err(format!(
                 "{name}[{i}] must be a 1-D sequence of {what}: {}",
                 e.value(item.py())
@@ -357,49 +469,40 @@ fn rows<T: Copy>(
     match result {
         Ok(()) => Ok(out),
         Err(e) => {
-            spares.give(out);
+            out.recycle();
             Err(e)
         }
     }
 }
 
 /// Per-sequence token ids: lists of int or 1-D integer arrays.
-pub fn int_rows(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Ragged<i64>> {
+pub fn int_rows<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Rows<'py, i64>> {
     rows(obj, name, "int", &INT_SPARES, push_int_row)
 }
 
 /// Per-sequence floats: lists of float or 1-D float arrays (stored as f32).
-pub fn float_rows(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Ragged<f32>> {
+pub fn float_rows<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Rows<'py, f32>> {
     rows(obj, name, "float", &FLOAT_SPARES, push_float_row)
 }
 
-/// A 1-D float32 or float64 numpy array as owned `f64` values (the dtype is
-/// checked once, then the matching typed view is read as a slice).
-pub fn float64_values(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<f64>> {
+/// A 1-D float32 or float64 array, borrowed read-only.
+pub enum Floats<'py> {
+    F32(numpy::PyReadonlyArray1<'py, f32>),
+    F64(numpy::PyReadonlyArray1<'py, f64>),
+}
+
+/// `obj` as [`Floats`].
+pub fn float_values<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Floats<'py>> {
     let wrong = || {
         PyTypeError::new_err(format!(
             "{name} must be a 1-D float32 or float64 numpy array"
         ))
     };
-    let arr = obj.cast::<PyUntypedArray>().map_err(|_| wrong())?;
-    if arr.ndim() != 1 {
-        return Err(wrong());
+    if let Ok(arr) = obj.cast::<PyArray1<f32>>() {
+        return Ok(Floats::F32(arr.try_readonly().map_err(|_| wrong())?));
     }
-    let dtype = arr.dtype();
-    let py = obj.py();
-    if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
-        let ro = obj.cast::<PyArray1<f64>>().map_err(|_| wrong())?.readonly();
-        Ok(match ro.as_slice() {
-            Ok(s) => s.to_vec(),
-            Err(_) => ro.as_array().to_vec(),
-        })
-    } else if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
-        let ro = obj.cast::<PyArray1<f32>>().map_err(|_| wrong())?.readonly();
-        Ok(match ro.as_slice() {
-            Ok(s) => s.iter().map(|x| f64::from(*x)).collect(),
-            Err(_) => ro.as_array().iter().map(|x| f64::from(*x)).collect(),
-        })
-    } else {
-        Err(wrong())
+    if let Ok(arr) = obj.cast::<PyArray1<f64>>() {
+        return Ok(Floats::F64(arr.try_readonly().map_err(|_| wrong())?));
     }
+    Err(wrong())
 }

@@ -6,18 +6,20 @@
 //! other errors are mapped in `error.rs`. The public, typed API is
 //! `grpo_plug.core`; the stub `_core.pyi` mirrors this module exactly.
 
+mod buffers;
 mod convert;
 mod error;
 mod pool;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use grpo_core::{AdvantageConfig, AdvantageMode, CoreError, MicroBatch, PackInput};
+use grpo_core::{AdvantageConfig, AdvantageMode, CoreError, PackInput, Packed};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
+use crate::buffers::{F32_POOL, I64_POOL};
 use crate::error::{core_error, panic_error, InternalError};
 
 /// Below this many rewards, advantages run on the calling thread.
@@ -66,11 +68,13 @@ fn extract_answer(py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<Option<St
 }
 
 /// Grade completions against reference answers: float32 array of 1.0 / 0.0.
+/// With `literal_only`, answers computed inside a box are refused.
 #[pyfunction]
 fn grade<'py>(
     py: Python<'py>,
     completions: &Bound<'py, PyAny>,
     golds: &Bound<'py, PyAny>,
+    literal_only: bool,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     if let (Ok(a), Ok(b)) = (completions.len(), golds.len()) {
         if a != b {
@@ -90,7 +94,8 @@ fn grade<'py>(
         }
     };
     let (scores, completions, golds) = parallel(py, move || {
-        let scores = grpo_core::grade_batch(&completions, &golds);
+        let opts = grpo_core::GradeOptions { literal_only };
+        let scores = grpo_core::grade_batch(&completions, &golds, opts);
         Ok((scores, completions, golds))
     })?;
     convert::TEXT_SPARES.give(completions);
@@ -111,21 +116,38 @@ fn group_advantages<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let mode: AdvantageMode = mode.parse().map_err(core_error)?;
     let group_size = positive(group_size, "group_size")?;
-    let rewards = convert::float64_values(rewards, "rewards")?;
     let cfg = AdvantageConfig {
         mode,
         eps,
         normalize_batch,
     };
-    // Parallelism only pays off for large batches; the result is the same.
-    let big = rewards.len() >= ADVANTAGES_PARALLEL_MIN;
-    let work = move || grpo_core::group_advantages(&rewards, group_size, &cfg);
-    let out = if big {
-        parallel(py, work)?
-    } else {
-        detached(py, work)?
+    let out = match convert::float_values(rewards, "rewards")? {
+        convert::Floats::F32(r) => match r.as_slice() {
+            Ok(s) => advantages_of(py, s, group_size, &cfg)?,
+            Err(_) => advantages_of(py, &r.as_array().to_vec(), group_size, &cfg)?,
+        },
+        convert::Floats::F64(r) => match r.as_slice() {
+            Ok(s) => advantages_of(py, s, group_size, &cfg)?,
+            Err(_) => advantages_of(py, &r.as_array().to_vec(), group_size, &cfg)?,
+        },
     };
     Ok(PyArray1::from_vec(py, out))
+}
+
+/// Read in place (no copy) without the GIL; parallel only for large batches
+/// (the result is the same).
+fn advantages_of<R: grpo_core::Reward>(
+    py: Python<'_>,
+    rewards: &[R],
+    group_size: usize,
+    cfg: &AdvantageConfig,
+) -> PyResult<Vec<f32>> {
+    let work = move || grpo_core::group_advantages(rewards, group_size, cfg);
+    if rewards.len() >= ADVANTAGES_PARALLEL_MIN {
+        parallel(py, work)
+    } else {
+        detached(py, work)
+    }
 }
 
 /// Set the number of worker threads for batch calls (1 turns parallelism
@@ -144,31 +166,10 @@ fn get_num_threads() -> usize {
     pool::get_num_threads()
 }
 
-type MicroBatchTuple<'py> = (
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<f32>>,
-    Bound<'py, PyArray1<f32>>,
-    Bound<'py, PyArray1<f32>>,
-    Bound<'py, PyArray1<i32>>,
-    Bound<'py, PyArray1<i64>>,
-);
-
-fn micro_batch_tuple(py: Python<'_>, mb: MicroBatch) -> MicroBatchTuple<'_> {
-    (
-        PyArray1::from_vec(py, mb.input_ids),
-        PyArray1::from_vec(py, mb.position_ids),
-        PyArray1::from_vec(py, mb.loss_mask),
-        PyArray1::from_vec(py, mb.old_logprobs),
-        PyArray1::from_vec(py, mb.advantages),
-        PyArray1::from_vec(py, mb.cu_seqlens),
-        PyArray1::from_vec(py, mb.seq_indices),
-    )
-}
-
 /// Pack sequences into micro-batches: `[rank][micro_batch]` tuples of
 /// `(input_ids, position_ids, loss_mask, old_logprobs, advantages,
-/// cu_seqlens, seq_indices)`.
+/// cu_seqlens, seq_indices)`. The token fields of all micro-batches are views
+/// of one pooled buffer per field (see `buffers.rs`).
 #[pyfunction]
 fn pack_microbatches<'py>(
     py: Python<'py>,
@@ -181,30 +182,94 @@ fn pack_microbatches<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let max_tokens = positive(max_tokens, "max_tokens")?;
     let n_ranks = positive(n_ranks, "n_ranks")?;
-    let input = PackInput {
-        prompt_ids: convert::int_rows(prompt_ids, "prompt_ids")?,
-        completion_ids: convert::int_rows(completion_ids, "completion_ids")?,
-        completion_logprobs: convert::float_rows(completion_logprobs, "completion_logprobs")?,
-        advantages: match advantages.as_slice() {
-            Ok(s) => s.to_vec(),
-            Err(_) => advantages.as_array().to_vec(),
-        },
+    let prompts = convert::int_rows(prompt_ids, "prompt_ids")?;
+    let completions = convert::int_rows(completion_ids, "completion_ids")?;
+    let logprobs = convert::float_rows(completion_logprobs, "completion_logprobs")?;
+    let adv_copy;
+    let adv = match advantages.as_slice() {
+        Ok(s) => s,
+        Err(_) => {
+            adv_copy = advantages.as_array().to_vec();
+            &adv_copy
+        }
     };
-    let (ranks, input) = parallel(py, move || {
-        let ranks = grpo_core::pack_microbatches(&input, max_tokens, n_ranks);
-        Ok((ranks, input))
-    })?;
-    convert::INT_SPARES.give(input.prompt_ids);
-    convert::INT_SPARES.give(input.completion_ids);
-    convert::FLOAT_SPARES.give(input.completion_logprobs);
-    let ranks = ranks.map_err(core_error)?;
+    let input = PackInput {
+        prompt_ids: prompts.slices(),
+        completion_ids: completions.slices(),
+        completion_logprobs: logprobs.slices(),
+        advantages: adv,
+    };
+    let tokens: usize = (input.prompt_ids.iter())
+        .chain(&input.completion_ids)
+        .map(|r| r.len())
+        .sum();
+    let mut packed = Packed {
+        input_ids: I64_POOL.take(tokens),
+        position_ids: I64_POOL.take(tokens),
+        loss_mask: F32_POOL.take(tokens),
+        old_logprobs: F32_POOL.take(tokens),
+        advantages: F32_POOL.take(tokens),
+        ..Packed::default()
+    };
+    let result = parallel(py, || {
+        grpo_core::pack_microbatches_into(&input, max_tokens, n_ranks, &mut packed)
+    });
+    drop(input);
+    prompts.recycle();
+    completions.recycle();
+    logprobs.recycle();
+    let Packed {
+        input_ids,
+        position_ids,
+        loss_mask,
+        old_logprobs,
+        advantages,
+        cu_seqlens,
+        seq_indices,
+        token_offsets,
+        seq_offsets,
+        per_rank,
+        ..
+    } = packed;
+    if let Err(e) = result {
+        I64_POOL.give(input_ids);
+        I64_POOL.give(position_ids);
+        F32_POOL.give(loss_mask);
+        F32_POOL.give(old_logprobs);
+        F32_POOL.give(advantages);
+        return Err(e);
+    }
+    let tok: Vec<(usize, usize)> = token_offsets.windows(2).map(|w| (w[0], w[1])).collect();
+    let fields = [
+        buffers::views(py, input_ids, &tok)?,
+        buffers::views(py, position_ids, &tok)?,
+        buffers::views(py, loss_mask, &tok)?,
+        buffers::views(py, old_logprobs, &tok)?,
+        buffers::views(py, advantages, &tok)?,
+    ];
     let out = PyList::empty(py);
-    for rank in ranks {
-        let items: Vec<Bound<'py, PyTuple>> = rank
-            .into_iter()
-            .map(|mb| micro_batch_tuple(py, mb).into_pyobject(py))
-            .collect::<PyResult<_>>()?;
-        out.append(PyList::new(py, items)?)?;
+    for r in 0..n_ranks {
+        let rank = PyList::empty(py);
+        for k in r * per_rank..(r + 1) * per_rank {
+            let (sa, sb) = (seq_offsets[k], seq_offsets[k + 1]);
+            // cu_seqlens of micro-batch k: one entry more than its sequences.
+            let cu = PyArray1::from_slice(py, &cu_seqlens[sa + k..=sb + k]).into_any();
+            let seqs = PyArray1::from_slice(py, &seq_indices[sa..sb]).into_any();
+            let item = PyTuple::new(
+                py,
+                [
+                    fields[0][k].clone(),
+                    fields[1][k].clone(),
+                    fields[2][k].clone(),
+                    fields[3][k].clone(),
+                    fields[4][k].clone(),
+                    cu,
+                    seqs,
+                ],
+            )?;
+            rank.append(item)?;
+        }
+        out.append(rank)?;
     }
     Ok(out)
 }
