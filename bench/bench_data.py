@@ -13,8 +13,10 @@ sequence on average (prompt 1/4, completion 3/4, both varying), binary rewards.
   assignment; arrays built with NumPy), with token ids and log-probs given as Python
   lists (what an HTTP rollout backend returns) and as NumPy arrays.
 
-Both sides must give identical arrays (advantages: equal after float32 rounding up to a
-reported max difference). Prints medians of --repeats runs and ratios (goal >= 10x).
+A second reference writes the same algorithms as straightforward pure Python (loops
+and lists, one ``np.array`` per output). All sides must give identical arrays
+(advantages: equal after float32 rounding up to a reported max difference). Prints
+medians of --repeats runs (pure Python: half as many) and ratios (goal >= 10x).
 """
 
 from __future__ import annotations
@@ -153,6 +155,77 @@ def ref_pack(
     return out
 
 
+def py_advantages(
+    rewards: Sequence[float], g: int, mode: str, eps: float = 1e-6, normalize_batch: bool = False
+) -> np.ndarray:
+    """The same formulas as straightforward Python loops."""
+    r = [float(x) for x in rewards]
+    out: list[float] = []
+    for k in range(0, len(r), g):
+        grp = r[k : k + g]
+        if all(x == grp[0] for x in grp):
+            out += [0.0] * g
+            continue
+        m = sum(grp) / g
+        c = [x - m for x in grp]
+        if mode == "rloo":
+            c = [x * g / (g - 1) for x in c]
+        elif mode == "grpo" and not normalize_batch:
+            s = (sum(x * x for x in c) / (g - 1)) ** 0.5
+            c = [x / (s + eps) for x in c]
+        out += c
+    if normalize_batch:
+        m = sum(out) / len(out)
+        std = (sum((x - m) ** 2 for x in out) / (len(out) - 1)) ** 0.5
+        out = [0.0] * len(out) if std == 0 else [x / (std + eps) for x in out]
+    return np.array(out, dtype=np.float32)
+
+
+def py_pack(
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    completion_logprobs: Sequence[Sequence[float]],
+    advantages: Sequence[float],
+    max_tokens: int,
+    n_ranks: int,
+) -> list[list[tuple[np.ndarray, ...]]]:
+    """The same plan, the arrays built as Python lists (then one np.array each)."""
+    lengths = [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    out = []
+    for rank in ref_plan(lengths, max_tokens, n_ranks):
+        mbs = []
+        for seqs in rank:
+            ids: list[int] = []
+            pos: list[int] = []
+            mask: list[float] = []
+            lps: list[float] = []
+            advs: list[float] = []
+            cu = [0]
+            for i in seqs:
+                p, c = prompt_ids[i], completion_ids[i]
+                ids += p
+                ids += c
+                pos += range(len(p) + len(c))
+                mask += [0.0] * len(p) + [1.0] * len(c)
+                lps += [0.0] * len(p)
+                lps += completion_logprobs[i]
+                advs += [0.0] * len(p) + [float(advantages[i])] * len(c)
+                cu.append(cu[-1] + len(p) + len(c))
+            mbs.append(
+                (
+                    np.array(ids, dtype=np.int64),
+                    np.array(pos, dtype=np.int64),
+                    np.array(mask, dtype=np.float32),
+                    np.array(lps, dtype=np.float32),
+                    np.array(advs, dtype=np.float32),
+                    np.array(cu, dtype=np.int32),
+                    np.array(seqs, dtype=np.int64),
+                )
+            )
+        out.append(mbs)
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # Benchmark
 # --------------------------------------------------------------------------------------
@@ -170,8 +243,12 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def row(name: str, ours: float, ref: float, same: str) -> None:
-    print(f"{name:<34}{ours * 1e3:>13.3f}{ref * 1e3:>14.3f}{ref / ours:>9.1f}x  {same}")
+def row(name: str, ours: float, ref: float, pyref: float, same: str) -> None:
+    """One line, times in ms."""
+    print(
+        f"{name:<32}{ours * 1e3:>10.3f}{ref * 1e3:>11.3f}{ref / ours:>7.1f}x"
+        f"{pyref * 1e3:>12.1f}{pyref / ours:>7.0f}x  {same}"
+    )
 
 
 def main() -> None:
@@ -203,10 +280,14 @@ def main() -> None:
         f" groups of {g}, max_tokens={args.max_tokens}, ranks={args.ranks};"
         f" grpo_plug threads={core.get_num_threads()}; median of {args.repeats}"
     )
-    print(f"{'':<34}{'grpo_plug ms':>13}{'reference ms':>14}{'ratio':>10}  identical")
+    print(
+        f"{'':<32}{'grpo_plug':>10}{'NumPy ref':>11}{'ratio':>8}"
+        f"{'Python ref':>12}{'ratio':>8}  same result"
+    )
+    py_repeats = max(1, args.repeats // 2)
 
     # advantages
-    adv_ratios = []
+    adv_ratios, adv_py_ratios = [], []
     for mode, nb in [("grpo", False), ("dr_grpo", False), ("rloo", False), ("grpo", True)]:
         ours, got = median_time(
             lambda m=mode, b=nb: core.group_advantages(rewards, g, mode=m, normalize_batch=b),
@@ -216,15 +297,20 @@ def main() -> None:
             lambda m=mode, b=nb: ref_advantages(rewards, g, m, normalize_batch=b),
             args.repeats * 20,
         )
+        pyref, py_want = median_time(
+            lambda m=mode, b=nb: py_advantages(rewards, g, m, normalize_batch=b), py_repeats
+        )
         diff = float(np.max(np.abs(got - want)))
+        py_diff = float(np.max(np.abs(got - py_want)))
         equal = float(np.mean(got == want)) * 100
-        same = f"max |diff| {diff:.1e}, {equal:.2f}% bit-equal"
-        row(f"advantages {mode}{' +batch norm' if nb else ''}", ours, ref, same)
+        same = f"{equal:.2f}% bit-equal to NumPy; max |diff| {diff:.0e} / {py_diff:.0e}"
+        row(f"advantages {mode}{' +batch norm' if nb else ''}", ours, ref, pyref, same)
         adv_ratios.append(ref / ours)
+        adv_py_ratios.append(pyref / ours)
 
     # packing
     adv = ref_advantages(rewards, g, "grpo")
-    pack_ratios = []
+    pack_ratios, pack_py_ratios = [], []
     for kind, (pr, co, lp) in [
         ("lists", (prompts_ls, comps_ls, lps_ls)),
         ("numpy arrays", (prompts_np, comps_np, lps_np)),
@@ -239,43 +325,64 @@ def main() -> None:
             lambda pr=pr, co=co, lp=lp: ref_pack(pr, co, lp, adv, args.max_tokens, args.ranks),
             args.repeats,
         )
-        identical = len(got) == len(want) and all(
-            len(gr) == len(wr)
-            and all(
-                all(
-                    np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(gm, wm, strict=True)
-                )
-                for gm, wm in zip(
-                    [
-                        (
-                            m.input_ids,
-                            m.position_ids,
-                            m.loss_mask,
-                            m.old_logprobs,
-                            m.advantages,
-                            m.cu_seqlens,
-                            m.seq_indices,
-                        )
-                        for m in gr
-                    ],
-                    wr,
-                    strict=True,
-                )
-            )
-            for gr, wr in zip(got, want, strict=True)
+        # Pure Python works on lists; given arrays it converts them first.
+        pyref, py_want = median_time(
+            lambda pr=pr, co=co, lp=lp: py_pack(
+                as_lists(pr),
+                as_lists(co),
+                as_lists(lp),
+                adv.tolist(),
+                args.max_tokens,
+                args.ranks,
+            ),
+            py_repeats,
         )
+        identical = same_packing(got, want) and same_packing(got, py_want)
         mbs = [len(r) for r in got]
         row(
             f"pack_microbatches ({kind})",
             ours,
             ref,
+            pyref,
             f"{'yes' if identical else 'NO'}; micro-batches per rank {mbs}",
         )
         pack_ratios.append(ref / ours)
+        pack_py_ratios.append(pyref / ours)
     print(
-        f"\nratios: advantages {min(adv_ratios):.1f}-{max(adv_ratios):.1f}x, "
-        f"packing {min(pack_ratios):.1f}-{max(pack_ratios):.1f}x (goal >= 10x)"
+        f"\nratios vs NumPy: advantages {min(adv_ratios):.1f}-{max(adv_ratios):.1f}x, "
+        f"packing {min(pack_ratios):.1f}-{max(pack_ratios):.1f}x;"
+        f" vs pure Python: advantages {min(adv_py_ratios):.0f}-{max(adv_py_ratios):.0f}x, "
+        f"packing {min(pack_py_ratios):.0f}-{max(pack_py_ratios):.0f}x (goal >= 10x)"
     )
+
+
+def as_lists(rows: Sequence[Any]) -> list[Any]:
+    """Rows as Python lists (arrays converted, lists passed through)."""
+    return [x.tolist() if isinstance(x, np.ndarray) else x for x in rows]
+
+
+def same_packing(
+    got: list[list[core.MicroBatch]], want: list[list[tuple[np.ndarray, ...]]]
+) -> bool:
+    """Whether every array of every micro-batch is equal, dtype included."""
+    if [len(r) for r in got] != [len(r) for r in want]:
+        return False
+    for g_rank, w_rank in zip(got, want, strict=True):
+        for m, w in zip(g_rank, w_rank, strict=True):
+            fields = (
+                m.input_ids,
+                m.position_ids,
+                m.loss_mask,
+                m.old_logprobs,
+                m.advantages,
+                m.cu_seqlens,
+                m.seq_indices,
+            )
+            if not all(
+                np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(fields, w, strict=True)
+            ):
+                return False
+    return True
 
 
 if __name__ == "__main__":

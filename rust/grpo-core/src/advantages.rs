@@ -101,39 +101,64 @@ impl Reward for f32 {
 /// shorter than a left-to-right sum's.
 #[inline(always)]
 fn pairwise_map<R: Reward, F: Fn(f64) -> f64>(a: &[R], f: &F) -> f64 {
+    if a.len() <= 128 {
+        return pairwise_leaf(a, f);
+    }
+    // NumPy's recursion (left half rounded down to a multiple of 8, then
+    // `left + right`), run with explicit stacks so all of it inlines into
+    // the caller's instance (AVX2 or not).
+    enum Job {
+        Sum(usize, usize),
+        Combine,
+    }
+    let mut jobs = vec![Job::Sum(0, a.len())];
+    let mut sums: Vec<f64> = Vec::with_capacity(32);
+    while let Some(job) = jobs.pop() {
+        match job {
+            Job::Sum(lo, len) if len <= 128 => sums.push(pairwise_leaf(&a[lo..lo + len], f)),
+            Job::Sum(lo, len) => {
+                let mut half = len / 2;
+                half -= half % 8;
+                jobs.push(Job::Combine);
+                jobs.push(Job::Sum(lo + half, len - half));
+                jobs.push(Job::Sum(lo, half));
+            }
+            Job::Combine => {
+                let right = sums.pop().unwrap_or(0.0);
+                let left = sums.pop().unwrap_or(0.0);
+                sums.push(left + right);
+            }
+        }
+    }
+    sums.pop().unwrap_or(0.0)
+}
+
+/// [`pairwise_map`] for at most 128 values: eight partial sums, then a tree.
+#[inline(always)]
+fn pairwise_leaf<R: Reward, F: Fn(f64) -> f64>(a: &[R], f: &F) -> f64 {
     let n = a.len();
     if n < 8 {
         let mut res = 0.0;
         for x in a {
             res += f(x.get());
         }
-        res
-    } else if n <= 128 {
-        let mut r = [0.0f64; 8];
-        for (rj, x) in r.iter_mut().zip(a) {
-            *rj = f(x.get());
-        }
-        let full = n - n % 8;
-        for block in a[8..full].chunks_exact(8) {
-            for (rj, x) in r.iter_mut().zip(block) {
-                *rj += f(x.get());
-            }
-        }
-        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for x in &a[full..] {
-            res += f(x.get());
-        }
-        res
-    } else {
-        let mut n2 = n / 2;
-        n2 -= n2 % 8;
-        pairwise_large(&a[..n2], f) + pairwise_large(&a[n2..], f)
+        return res;
     }
-}
-
-/// The recursive case of [`pairwise_map`] (kept out of line).
-fn pairwise_large<R: Reward, F: Fn(f64) -> f64>(a: &[R], f: &F) -> f64 {
-    pairwise_map(a, f)
+    let mut r = [0.0f64; 8];
+    for (rj, x) in r.iter_mut().zip(a) {
+        *rj = f(x.get());
+    }
+    let full = n - n % 8;
+    for block in a[8..full].chunks_exact(8) {
+        for (rj, x) in r.iter_mut().zip(block) {
+            *rj += f(x.get());
+        }
+    }
+    let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for x in &a[full..] {
+        res += f(x.get());
+    }
+    res
 }
 
 /// [`pairwise_map`] of the identity.
@@ -313,20 +338,38 @@ pub fn group_advantages<R: Reward>(
     }
     let mut centred = vec![0.0f64; rewards.len()];
     all_groups(rewards, group_size, cfg, &mut centred, |v| v);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return Ok(unsafe { batch_normalize_avx2(&centred, cfg.eps) });
+    }
+    Ok(batch_normalize(&centred, cfg.eps))
+}
+
+/// [`batch_normalize`] compiled for AVX2 (no FMA: identical rounding).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn batch_normalize_avx2(centred: &[f64], eps: f64) -> Vec<f32> {
+    batch_normalize(centred, eps)
+}
+
+/// Divide by the batch's unbiased std plus `eps` (all zeros when it is 0).
+#[inline(always)]
+fn batch_normalize(centred: &[f64], eps: f64) -> Vec<f32> {
     let n = centred.len();
     let std = if n >= 2 {
-        let mean = pairwise_sum(&centred) / n as f64;
-        let ss = pairwise_map(&centred, &|x| (x - mean) * (x - mean));
+        let mean = pairwise_sum(centred) / n as f64;
+        let ss = pairwise_map(centred, &|x| (x - mean) * (x - mean));
         let var = ss / (n - 1) as f64;
         var.sqrt()
     } else {
         0.0
     };
     if std == 0.0 {
-        return Ok(vec![0.0; n]);
+        return vec![0.0; n];
     }
-    let scale = 1.0 / (std + cfg.eps);
-    Ok(centred.into_iter().map(|x| (x * scale) as f32).collect())
+    let scale = 1.0 / (std + eps);
+    centred.iter().map(|x| (x * scale) as f32).collect()
 }
 
 #[cfg(test)]
