@@ -1,12 +1,14 @@
 """The Rust data path: answer extraction, grading, advantages, micro-batch packing.
 
 Typed wrappers over the compiled extension ``grpo_plug._core``. Batch calls copy
-their inputs, release the GIL and run on a dedicated thread pool
-(:func:`set_num_threads`); results do not depend on the thread count. Bad input
-raises ``TypeError`` / ``ValueError``; a bug in the extension raises
-:class:`InternalError` instead of crashing the interpreter. The input copies go into
-buffers kept between calls (at most four per kind, up to 256 MiB each), because
-touching fresh memory costs more than the work on some virtual machines.
+their inputs (contiguous float32/float64 rewards and int64/float32 rows given as NumPy
+arrays are read in place instead; do not write to them during a call), release the
+GIL and run on a dedicated thread pool (:func:`set_num_threads`); results do not
+depend on the thread count. Bad input raises ``TypeError`` / ``ValueError``; a bug in
+the extension raises :class:`InternalError` instead of crashing the interpreter.
+Input copies and packing outputs go into buffers kept between calls (a few per kind,
+up to 256/512 MiB each), because touching fresh memory costs more than the work on
+some virtual machines.
 
 Answer extraction (:func:`extract_answer`)
 ------------------------------------------
@@ -49,7 +51,11 @@ Exact comparison when both sides are integers, otherwise a relative tolerance of
 1e-6. A ``%`` on either side also tries that value divided by 100 (``50%`` matches
 0.5 and 50). References may be GSM8K's raw answer field (``"... #### 72"``), a
 boxed answer or a bare answer; an unparsable reference or a completion without an
-answer scores 0. Every item is processed in time linear in its length.
+answer scores 0. With ``literal_only=True`` an answer computed inside a box (an
+operator ``+ - * ^`` applied, or a division that comes out whole: ``\\boxed{40 + 49}``,
+``\\boxed{48/2}``) scores 0, while ``\\boxed{89}``, ``\\boxed{7/2}``, ``\\boxed{-2}`` and
+``40 + 49 = 89`` still count; tasks whose question is the expression use it. Every
+item is processed in time linear in its length.
 """
 
 from __future__ import annotations

@@ -27,8 +27,10 @@
 //! # Grading ([`grade`])
 //!
 //! Exact when both sides are integers, otherwise also relative 1e-6; a `%`
-//! on either side also tries that value divided by 100. Linear time per
-//! item, rayon over items, identical results for any thread count.
+//! on either side also tries that value divided by 100. With
+//! [`GradeOptions::literal_only`] an answer computed inside a box
+//! ([`Answer::evaluated`]) scores 0. Linear time per item, rayon over
+//! items, identical results for any thread count.
 //!
 //! # Advantages ([`advantages`]) and packing ([`pack`])
 //!
