@@ -152,13 +152,21 @@ def shared_prompt_logprobs(
         ids, pmask = pad_batch(prompts, left=True)  # left: the last column predicts token 0
         ppos = (pmask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        hp = decoder(
-            input_ids=ids.to(device),
-            attention_mask=pmask.to(device),
-            position_ids=ppos.to(device),
-            use_cache=True,
-            **{cache_kw: cache},
-        )[0]
+
+        def extend(
+            ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any = cache
+        ) -> torch.Tensor:
+            """Hidden states of ``ids``, appended to ``cache`` (prompt, then completions)."""
+            out = decoder(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=pos.to(device),
+                use_cache=True,
+                **{cache_kw: cache},
+            )
+            return out[0]  # type: ignore[no-any-return]
+
+        hp = extend(ids, pmask, ppos)
         members = [s for m in chunk for s in m]
         owner = torch.tensor([gi for gi, m in enumerate(chunk) for _ in m])
         cache.batch_select_indices(owner.to(device))  # repeat each prompt's cache per sample
@@ -168,13 +176,7 @@ def shared_prompt_logprobs(
         plens = torch.tensor([len(seqs[s][0]) for s in members])
         cpos = plens[:, None] + torch.arange(lc_max)[None, :]
         full_mask = torch.cat([pmask[owner], cmask], dim=1)
-        hc = decoder(
-            input_ids=cids.to(device),
-            attention_mask=full_mask.to(device),
-            position_ids=cpos.to(device),
-            use_cache=True,
-            **{cache_kw: cache},
-        )[0]
+        hc = extend(cids, full_mask, cpos)
         # Token j of a completion is predicted by position j-1; token 0 by the prompt's end.
         pred = torch.cat([hp[owner.to(device), -1:, :], hc[:, :-1, :]], dim=1)  # [S, Lc, H]
         valid = cmask.bool()
