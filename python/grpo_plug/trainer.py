@@ -181,6 +181,7 @@ class Summary:
     seconds: float
     log_dir: str
     peak_rss_gb: float
+    checkpoint: str | None = None  # the HF checkpoint of the final step, if one was saved
 
 
 class Trainer:
@@ -582,6 +583,9 @@ class Trainer:
             self.log({"grpo-eval/task_reward/avg": self.accuracy_after}, epoch)
             if cfg.recover.mode != "disabled":
                 self.save_recover(epoch, self.accuracy_after)
+        final = [
+            c for c in ckpt.list_hf_checkpoints(self.ckpt_dir) if c.global_step == self.global_step
+        ]
         summary = Summary(
             steps=self.global_step,
             accuracy_before=self.accuracy_before,
@@ -590,6 +594,7 @@ class Trainer:
             seconds=time.time() - start,
             log_dir=str(self.log_dir),
             peak_rss_gb=peak_rss_gb(),
+            checkpoint=str(final[-1].path) if final else None,
         )
         (self.log_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
         self.running_marker.unlink(missing_ok=True)
