@@ -17,11 +17,15 @@ export PATH := $(CURDIR)/$(BIN):$(abspath $(dir $(UV))):$(HOME)/.cargo/bin:$(PAT
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 DEPS_STAMP := $(VENV)/.grpo-deps
 BUILD_STAMP := $(VENV)/.grpo-build
+# The SGLang server's own environment: sglang pins torch/transformers that differ from ours.
+SGLANG_VENV ?= .venv-sglang
+SGLANG_PY := $(SGLANG_VENV)/bin/python
+SGLANG_STAMP := $(SGLANG_VENV)/.grpo-deps
 RUST_SRC := Cargo.toml Cargo.lock $(shell find rust -name '*.rs' -o -name Cargo.toml)
 PLUGIN_PKGS := $(wildcard plugins/*/pyproject.toml)
 FUZZ_SECS ?= 10
 
-.PHONY: setup lock build run test lint typecheck rust-check pytest fuzz bench clean
+.PHONY: setup sglang-env lock build run test lint typecheck rust-check pytest fuzz bench clean
 
 setup: $(BUILD_STAMP)
 
@@ -43,6 +47,17 @@ $(DEPS_STAMP): $(LOCKS) $(PLUGIN_PKGS) | $(PY)
 lock:
 	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements/dev.lock
 	$(UV) pip compile requirements/embedded.in --no-deps $(LOCK_FLAGS) -o requirements/embedded.lock
+	$(UV) pip compile requirements/sglang.in $(LOCK_FLAGS) -o requirements/sglang.lock
+
+$(SGLANG_PY):
+	$(UV) venv --quiet --python 3.11 $(SGLANG_VENV)
+
+# Only targets that start SGLang servers need it (~10 GB, linked from uv's cache).
+$(SGLANG_STAMP): requirements/sglang.lock | $(SGLANG_PY)
+	$(UV) pip sync --python $(SGLANG_PY) --require-hashes requirements/sglang.lock
+	touch $@
+
+sglang-env: $(SGLANG_STAMP)
 
 # The Rust extension: incremental cargo build, installed editable by maturin.
 $(BUILD_STAMP): $(DEPS_STAMP) $(RUST_SRC) pyproject.toml
@@ -70,8 +85,9 @@ rust-check:
 fuzz: rust-check
 	FUZZ_SECS=$(FUZZ_SECS) cargo run -p grpo-core --release --example fuzz_extract
 
-pytest: setup
-	python -m pytest -q
+# The SGLang tests use the server environment built above (they never skip).
+pytest: setup sglang-env
+	GRPO_PLUG_SGLANG_PYTHON=$(CURDIR)/$(SGLANG_PY) python -m pytest -q
 
 test: lint typecheck rust-check fuzz pytest
 
@@ -80,4 +96,4 @@ bench: setup
 	python bench/bench_data.py
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(SGLANG_VENV) target

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from grpo_plug import __version__
 from grpo_plug import config as cfgmod
+from grpo_plug.metrics import commands as metric_commands
 from grpo_plug.plugins import get_host
 from grpo_plug.registry import PluginError
 
@@ -34,6 +35,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.command()(metric_commands.watch)
+app.command()(metric_commands.report)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -264,7 +267,7 @@ def eval_cmd(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = load_model(model_path, device=device)
-        from grpo_plug.hf_generation import HFBackend
+        from grpo_plug.rollout.hf import HFBackend
 
         backend = HFBackend(model, tok, max_batch_size=batch_size)
     except _train_errors() as e:

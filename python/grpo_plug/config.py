@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import math
 import operator
+import re
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -131,10 +132,24 @@ class DatasetConfig:
 @dataclass
 class RolloutConfig:
     backend: str = _f("hf", "Rollout backend plugin: hf (in-process) or sglang (HTTP).")
-    max_concurrent_rollouts: int = _f(32, "Requests in flight at once.", ge=1)
-    request_timeout: float = _f(3600.0, "Seconds before a generation request is abandoned.", gt=0)
-    request_retries: int = _f(3, "Retries of a failed generation request.", ge=0)
+    max_concurrent_rollouts: int = _f(
+        32, "Remote backends: generation requests in flight at once.", ge=1
+    )
+    request_timeout: float = _f(
+        3600.0, "Remote backends: seconds one attempt of a request may take.", gt=0
+    )
+    request_retries: int = _f(
+        3, "Remote backends: retries of a request that failed or timed out.", ge=0
+    )
+    retry_backoff: float = _f(
+        1.0, "Remote backends: seconds before the first retry; doubles each time.", ge=0.0
+    )
     max_batch_size: int = _f(64, "hf backend: sequences generated together.", ge=1)
+    server_addrs: list[str] = _f(
+        [],
+        "sglang backend: attach to these running servers (host:port) instead of "
+        "launching them from allocation_mode.",
+    )
 
 
 @dataclass
@@ -142,9 +157,29 @@ class SGLangConfig:
     mem_fraction_static: float = _f(
         0.8, "Share of GPU memory SGLang takes for weights and KV cache.", gt=0.0, le=1.0
     )
-    dtype: str = _f("bfloat16", "SGLang --dtype.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = _f("bfloat16", "SGLang --dtype.")
     context_length: int | None = _f(None, "SGLang --context-length (null = model's).", ge=1)
-    random_seed: int = _f(1, "SGLang --random-seed.")
+    random_seed: int = _f(1, "SGLang --random-seed (server i gets random_seed + i).")
+    max_total_tokens: int | None = _f(
+        None, "SGLang --max-total-tokens: KV pool size (null = from mem_fraction_static).", ge=1
+    )
+    python: str | None = _f(
+        None,
+        "Interpreter that runs `python -m sglang.launch_server` (null = this one, as after "
+        "pip install 'grpo-plug[sglang]'; `make sglang-env` builds .venv-sglang/bin/python).",
+    )
+    device: Literal["auto", "cuda", "cpu"] = _f(
+        "auto", "Where servers run: auto = cuda when a GPU is visible, else cpu."
+    )
+    deterministic: bool = _f(
+        False,
+        "SGLang --enable-deterministic-inference: per-request sampling seeds, so a resumed "
+        "run samples what the uninterrupted one would (slower).",
+    )
+    startup_timeout: float = _f(
+        600.0, "Seconds a launched server may take to answer /health.", gt=0
+    )
+    extra_args: list[str] = _f([], "More launch_server arguments, e.g. [--disable-radix-cache].")
 
 
 @dataclass
@@ -153,6 +188,14 @@ class WeightSyncConfig:
         "auto",
         "Weight-sync strategy: auto (inplace when colocated, disk on one GPU, distributed "
         "otherwise), or a registered name.",
+    )
+    disk_dir: str | None = _f(
+        None,
+        "disk: where versioned weights are written for the servers to load (null = /dev/shm "
+        "when it has room, else the run's checkpoint folder).",
+    )
+    verify: bool = _f(
+        True, "After every sync, compare some of the servers' weights with the learner's."
     )
 
 
@@ -366,7 +409,61 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+@dataclass(frozen=True)
+class Allocation:
+    """``sglang.d{dp}p{pp}t{tp}+d{dp}p{pp}t{tp}``: generation layout + training layout."""
+
+    gen_dp: int
+    gen_pp: int
+    gen_tp: int
+    train_dp: int
+    train_pp: int
+    train_tp: int
+
+    @property
+    def gen_gpus(self) -> int:
+        return self.gen_dp * self.gen_pp * self.gen_tp
+
+    @property
+    def train_gpus(self) -> int:
+        return self.train_dp * self.train_pp * self.train_tp
+
+
+_ALLOCATION = re.compile(r"sglang[.:]d(\d+)p(\d+)t(\d+)\+d(\d+)p(\d+)t(\d+)")
+
+
+def parse_allocation(mode: str) -> Allocation | None:
+    """``None`` for ``local``; a ConfigError naming ``allocation_mode`` if malformed."""
+    if mode == "local":
+        return None
+    m = _ALLOCATION.fullmatch(mode)
+    if m is None or min(int(g) for g in m.groups()) < 1:
+        raise ConfigError(
+            f"allocation_mode: {mode!r} is neither 'local' nor like 'sglang.d1p1t1+d1p1t1' "
+            "(servers x pipeline x tensor parallel, + the same for training)"
+        )
+    if int(m.group(2)) != 1:
+        raise ConfigError(f"allocation_mode: {mode!r}: pipeline-parallel SGLang is not supported")
+    return Allocation(*(int(g) for g in m.groups()))
+
+
+def _check_rollout(cfg: TrainConfig) -> None:
+    alloc = parse_allocation(cfg.allocation_mode)
+    if alloc is not None and cfg.rollout.backend == "hf":
+        raise ConfigError(
+            f"allocation_mode: {cfg.allocation_mode!r} runs SGLang servers but rollout.backend "
+            "is 'hf' (set rollout.backend=sglang, or allocation_mode=local)"
+        )
+    for addr in cfg.rollout.server_addrs:
+        host, _, port = addr.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"rollout.server_addrs: {addr!r} is not host:port")
+    if cfg.rollout.server_addrs and cfg.rollout.backend != "sglang":
+        raise ConfigError("rollout.server_addrs: only the sglang backend attaches to servers")
+
+
 def _cross_checks(cfg: TrainConfig) -> None:
+    _check_rollout(cfg)
     if len(cfg.reward.functions) != len(cfg.reward.weights):
         raise ConfigError(
             f"reward.weights: has {len(cfg.reward.weights)} entries but reward.functions "

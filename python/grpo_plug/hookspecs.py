@@ -36,7 +36,8 @@ def register_rollout_backends(registry: ComponentRegistry[RolloutBackendFactory]
     """Register rollout backends: factories ``(config, context) -> RolloutBackend``.
 
     A backend turns prompts into sampled completions (token ids, per-token
-    log-probs, finish reason, policy version). Built-in: ``hf``.
+    log-probs, finish reason, policy versions); the rollout controller drives it.
+    Built-ins: ``hf`` (in-process), ``sglang`` (HTTP servers).
     """
 
 
@@ -44,8 +45,9 @@ def register_rollout_backends(registry: ComponentRegistry[RolloutBackendFactory]
 def register_weight_sync_strategies(registry: ComponentRegistry[WeightSyncFactory]) -> None:
     """Register weight-sync strategies: factories ``(config) -> WeightSync``.
 
-    A strategy pushes the learner's new weights to the rollout backend and bumps
-    the policy version. Built-ins: ``inplace``, ``disk``.
+    A strategy pushes the learner's new weights to the rollout backend (pause ->
+    push -> verify -> resume) and bumps the policy version. Built-ins: ``inplace``,
+    ``disk``.
     """
 
 

@@ -47,6 +47,7 @@ BUILTIN_MODULES = (
     "grpo_plug.builtin.loggers",
     "grpo_plug.builtin.weight_sync",
     "grpo_plug.builtin.hf_backend",
+    "grpo_plug.builtin.sglang_backend",
 )
 
 # Hook name -> the component kind its registry holds (register_commands takes an app).

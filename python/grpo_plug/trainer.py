@@ -46,7 +46,6 @@ import torch
 from grpo_plug import checkpoint as ckpt
 from grpo_plug import config as cfgmod
 from grpo_plug import core
-from grpo_plug.builtin.weight_sync import resolve_strategy_name
 from grpo_plug.config import DatasetConfig, TrainConfig
 from grpo_plug.learner import (
     make_optimizer,
@@ -56,6 +55,7 @@ from grpo_plug.learner import (
 )
 from grpo_plug.models import load_model, load_tokenizer
 from grpo_plug.plugins import PluginHost, get_host
+from grpo_plug.rollout.controller import RolloutController, limits_from_config
 from grpo_plug.types import (
     Example,
     GenerationRequest,
@@ -63,13 +63,26 @@ from grpo_plug.types import (
     RolloutBackend,
     RolloutContext,
     RunInfo,
+    Sample,
     SamplingParams,
     Task,
 )
+from grpo_plug.weight_sync import resolve_strategy_name
 
 
 class SetupError(RuntimeError):
     """The run cannot start on this machine or with this config; says why."""
+
+
+def version_metrics(samples: Sequence[Sample], current: int) -> dict[str, float]:
+    """Samples by the policy versions of their tokens (the current one, or older)."""
+    stale = sum(1 for s in samples if s.policy_version < current)
+    mixed = sum(1 for s in samples if len(s.policy_versions) > 1)
+    return {
+        "rollout/samples_current_version": float(len(samples) - stale),
+        "rollout/samples_stale_version": float(stale),
+        "rollout/samples_mixed_versions": float(mixed),
+    }
 
 
 def run_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
@@ -80,19 +93,33 @@ def run_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
     return root / "checkpoints" / tail, root / "logs" / tail
 
 
+def sglang_importable(python: str | None) -> bool:
+    """Whether ``python`` (default: this interpreter) can import sglang."""
+    import importlib.util
+    import subprocess
+
+    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
+        return importlib.util.find_spec("sglang") is not None
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('sglang') is None)"
+    try:
+        return subprocess.run([python, "-c", probe], timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def check_machine(cfg: TrainConfig) -> None:
     """GPU presets stop at once on a machine that cannot run them."""
-    wants_sglang = cfg.rollout.backend == "sglang" or cfg.allocation_mode.startswith("sglang")
-    if not wants_sglang and cfg.cluster.n_gpus_per_node == 0:
-        return
+    launches = cfg.rollout.backend == "sglang" and not cfg.rollout.server_addrs
     missing = []
-    if not torch.cuda.is_available():
+    if cfg.cluster.n_gpus_per_node > 0 and not torch.cuda.is_available():
         missing.append("a CUDA GPU (none found)")
-    if wants_sglang:
-        import importlib.util
-
-        if importlib.util.find_spec("sglang") is None:
-            missing.append("SGLang (not installed; pip install 'grpo-plug[sglang]')")
+    if launches and not sglang_importable(cfg.sglang.python):
+        where = cfg.sglang.python or sys.executable
+        missing.append(
+            f"SGLang (not installed for {where}; pip install 'grpo-plug[sglang]', or point "
+            "sglang.python at an interpreter that has it, e.g. .venv-sglang/bin/python from "
+            "`make sglang-env`)"
+        )
     if missing:
         raise SetupError(
             "this config needs "
@@ -124,7 +151,7 @@ def literal_answers(task: Task) -> bool:
 
 
 def evaluate(
-    backend: RolloutBackend,
+    backend: RolloutController | RolloutBackend,
     tokenizer: Any,
     task: Task,
     examples: Sequence[Example],
@@ -248,9 +275,27 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg.actor)
         self.scheduler = make_scheduler(self.optimizer, cfg.actor, self.total_steps)
 
-        ctx = RolloutContext(tokenizer=self.tokenizer, model=self.model, device=self.device)
+        ctx = RolloutContext(
+            tokenizer=self.tokenizer,
+            model=self.model,
+            device=self.device,
+            log_dir=str(self.log_dir),
+            message=self.message,
+        )
         self.backend: RolloutBackend = backend_factory(cfg, ctx)
-        self.weight_sync = sync_names.get(resolve_strategy_name(cfg, self.backend))(cfg)
+        self.rollout = RolloutController(self.backend, limits_from_config(cfg))
+        try:
+            strategy = resolve_strategy_name(cfg, self.backend)
+            if strategy not in sync_names:
+                raise SetupError(
+                    f"weight_sync.strategy={cfg.weight_sync.strategy} resolved to {strategy!r}, "
+                    f"which is not available (registered: {', '.join(sync_names.names())}); "
+                    "set weight_sync.strategy explicitly"
+                )
+            self.weight_sync = sync_names.get(strategy)(cfg)
+        except BaseException:
+            self.rollout.close()  # stops launched servers
+            raise
         self.global_step = 0
         self.prompt_cache: dict[str, list[int]] = {}
         self.accuracy_before: float | None = None
@@ -258,9 +303,25 @@ class Trainer:
         self.last_recover_time = time.time()
         self.last_save_time = time.time()
         self.resumed_from: Path | None = None
-        self.maybe_resume()
+        try:
+            self.maybe_resume()
+            if not self.backend.colocated:
+                self.push_weights()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ helpers
+
+    def push_weights(self) -> None:
+        """Bring a backend with its own weights (a fresh, attached or relaunched
+        server) to the learner's, e.g. the restored ones, before its first rollout."""
+        t0 = time.perf_counter()
+        self.weight_sync.sync(self.model, self.backend, self.global_step)
+        self.message(
+            f"{self.weight_sync.name} weight sync of version {self.global_step} to "
+            f"{self.backend.name}: {time.perf_counter() - t0:.2f}s"
+        )
 
     def message(self, text: str) -> None:
         for lg in self.loggers:
@@ -289,7 +350,7 @@ class Trainer:
         max_new = self.cfg.evaluator.max_new_tokens or self.cfg.gconfig.max_new_tokens
         self.message(f"evaluating {label} on {len(self.valid_data)} {ev_cfg.task} problems...")
         res = evaluate(
-            self.backend,
+            self.rollout,
             self.tokenizer,
             self.valid_task,
             self.valid_data,
@@ -341,7 +402,7 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.accuracy_before = state.get("accuracy_before")
         self.accuracy_after = state.get("accuracy_after")
-        self.backend.set_policy_version(self.global_step)
+        self.rollout.set_policy_version(self.global_step)
         for lg in self.loggers:
             resume = getattr(lg, "resume", None)
             if resume is not None:
@@ -422,13 +483,18 @@ class Trainer:
             cfg.gconfig.top_p,
             cfg.gconfig.top_k,
         )
-        reqs = [GenerationRequest(ex.uid, self.prompt_ids(ex), G, sp) for ex in batch]
-        groups = self.backend.generate(reqs)
+        reqs = [
+            GenerationRequest(ex.uid, self.prompt_ids(ex), G, sp, seed=self.request_seed(i))
+            for i, ex in enumerate(batch)
+        ]
+        groups = self.rollout.generate(reqs)
         samples = [s for g in groups for s in g]  # [B*G], grouped by prompt
         prompts = [list(r.prompt_ids) for r in reqs for _ in range(G)]
         golds = [ex.gold for ex in batch for _ in range(G)]
         texts = [self.tokenizer.decode(s.output_ids, skip_special_tokens=True) for s in samples]
-        no_eos = np.array([s.finish_reason != "stop" for s in samples])
+        # Cut at max_new_tokens; the controller has resubmitted every abort.
+        no_eos = np.array([s.finish_reason == "length" for s in samples])
+        rollout_stats = {**self.rollout.pop_metrics(), **version_metrics(samples, self.global_step)}
         t1 = time.perf_counter()
 
         # 2. reward: weighted sum of reward plugins                         # [B*G]
@@ -537,7 +603,14 @@ class Trainer:
             "timeperf/step": t4 - t0,
             "grpo_actor/gen_tokens_per_s": float(lens.sum() / max(t1 - t0, 1e-9)),
             "perf/peak_rss_gb": peak_rss_gb(),
+            **rollout_stats,
         }
+
+    def request_seed(self, index: int) -> int:
+        """Seed of request ``index`` this step (backends with per-request seeds): the
+        same in a resumed run as in the uninterrupted one."""
+        seq = np.random.SeedSequence([self.cfg.seed, self.global_step, index])
+        return int(seq.generate_state(1)[0]) * self.cfg.gconfig.n_samples
 
     def _temp(self) -> float:
         t = self.cfg.gconfig.temperature
@@ -601,6 +674,11 @@ class Trainer:
         return summary
 
     def close(self) -> None:
-        self.backend.close()
-        for lg in self.loggers:
-            lg.close()
+        try:
+            self.rollout.close()  # and the backend: launched servers stop here
+            weight_sync = getattr(self, "weight_sync", None)
+            if weight_sync is not None:
+                weight_sync.close()
+        finally:
+            for lg in self.loggers:
+                lg.close()

@@ -24,42 +24,73 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt, ``n`` samples wanted. ``rid`` lets a remote backend abort it."""
+    """One prompt, ``n`` samples wanted. ``rid`` lets a remote backend abort it.
+
+    ``seed``: sample ``i`` is drawn with seed ``seed + i`` where the backend supports
+    per-request seeds, so a resumed run samples what the uninterrupted one would."""
 
     rid: str
     prompt_ids: Sequence[int]
     n: int
     sampling: SamplingParams
+    seed: int | None = None
 
 
 @dataclass
 class Sample:
-    """One completion. ``logprobs[i]`` is the sampler's log-prob of ``output_ids[i]``."""
+    """One completion. ``logprobs[i]`` is the sampler's log-prob of ``output_ids[i]``.
+
+    ``policy_version`` is the oldest policy that produced any of its tokens;
+    ``policy_versions`` all of them, ascending (more than one when a generation was
+    aborted by a weight update and resumed under the new weights). ``abort`` means
+    cut short by the backend, never "no EOS": the controller resubmits it."""
 
     rid: str
     output_ids: list[int]
     logprobs: list[float]
     finish_reason: FinishReason
     policy_version: int
+    policy_versions: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.policy_versions:
+            self.policy_versions = [self.policy_version]
+
+
+class RequestFailed(RuntimeError):
+    """A backend call failed; ``retryable`` says whether trying again may help
+    (connection lost, 5xx, malformed reply) or not (400: the request itself is bad)."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @runtime_checkable
 class RolloutBackend(Protocol):
     """Generates completions; remote and asynchronous by design.
 
-    ``agenerate`` may be awaited many times concurrently (requests in flight);
-    results come back per request, ``n`` samples each, in order. The in-process
-    backend is the degenerate case that runs the batch at once.
+    The rollout controller drives it: ``agenerate`` gets one request at a time and
+    may be awaited many times concurrently (requests in flight); it returns one list
+    of ``n`` samples per request, raising :class:`RequestFailed` on failure. An
+    ``in_process`` backend is the degenerate case: the controller hands it the whole
+    batch at once through ``generate`` (no timeouts or retries: an in-process failure
+    is a bug, not a network blip).
     """
 
     name: str
     colocated: bool  # True when it shares the learner's model object
+    in_process: bool  # True when it runs inside this process (whole batches, no retries)
 
     async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]: ...
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]: ...
 
     def set_policy_version(self, version: int) -> None: ...
+
+    def stats(self) -> dict[str, float]:
+        """Counters since the last call (e.g. requests per server), as metrics."""
+        ...
 
     def close(self) -> None: ...
 
@@ -71,11 +102,36 @@ class RolloutContext:
     tokenizer: Any
     model: Any | None = None  # the learner's module, for colocated backends
     device: str = "cpu"
+    log_dir: str = "."  # the run's log folder (server logs go there)
+    message: Callable[[str], None] | None = None  # status lines for the user
 
 
 RolloutBackendFactory = Callable[["TrainConfig", RolloutContext], RolloutBackend]
 
 # ----------------------------------------------------------------------- weight sync
+
+
+class WeightUpdateSurface(Protocol):
+    """What a backend that keeps its own copy of the weights lets a strategy do, on
+    every server it drives. Strategies run the phases pause -> push -> verify -> resume."""
+
+    def pause_generation(self) -> None: ...
+
+    def continue_generation(self) -> None: ...
+
+    def update_weights_from_disk(self, path: str, version: int) -> None:
+        """Load the safetensors checkpoint at ``path`` (flushing the cache)."""
+        ...
+
+    def read_weights(self, name: str, rows: int) -> list[Any]:
+        """Each server's first ``rows`` rows of parameter ``name`` (Hugging Face
+        name), as float tensors, in server order."""
+        ...
+
+    @property
+    def weight_dtype(self) -> str:
+        """The servers' parameter dtype (``float32``, ``bfloat16``, ...)."""
+        ...
 
 
 class WeightSync(Protocol):
@@ -84,6 +140,10 @@ class WeightSync(Protocol):
     name: str
 
     def sync(self, model: Any, backend: RolloutBackend, version: int) -> None: ...
+
+    def close(self) -> None:
+        """Free what the strategy holds (saved versions, process groups)."""
+        ...
 
 
 WeightSyncFactory = Callable[["TrainConfig"], WeightSync]

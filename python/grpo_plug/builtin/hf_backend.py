@@ -1,24 +1,18 @@
-"""The ``hf`` rollout backend: in-process transformers generation, colocated with the
-learner. It is the simple case of the asynchronous backend interface: ``agenerate``
-runs the whole batch at once."""
+"""Registers the ``hf`` rollout backend (python/grpo_plug/rollout/hf.py)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from grpo_plug.config import TrainConfig
 from grpo_plug.hookspecs import hookimpl
 from grpo_plug.registry import ComponentRegistry
-from grpo_plug.types import RolloutBackendFactory, RolloutContext
+from grpo_plug.types import RolloutBackend, RolloutBackendFactory, RolloutContext
 
 
-def make_hf_backend(cfg: TrainConfig, ctx: RolloutContext) -> Any:
+def make_hf_backend(cfg: TrainConfig, ctx: RolloutContext) -> RolloutBackend:
     """In-process transformers generation sharing the learner's model."""
-    from grpo_plug.hf_generation import HFBackend
+    from grpo_plug.rollout.hf import make_hf_backend as make  # torch loads on use only
 
-    if ctx.model is None:
-        raise ValueError("rollout.backend=hf needs the learner's model (colocated)")
-    return HFBackend(ctx.model, ctx.tokenizer, max_batch_size=cfg.rollout.max_batch_size)
+    return make(cfg, ctx)
 
 
 @hookimpl

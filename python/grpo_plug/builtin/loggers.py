@@ -1,9 +1,13 @@
-"""Built-in loggers: rich console, JSONL file, Weights & Biases."""
+"""Built-in loggers: console lines, JSONL file, Weights & Biases, TensorBoard.
+
+Loggers get plain text and plain floats; rich markup is the dashboard's business.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,18 +17,18 @@ from rich.console import Console
 
 from grpo_plug.config import TrainConfig
 from grpo_plug.hookspecs import hookimpl
+from grpo_plug.metrics import names
 from grpo_plug.registry import ComponentRegistry
 from grpo_plug.types import LoggerFactory, RunInfo
 
-CONSOLE_KEYS = (
-    ("grpo_actor/task_reward/avg", "reward"),
-    ("grpo_actor/loss", "loss"),
-    ("grpo_actor/grad_norm", "gnorm"),
-    ("grpo_actor/clip_ratio", "clip"),
-    ("grpo_actor/no_eos_ratio", "no-eos"),
-    ("timeperf/step", "s/step"),
-    ("grpo-eval/task_reward/avg", "eval"),
-)
+
+def step_line(metrics: Mapping[str, float], step: int, epoch: int) -> str:
+    """The one plain line per step: the console logger's and ``watch --no-tui``'s."""
+    parts = [f"step {step} epoch {epoch}"]
+    for shown in names.CONSOLE:
+        if shown.key in metrics:
+            parts.append(f"{shown.label} {metrics[shown.key]:{shown.fmt}}")
+    return "  ".join(parts)
 
 
 class ConsoleLogger:
@@ -36,14 +40,10 @@ class ConsoleLogger:
         self.console = console or Console(stderr=True)
 
     def log(self, metrics: Mapping[str, float], step: int, epoch: int) -> None:
-        parts = [f"[bold]step {step}[/bold] epoch {epoch}"]
-        for key, short in CONSOLE_KEYS:
-            if key in metrics:
-                parts.append(f"{short} {metrics[key]:.4g}")
-        self.console.print("  ".join(parts), highlight=False)
+        self.console.print(step_line(metrics, step, epoch), highlight=False, markup=False)
 
     def message(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        self.console.print(text, highlight=False, markup=False)
 
     def close(self) -> None:
         pass
@@ -89,21 +89,41 @@ class JsonlLogger:
         self._fh.close()
 
 
+def wandb_has_credentials() -> bool:
+    netrc = Path.home() / ".netrc"
+    return bool(os.environ.get("WANDB_API_KEY")) or (
+        netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    )
+
+
 class WandbLogger:
-    """Weights & Biases run ``{experiment}_{trial}_train`` in project ``wandb.project``."""
+    """Weights & Biases run ``{experiment}_{trial}_train`` in project ``wandb.project``.
+
+    The run id is derived from experiment and trial, so a recovered run continues the
+    same WandB run. ``online`` without credentials falls back to ``offline`` (and says
+    how to upload later) instead of stopping the run.
+    """
 
     name = "wandb"
 
     def __init__(self, cfg: TrainConfig, run: RunInfo) -> None:
         import wandb
 
+        mode = cfg.wandb.mode
+        if mode == "online" and not wandb_has_credentials():
+            mode = "offline"
+            sys.stderr.write(
+                "wandb: no API key (WANDB_API_KEY or ~/.netrc): logging offline; upload "
+                f"later with `wandb sync {run.log_dir}/wandb/offline-run-*`\n"
+            )
+        self.run_id = f"{run.experiment_name}_{run.trial_name}_train".replace("/", "-")
         self._run = wandb.init(
             project=cfg.wandb.project,
             entity=cfg.wandb.entity,
             name=f"{run.experiment_name}_{run.trial_name}_train",
-            id=f"{run.experiment_name}_{run.trial_name}_train".replace("/", "-"),
+            id=self.run_id,
             resume="allow",
-            mode=cfg.wandb.mode,
+            mode=mode,
             dir=run.log_dir,
             config=dict(run.config),
         )
@@ -118,8 +138,32 @@ class WandbLogger:
         self._run.finish()
 
 
+class TensorBoardLogger:
+    """TensorBoard event files in ``{log_dir}/tensorboard``, one scalar per metric."""
+
+    name = "tensorboard"
+
+    def __init__(self, cfg: TrainConfig, run: RunInfo) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.dir = Path(run.log_dir) / "tensorboard"
+        self._w = SummaryWriter(log_dir=str(self.dir))
+
+    def log(self, metrics: Mapping[str, float], step: int, epoch: int) -> None:
+        for k, v in metrics.items():
+            self._w.add_scalar(k, float(v), global_step=step)
+        self._w.flush()
+
+    def message(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        self._w.close()
+
+
 @hookimpl
 def register_loggers(registry: ComponentRegistry[LoggerFactory]) -> None:
     registry.register("console", ConsoleLogger)
     registry.register("jsonl", JsonlLogger)
     registry.register("wandb", WandbLogger)
+    registry.register("tensorboard", TensorBoardLogger)

@@ -1,4 +1,7 @@
-"""In-process generation (the ``hf`` rollout backend's engine).
+"""The ``hf`` rollout backend: in-process generation with the learner's own module.
+
+It is the simple case of the rollout-backend interface: colocated (weight sync only
+moves the policy version) and in-process (the controller hands it whole batches).
 
 A small decode loop over a transformers causal LM and its KV cache, instead of
 ``generate()``, for three reasons:
@@ -21,7 +24,14 @@ import torch
 
 from grpo_plug.batching import cache_kwarg, pad_batch
 from grpo_plug.checkpoint import fault_point
-from grpo_plug.types import FinishReason, GenerationRequest, Sample, SamplingParams
+from grpo_plug.config import TrainConfig
+from grpo_plug.types import (
+    FinishReason,
+    GenerationRequest,
+    RolloutContext,
+    Sample,
+    SamplingParams,
+)
 
 
 def sample_next(logits: torch.Tensor, sp: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,6 +60,7 @@ def sample_next(logits: torch.Tensor, sp: SamplingParams) -> tuple[torch.Tensor,
 class HFBackend:
     name = "hf"
     colocated = True
+    in_process = True
 
     def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 64) -> None:
         self.model = model
@@ -161,5 +172,15 @@ class HFBackend:
             for r in range(rows)
         ]
 
+    def stats(self) -> dict[str, float]:
+        return {}
+
     def close(self) -> None:
         pass
+
+
+def make_hf_backend(cfg: TrainConfig, ctx: RolloutContext) -> HFBackend:
+    """In-process transformers generation sharing the learner's model."""
+    if ctx.model is None:
+        raise ValueError("rollout.backend=hf needs the learner's model (colocated)")
+    return HFBackend(ctx.model, ctx.tokenizer, max_batch_size=cfg.rollout.max_batch_size)

@@ -1,0 +1,1 @@
+"""Metrics as a stream: names, events, the run reader, dashboard and report."""

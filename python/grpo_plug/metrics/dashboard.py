@@ -1,0 +1,288 @@
+"""The live training dashboard: a rich ``Live`` screen drawn from a run's log dir.
+
+It reads the same files ``grpo-plug watch`` reads (metrics.jsonl, events.jsonl), on
+rich's own refresh thread, so the training thread only appends lines to files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from grpo_plug.metrics import names as m
+from grpo_plug.metrics.run import RunReader, RunState
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int, lo: float | None = None) -> str:
+    """The last ``width`` values as block characters, scaled to their own range."""
+    vals = list(values)[-width:] if width > 0 else []
+    if not vals:
+        return ""
+    low = min(vals) if lo is None else lo
+    span = max(vals) - low
+    if span <= 0:
+        return BLOCKS[0] * len(vals)
+    return "".join(BLOCKS[min(int((v - low) / span * 7.999), 7)] for v in vals)
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    s = int(max(seconds, 0))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def ago(t: float | None, now: float) -> str:
+    return "" if t is None else f"{clock(now - t)} ago"
+
+
+def _fmt(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def header(st: RunState) -> Text:
+    i = st.info
+    parts = [
+        ("grpo-plug ", "bold"),
+        (f"{i.get('experiment', '?')}/{i.get('trial', '?')}", "bold cyan"),
+        (f"  preset {i.get('preset') or '-'}  {i.get('model', '?')}", ""),
+        (f"  backend {i.get('backend', '?')}  {i.get('devices', '')}", ""),
+    ]
+    if i.get("resumed_from") is not None:
+        parts.append((f"  resumed from step {i['resumed_from']}", "yellow"))
+    return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
+
+
+def progress(st: RunState, now: float, width: int) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(width=max(width // 4, 8))
+    grid.add_column(no_wrap=True, overflow="ellipsis")
+    total = st.total_steps or 0
+    done = st.global_step
+    pct = f"{100 * done / total:.0f}%" if total else ""
+    epoch = st.steps()[-1].get("epoch", 0) if st.steps() else 0
+    elapsed = (st.end or {}).get("t", now) - st.started if st.started else None
+    grid.add_row(
+        f"step {done}/{total or '?'}",
+        ProgressBar(total=max(total, 1), completed=done),
+        f"{pct}  epoch {epoch}  elapsed {clock(elapsed)}  ETA {clock(st.eta_seconds())}",
+    )
+    p = st.progress
+    stage = st.stage or ((st.end or {}).get("status") or "waiting")
+    since = f" {now - st.stage_since:.0f}s" if st.stage and st.stage_since else ""
+    if p and stage == "rollout":
+        tail = f"{p.get('done', 0)}/{p.get('total', 0)} samples"
+        spent = float(p["t"]) - (st.stage_since or float(p["t"]))
+        if spent >= 1.0:  # a rate over less than a second is noise
+            tail += f"  {p.get('tokens', 0) / spent:.0f} tok/s"
+        bar = ProgressBar(total=max(int(p.get("total", 1)), 1), completed=int(p.get("done", 0)))
+        grid.add_row(f"{stage}{since}", bar, tail)
+    else:
+        grid.add_row(f"{stage}{since}", Text(""), "")
+    return grid
+
+
+def curves(st: RunState, width: int) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True, width=7)
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    spark_w = max(width - 32, 8)
+    reward = [v for _, v in st.series(m.TASK_REWARD)]
+    evals = st.series(m.EVAL_ACCURACY)
+    last_r = f"{reward[-1]:.3f}" if reward else "-"
+    grid.add_row("reward", Text(sparkline(reward, spark_w, 0.0), style="green"), last_r)
+    ev = [v for _, v in evals]
+    first = f" (first {ev[0]:.3f})" if len(ev) > 1 else ""
+    last_e = f"{ev[-1]:.3f}{first}" if ev else "-"
+    grid.add_row("eval", Text(sparkline(ev, spark_w, 0.0), style="magenta"), last_e)
+    return grid
+
+
+def table_columns(width: int) -> int:
+    return 4 if width >= 120 else 3 if width >= 66 else 2
+
+
+def metrics_table(st: RunState, width: int) -> Table:
+    latest = st.latest()
+    cols = table_columns(width)
+    grid = Table.grid(padding=(0, 2), expand=True)
+    for _ in range(cols):
+        grid.add_column(no_wrap=True, ratio=1)
+    cells = [
+        Text.assemble((f"{s.label:<11}", "dim"), _fmt(latest.get(s.key), s.fmt)) for s in m.TABLE
+    ]
+    for i in range(0, len(cells), cols):
+        grid.add_row(*cells[i : i + cols])
+    return grid
+
+
+def timing(st: RunState) -> Text:
+    steps = st.steps()
+    if not steps:
+        return Text("time per stage: -", style="dim")
+    last = steps[-1]
+    total = float(last.get(m.TIME_STEP, 0.0)) or 1e-9
+    parts = [f"step {total:.1f}s:"]
+    for stage in m.STAGES:
+        if stage.key in last:
+            v = float(last[stage.key])
+            parts.append(f"{stage.label} {v:{stage.fmt}}s ({100 * v / total:.0f}%)")
+    if m.GEN_TOKENS_PER_S in last:
+        parts.append(f"gen {last[m.GEN_TOKENS_PER_S]:.0f} tok/s")
+    return Text("  ".join(parts), no_wrap=True, overflow="ellipsis")
+
+
+def health(st: RunState, now: float) -> Text:
+    h, latest = st.health, st.latest()
+    rss = h.get("rss_gb", latest.get(m.PEAK_RSS_GB))
+    parts = [f"rss {rss:.2f} GB" if isinstance(rss, int | float) else "rss -"]
+    if h.get("gpu_gb") is not None:
+        parts.append(f"gpu {h['gpu_gb']:.1f} GB")
+    servers = h.get("servers") or {}
+    if servers:
+        up = sum(1 for s in servers.values() if s == "up")
+        parts.append(f"servers {up}/{len(servers)} up")
+    for what, label in (("hf", "ckpt"), ("recover", "recover")):
+        ck = st.checkpoints.get(what)
+        if ck:
+            parts.append(f"{label} step {ck.get('step')} ({ago(ck.get('t'), now)})")
+    return Text("  ".join(parts), no_wrap=True, overflow="ellipsis")
+
+
+def warnings(st: RunState, limit: int) -> list[Text]:
+    lines = [f"! {a}" for a in st.alerts()]
+    lines += [f"! {text}" for _, text in reversed(st.warnings)]
+    return [Text(w, style="bold yellow", no_wrap=True, overflow="ellipsis") for w in lines[:limit]]
+
+
+def latest_sample(st: RunState, width: int, lines: int) -> list[Text]:
+    s = st.sample
+    if not s or lines <= 0:
+        return []
+    flat = " ".join(str(s.get("completion", "")).split())
+    out = [
+        Text.assemble(("prompt ", "dim"), " ".join(str(s.get("prompt", "")).split()), no_wrap=True),
+    ]
+    chunk = max(width - 12, 10)
+    for i in range(max(lines - 2, 1)):
+        piece = flat[i * chunk : (i + 1) * chunk]
+        if not piece:
+            break
+        out.append(Text.assemble(("answer " if i == 0 else "       ", "dim"), piece))
+    rew = s.get("reward")
+    out.append(
+        Text.assemble(
+            ("extracted ", "dim"),
+            str(s.get("answer")),
+            ("  reward ", "dim"),
+            f"{rew:.2f}" if isinstance(rew, int | float) else "-",
+        )
+    )
+    for t in out:
+        t.no_wrap, t.overflow = True, "ellipsis"
+    return out[:lines]
+
+
+HISTORY = (
+    m.Shown(m.TASK_REWARD, "reward", ".3f"),
+    m.Shown(m.LOSS, "loss", ".4f"),
+    m.Shown(m.ENTROPY, "entropy", ".3f"),
+    m.Shown(m.KL, "kl", ".4f"),
+    m.Shown(m.SEQ_LEN, "len", ".1f"),
+    m.Shown(m.NO_EOS, "no-eos", ".2f"),
+    m.Shown(m.ZERO_ADV, "zero-adv", ".2f"),
+    m.Shown(m.TIME_STEP, "s/step", ".1f"),
+)
+
+
+def history(st: RunState, rows: int) -> list[Table]:
+    """The last steps, one row each, where the screen has room for them."""
+    steps = st.steps()[-(rows - 1) :] if rows >= 3 else []
+    if not steps:
+        return []
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(justify="right", no_wrap=True)
+    for _ in HISTORY:
+        grid.add_column(justify="right", no_wrap=True)
+    grid.add_row(*(Text(h, style="dim") for h in ("step", *(s.label for s in HISTORY))))
+    for r in steps:
+        grid.add_row(str(r["global_step"]), *(_fmt(r.get(s.key), s.fmt) for s in HISTORY))
+    return [grid]
+
+
+def render(st: RunState, width: int = 80, height: int = 24, now: float | None = None) -> Panel:
+    """The whole screen for a terminal of ``width`` x ``height``."""
+    now = time.time() if now is None else now
+    inner = width - 4
+    table_rows = -(-len(m.TABLE) // table_columns(inner))
+    fixed = 1 + 2 + 2 + table_rows + 1 + 1 + 2  # header, progress, curves, table, time, health,
+    # and the borders
+    room = max(height - fixed, 0)
+    warn = warnings(st, min(3, room))
+    sample = latest_sample(st, inner, min(room - len(warn), 6 if height > 30 else 3))
+    past = history(st, room - len(warn) - len(sample))
+    parts: list[RenderableType] = [
+        header(st),
+        progress(st, now, inner),
+        curves(st, inner),
+        metrics_table(st, inner),
+        timing(st),
+        health(st, now),
+        *warn,
+        *sample,
+        *past,
+    ]
+    return Panel(Group(*parts), title="GRPO training", border_style="blue", height=height)
+
+
+class Dashboard:
+    """The live screen for a run; redrawn on rich's refresh thread, a few times a second."""
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        console: Console | None = None,
+        refresh_per_second: float = 4.0,
+        screen: bool = True,
+    ) -> None:
+        self.reader = RunReader(log_dir)
+        self.console = console or Console()
+        self._live = Live(
+            console=self.console,
+            get_renderable=self._frame,
+            refresh_per_second=refresh_per_second,
+            screen=screen,
+            redirect_stdout=True,
+            redirect_stderr=True,
+            transient=not screen,
+        )
+
+    def _frame(self) -> Panel:
+        st = self.reader.poll()
+        size = self.console.size
+        return render(st, size.width, size.height)
+
+    def __enter__(self) -> Dashboard:
+        self._live.start(refresh=True)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._live.stop()
+
+    @property
+    def state(self) -> RunState:
+        return self.reader.state

@@ -1,0 +1,89 @@
+"""Every metric name, once. The seed's WandB names; loggers, dashboard and report use these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TASK_REWARD = "grpo_actor/task_reward/avg"  # = training accuracy
+TASK_REWARD_MIN = "grpo_actor/task_reward/min"
+TASK_REWARD_MAX = "grpo_actor/task_reward/max"
+REWARD = "grpo_actor/reward/avg"  # all reward functions, weighted
+LOSS = "grpo_actor/loss"
+KL = "grpo_actor/kl"
+CLIP_RATIO = "grpo_actor/clip_ratio"
+ENTROPY = "grpo_actor/entropy"
+GRAD_NORM = "grpo_actor/grad_norm"
+LR = "grpo_actor/lr"
+SEQ_LEN = "grpo_actor/seq_len/avg"
+SEQ_LEN_MAX = "grpo_actor/seq_len/max"
+NO_EOS = "grpo_actor/no_eos_ratio"
+ZERO_ADV = "grpo_actor/zero_adv_ratio"
+IMPORTANCE_WEIGHT = "grpo_actor/importance_weight"
+LOGPROB_DIFF = "grpo_actor/logprob_abs_diff"
+POLICY_VERSION = "grpo_actor/policy_version"
+GEN_TOKENS_PER_S = "grpo_actor/gen_tokens_per_s"
+EVAL_ACCURACY = "grpo-eval/task_reward/avg"
+PEAK_RSS_GB = "perf/peak_rss_gb"
+
+TIME_ROLLOUT = "timeperf/rollout"
+TIME_REWARD = "timeperf/reward"
+TIME_TRAIN = "timeperf/train_step"
+TIME_WEIGHT_SYNC = "timeperf/weight_sync"
+TIME_STEP = "timeperf/step"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A metric as the dashboard and report show it."""
+
+    key: str
+    label: str
+    fmt: str = ".4g"
+
+
+# Time per stage of a step.
+STAGES = (
+    Shown(TIME_ROLLOUT, "rollout", ".1f"),
+    Shown(TIME_REWARD, "reward", ".2f"),
+    Shown(TIME_TRAIN, "train", ".1f"),
+    Shown(TIME_WEIGHT_SYNC, "sync", ".2f"),
+)
+STAGE_TIMES = tuple(s.key for s in STAGES)
+
+# The dashboard's metrics table, in reading order.
+TABLE = (
+    Shown(TASK_REWARD, "reward", ".3f"),
+    Shown(EVAL_ACCURACY, "eval acc", ".3f"),
+    Shown(LOSS, "loss"),
+    Shown(KL, "kl"),
+    Shown(CLIP_RATIO, "clip ratio", ".3f"),
+    Shown(ENTROPY, "entropy", ".3f"),
+    Shown(GRAD_NORM, "grad norm", ".3g"),
+    Shown(LR, "lr", ".2e"),
+    Shown(SEQ_LEN, "resp len", ".1f"),
+    Shown(NO_EOS, "no-eos", ".3f"),
+    Shown(ZERO_ADV, "zero-adv", ".3f"),
+    Shown(IMPORTANCE_WEIGHT, "imp weight", ".4f"),
+)
+
+# The console logger's one line per step.
+CONSOLE = (
+    Shown(TASK_REWARD, "reward"),
+    Shown(LOSS, "loss"),
+    Shown(GRAD_NORM, "gnorm"),
+    Shown(CLIP_RATIO, "clip"),
+    Shown(NO_EOS, "no-eos"),
+    Shown(TIME_STEP, "s/step"),
+    Shown(EVAL_ACCURACY, "eval"),
+)
+
+# The report's plots: (file stem, title, series).
+PLOTS = (
+    ("reward", "train reward and eval accuracy", (TASK_REWARD, EVAL_ACCURACY)),
+    ("loss", "policy loss", (LOSS,)),
+    ("kl", "KL to the reference", (KL,)),
+    ("entropy", "entropy", (ENTROPY,)),
+    ("length", "response length (tokens)", (SEQ_LEN,)),
+    ("clip", "clip ratio", (CLIP_RATIO,)),
+    ("time", "seconds per stage", STAGE_TIMES),
+)

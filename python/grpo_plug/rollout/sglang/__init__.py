@@ -1,0 +1,1 @@
+"""The SGLang rollout backend: HTTP client, server launcher, the CPU import shim."""

@@ -1,0 +1,124 @@
+"""The server launcher and the sglang-related config, without starting SGLang."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grpo_plug import config as cfgmod
+from grpo_plug.rollout.sglang import servers as srv
+from grpo_plug.rollout.sglang.backend import launch_args, server_specs
+from grpo_plug.weight_sync import resolve_strategy_name
+from grpo_plug.weight_sync.inplace import InplaceSync
+
+
+def test_a_server_that_dies_while_starting_names_its_log(tmp_path: Path) -> None:
+    # This interpreter has no sglang: the real launch command fails at once.
+    spec = srv.ServerSpec(sys.executable, str(tmp_path), srv.free_port(), tmp_path / "s.log", "cpu")
+    server = srv.launch(spec)
+    try:
+        with pytest.raises(
+            srv.ServerError, match=r"exited with code 1 while starting; log .*s\.log"
+        ):
+            srv.wait_healthy([server], timeout=120)
+        assert "No module named" in server.log_tail()
+    finally:
+        srv.stop_all([server])
+    assert not server.alive()
+
+
+def test_a_server_that_never_answers_times_out_naming_its_log(tmp_path: Path) -> None:
+    spec = srv.ServerSpec(sys.executable, "m", srv.free_port(), tmp_path / "hang.log", "cpu")
+    # A live process that never listens on its port.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    server = srv.Server(spec, proc)
+    try:
+        with pytest.raises(srv.ServerError, match=r"startup_timeout=2s: .*hang\.log"):
+            srv.wait_healthy([server], timeout=2)
+    finally:
+        srv.stop_all([server])
+    assert not server.alive()
+
+
+def test_cpu_launch_puts_the_shim_on_the_path(tmp_path: Path) -> None:
+    spec = srv.ServerSpec("py", "m", 1, tmp_path / "l", "cpu")
+    env = spec.env()
+    assert env["PYTHONPATH"].split(":")[0] == str(srv.CPU_SHIM)
+    assert (srv.CPU_SHIM / "common_ops.py").is_file()
+    assert env["SGLANG_USE_CPU_ENGINE"] == "1"
+    gpu = srv.ServerSpec("py", "m", 1, tmp_path / "l", "cuda", gpu_ids=(2, 3)).env()
+    assert gpu["CUDA_VISIBLE_DEVICES"] == "2,3" and str(srv.CPU_SHIM) not in gpu.get(
+        "PYTHONPATH", ""
+    )
+
+
+def test_allocation_mode_gives_servers_devices_and_flags(tmp_path: Path) -> None:
+    cfg = cfgmod.load(
+        overrides=[
+            "rollout.backend=sglang",
+            "allocation_mode=sglang:d2p1t2+d4p1t1",
+            "sglang.device=cuda",
+            "sglang.context_length=2048",
+            "sglang.max_total_tokens=8192",
+            "sglang.extra_args=[--disable-radix-cache]",
+        ]
+    )
+    specs = server_specs(cfg, "/m", tmp_path)
+    assert [s.gpu_ids for s in specs] == [(0, 1), (2, 3)]
+    assert len({s.port for s in specs}) == 2
+    assert [s.log_path.name for s in specs] == ["sglang_server0.log", "sglang_server1.log"]
+    args = launch_args(cfg, 1, "cuda")
+    for flag, value in (
+        ("--tp-size", "2"),
+        ("--random-seed", "2"),
+        ("--context-length", "2048"),
+        ("--max-total-tokens", "8192"),
+        ("--mem-fraction-static", "0.8"),
+    ):
+        assert args[args.index(flag) + 1] == value
+    assert "--disable-radix-cache" in args and "--sleep-on-idle" not in args
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("allocation_mode=sglang.d1t1", "neither 'local' nor like"),
+        ("allocation_mode=sglang.d1p2t1+d1p1t1", "pipeline-parallel"),
+        ("rollout.server_addrs=[localhost]", "is not host:port"),
+    ],
+)
+def test_bad_sglang_config_fails_naming_the_key(override: str, message: str) -> None:
+    with pytest.raises(cfgmod.ConfigError, match=message):
+        cfgmod.load(overrides=["rollout.backend=sglang", override])
+
+
+def test_allocation_with_the_hf_backend_is_refused() -> None:
+    with pytest.raises(cfgmod.ConfigError, match=r"rollout\.backend=sglang"):
+        cfgmod.load(overrides=["allocation_mode=sglang.d1p1t1+d1p1t1"])
+
+
+class Remote:
+    name, colocated, in_process = "remote", False, False
+
+
+class Local:
+    name, colocated, in_process = "local", True, True
+
+
+@pytest.mark.parametrize(
+    ("gpus", "backend", "want"),
+    [(0, Remote, "disk"), (1, Remote, "disk"), (8, Remote, "distributed"), (8, Local, "inplace")],
+)
+def test_auto_weight_sync(gpus: int, backend: type, want: str) -> None:
+    cfg = cfgmod.load(overrides=[f"cluster.n_gpus_per_node={gpus}"])
+    assert resolve_strategy_name(cfg, backend()) == want  # type: ignore[arg-type]
+
+
+def test_inplace_refuses_a_backend_with_its_own_weights() -> None:
+    with pytest.raises(RuntimeError, match="keeps its own weights"):
+        InplaceSync(cfgmod.TrainConfig()).sync(None, Remote(), 1)  # type: ignore[arg-type]
