@@ -61,6 +61,115 @@ def test_extract_examples(text: str, want: str | None) -> None:
     assert core.extract_answer(text) == want
 
 
+# The answer forms models write, each rule with accepted and refused cases.
+NEW_FORMS = {
+    "number words": [
+        ("The answer is twelve.", "12"),
+        ("\\boxed{twelve}", "12"),
+        ("\\boxed{\\text{forty-two}}", "42"),
+        ("The answer is one hundred and five.", "105"),
+        ("\\boxed{two million three hundred thousand and one}", "2300001"),
+        ("The answer is not twelve, it's thirteen.", "13"),
+        ("\\boxed{third}", None),
+        ("\\boxed{twenty-first}", None),
+        ("\\boxed{one third}", None),
+        ("\\boxed{twelve or thirteen}", None),
+        ("She has twelve apples.", None),
+    ],
+    "scientific notation": [
+        ("\\boxed{1.2e3}", "1200"),
+        ("\\boxed{5e2}", "500"),
+        ("\\boxed{1.2E+3}", "1200"),
+        ("\\boxed{3 \\times 10^{4}}", "30000"),
+        ("\\boxed{1.5\\cdot10^3}", "1500"),
+        ("The answer is 1.2e3.", "1200"),
+        ("The answer is 3 \\times 10^{4}.", "30000"),
+        ("\\boxed{1e400}", None),
+        ("\\boxed{3 \\times 10^{200}}", None),
+        ("The answer is 3 \\times 10^{400}.", None),
+        ("\\boxed{3e4f}", None),
+    ],
+    "prose in a box": [
+        ("\\boxed{She needs 18 more}", "18"),
+        ("\\boxed{\\text{The answer is } 18}", "18"),
+        ("\\boxed{18 \\text{ (apples)}}", "18"),
+        ("\\boxed{\\text{Maria makes } \\$18 \\text{ per day}}", "18"),
+        ("\\boxed{She needs eighteen more}", "18"),
+        ("\\boxed{She needs 18 more, not 20}", None),
+        ("\\boxed{18 \\text{ or } 19}", None),
+        ("\\boxed{x^2}", None),
+    ],
+    "spaced thousands": [
+        ("\\boxed{1 000 000}", "1000000"),
+        ("\\boxed{1 250}", "1250"),
+        ("\\boxed{1\u00a0250}", "1250"),
+        ("\\boxed{1\u202f250}", "1250"),
+        ("\\boxed{1\u2009250}", "1250"),
+        ("The answer is 1 000 000.", "1000000"),
+        ("\\boxed{4 2}", None),
+        ("\\boxed{1 2345}", None),
+        ("\\boxed{0 100}", None),
+    ],
+    "roots": [
+        ("\\boxed{\\sqrt{16}}", "4"),
+        ("\\boxed{\\sqrt{2.25}}", "1.5"),
+        ("\\boxed{\\sqrt[3]{27}}", "3"),
+        ("The answer is \\sqrt{16}.", "4"),
+        ("\\boxed{\\sqrt{2}}", None),
+        ("\\boxed{\\sqrt{-4}}", None),
+        ("The answer is \\sqrt{2}.", None),
+    ],
+    "retracted numbers": [
+        ("The answer is not 72, it is 70.", "70"),
+        ("The answer isn't 72, it's 70.", "70"),
+        ("The answer is, instead of 72, 70.", "70"),
+        ("The answer is 70 rather than 72.", "70"),
+        ("Final answer: I previously said 72 but it is 70", "70"),
+        ("The final answer is 72. Wait, 72 - 2 = 70.", "70"),
+        ("It is 70, not 72.", "70"),
+        ("The answer is 72, not 70.", "72"),
+        ("The answer is 72. Wait, let me check: 8 * 9 = 72.", "72"),
+        ("The answer is 72. Wait, let me double-check.", "72"),
+        ("The answer is not 72.", None),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [case for cases in NEW_FORMS.values() for case in cases],
+)
+def test_new_answer_forms(text: str, want: str | None) -> None:
+    assert core.extract_answer(text) == want
+
+
+def test_every_new_rule_has_accepted_and_refused_cases() -> None:
+    for rule, cases in NEW_FORMS.items():
+        wants = [w for _, w in cases]
+        assert None in wants and any(w is not None for w in wants), rule
+
+
+def test_literal_only_and_the_new_forms() -> None:
+    computed = [
+        ("\\boxed{3 \\times 10^{4}}", "30000"),
+        ("The answer is 3 \\times 10^{4}.", "30000"),
+        ("\\boxed{\\sqrt{16}}", "4"),
+        ("The answer is \\sqrt[3]{27}.", "3"),
+    ]
+    literal = [
+        ("\\boxed{twelve}", "12"),
+        ("\\boxed{1 250}", "1250"),
+        ("\\boxed{1.2e3}", "1200"),
+        ("\\boxed{She needs 18 more}", "18"),
+        ("The answer is not 72, it is 70.", "70"),
+    ]
+    texts, golds = zip(*computed, strict=True)
+    assert core.grade(list(texts), list(golds)).tolist() == [1.0] * len(computed)
+    assert core.grade(list(texts), list(golds), literal_only=True).tolist() == [0.0] * len(computed)
+    texts, golds = zip(*literal, strict=True)
+    assert core.grade(list(texts), list(golds), literal_only=True).tolist() == [1.0] * len(literal)
+
+
 def test_grade_examples() -> None:
     completions = [
         "\\boxed{72}",
@@ -163,6 +272,32 @@ def test_integer_formats_round_trip(n: int, fmt: int) -> None:
     ][fmt]
     assert core.extract_answer(text) == str(n)
     assert core.grade([text, text], [str(n), f"#### {n + 1}"]).tolist() == [1.0, 0.0]
+
+
+@given(
+    st.integers(min_value=1000, max_value=10**20),
+    st.sampled_from([" ", "\u00a0", "\u202f", "\u2009"]),
+    st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_spaced_thousands_round_trip(n: int, sep: str, boxed: bool) -> None:
+    num = f"{n:,}".replace(",", sep)
+    text = f"\\boxed{{{num}}}" if boxed else f"The answer is {num}."
+    assert core.extract_answer(text) == str(n)
+
+
+@given(st.integers(min_value=-(10**6), max_value=10**6), st.integers(min_value=-6, max_value=12))
+@settings(max_examples=200, deadline=None)
+def test_scientific_notation_round_trip(m: int, e: int) -> None:
+    from fractions import Fraction
+
+    want = Fraction(m) * Fraction(10) ** e
+    shown = str(want.numerator) if want.denominator == 1 else None
+    for text in (f"\\boxed{{{m}e{e}}}", f"The answer is {m}E{e:+}."):
+        got = core.extract_answer(text)
+        assert got is not None and Fraction(got) == want, text
+        if shown is not None:
+            assert got == shown
 
 
 @given(st.fractions(max_denominator=10_000).filter(lambda f: abs(f.numerator) < 10**9))

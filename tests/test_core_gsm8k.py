@@ -76,6 +76,73 @@ def test_wrong_number_grades_incorrect(answers: list[str], template: str) -> Non
     assert not right, right[:3]
 
 
+SMALL = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def _spell(n: int) -> str:
+    """English words for an integer below 10^12 ("one hundred and five")."""
+    if n < 0:
+        return "negative " + _spell(-n)
+    if n < 20:
+        return SMALL[n]
+    if n < 100:
+        return TENS[n // 10] + ("" if n % 10 == 0 else "-" + SMALL[n % 10])
+    if n < 1000:
+        rest = "" if n % 100 == 0 else " and " + _spell(n % 100)
+        return f"{SMALL[n // 100]} hundred{rest}"
+    for scale, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand")):
+        if n >= scale:
+            rest = "" if n % scale == 0 else " " + _spell(n % scale)
+            return f"{_spell(n // scale)} {name}{rest}"
+    raise AssertionError(n)
+
+
+NEW_FORMS = {
+    "words_anchor": lambda x: f"The answer is {_spell(x)}.",
+    "words_boxed": lambda x: f"\\boxed{{\\text{{{_spell(x)}}}}}",
+    "spaced_boxed": lambda x: f"\\boxed{{{x:,}}}".replace(",", "\u202f"),
+    "spaced_anchor": lambda x: f"The answer is {x:,}.".replace(",", " "),
+}
+
+
+@pytest.mark.parametrize("form", sorted(NEW_FORMS))
+def test_gold_in_new_forms_grades_correct_and_off_by_one_wrong(
+    answers: list[str], form: str
+) -> None:
+    write = NEW_FORMS[form]
+    golds = [int(_gold(a).replace(",", "")) for a in answers]
+    right = [_rewrite(a, write(x)) for a, x in zip(answers, golds, strict=True)]
+    wrong = [_rewrite(a, write(x + 1)) for a, x in zip(answers, golds, strict=True)]
+    scores = core.grade(right + wrong, answers + answers)
+    n = len(answers)
+    missed = [c for c, s in zip(right, scores[:n], strict=True) if s != 1.0]
+    accepted = [c for c, s in zip(wrong, scores[n:], strict=True) if s != 0.0]
+    assert not missed, missed[:3]
+    assert not accepted, accepted[:3]
+
+
 def test_extracted_answer_is_the_normalised_gold(answers: list[str]) -> None:
     for a in answers:
         assert core.extract_answer(a) == _gold(a).replace(",", ""), a

@@ -18,30 +18,60 @@ The answer is located by the first rule that applies:
    one takes the rest of the text);
 2. the last ``#### ...`` line whose content starts like a number (so Markdown
    headings such as ``#### Step 2`` are skipped);
-3. the last anchor phrase (``final answer``, ``the answer is``, ``answer:``;
-   case-insensitive), then the first number of the sentence or line after it
-   (blank lines and Markdown ``**`` skipped); ``The answer is 2+3=5.`` follows the
-   ``=`` to 5; when that sentence has no number (``Answer: Let's think step by
-   step.``) the anchor is ignored;
-4. otherwise the last number in the text.
+3. the last anchor phrase (``final answer``, ``the answer is``, ``the answer isn't``,
+   ``answer:``; case-insensitive), then the first committed number of the sentence or
+   line after it (blank lines and Markdown ``**`` skipped); ``The answer is 2+3=5.``
+   follows the ``=`` to 5; when that sentence has no number (``Answer: Let's think
+   step by step.``) the anchor is ignored;
+4. otherwise the last number in the text that is not retracted.
 
 A box or ``####`` line whose content is not exactly one number gives no answer
 (``\\boxed{18 and 20}``, ``\\boxed{18, 20}``), even if numbers appear elsewhere.
+
+Retracted numbers and corrections (rules 3 and 4): a number right after ``not``,
+``never``, a ``n't`` contraction (``isn't``, ``wasn't``), ``instead of``, ``rather
+than`` or a report of an earlier answer (``I said``, ``previously said``, ``originally
+wrote``) is passed over: ``The answer is not 72, it is 70.`` and ``It is 70, not 72.``
+give 70, ``The answer is 72, not 70.`` gives 72. After the anchor's sentence, a
+self-correction word (``wait``, ``oops``, ``correction``, ``mistake``) followed by a
+stated number (after ``=`` or ``is``, ``it's``, ``be``, ``gives``, ``makes``,
+``equals`` ...) replaces the anchor's number, the last such number winning (``The
+final answer is 72. Wait, 72 - 2 = 70.`` gives 70); a correction that states no number
+(``Wait, let me double-check.``) keeps it.
+
+Number words: English cardinals up to the trillions, with hyphens, ``and`` and
+``a hundred`` (``twelve``, ``forty-two``, ``one hundred and five``, ``two million three
+thousand``, ``twelve hundred``, ``negative seven``), inside a box (``\\boxed{twelve}``,
+``\\boxed{\\text{forty-two}}``) and after an anchor where an answer stands (``The answer
+is twelve.``, ``... not twelve, it's thirteen``; not ``the two friends``). Ordinals and
+fractions (``third``, ``twenty-first``, ``one third``), comparisons (``one more than``,
+``two of``, ``one or two``) and the pronoun ``one`` (``each one``) are not numbers. The
+last-number rule reads digits only.
+
+Prose in a box: a box that is not one expression but has a word in it is read as text;
+its numbers (digits, number words, ``\\frac``, ``\\sqrt``) must all have the same value:
+``\\boxed{She needs 18 more}``, ``\\boxed{\\text{The answer is } 18}``, ``\\boxed{18
+\\text{ (apples)}}`` and ``\\boxed{\\text{Maria makes } \\$18 \\text{ per day}}`` are 18;
+``\\boxed{18 \\text{ or } 19}``, ``\\boxed{5 \\text{ or six}}``, ``\\boxed{x^2}`` and digits
+glued to letters (``2x``) are no answer.
 
 Normalisation: fullwidth digits and other NFKC-style forms, Unicode minus signs,
 exotic spaces, ``×`` and ``÷`` are folded to ASCII; currency signs (``$ € £ ¥``,
 ``\\$``), ``\\text{}`` / ``\\textbf{}`` / ``\\mathrm{}`` wrappers, unit words
 (``5 dollars``, ``12 apples``, ``\\text{ cm}``, ``km/h``, ``m^2``), ``\\left`` /
 ``\\right``, ``^\\circ`` / ``^{\\circ}`` / ``°`` and a trailing period are dropped;
-thousands separators count only in exact groups of three (``1,234`` is 1234,
-``12,34`` is not a number); ``.5`` is 0.5. Values: integers, decimals,
-``\\frac{a}{b}`` / ``\\dfrac`` / ``\\tfrac`` / ``\\frac12`` / ``a/b``, mixed numbers
-(``3 1/2``, ``3\\frac{1}{2}`` = 7/2), the right-hand side of a final ``=``
-(``x = 5``, ``2+3=5``), and inside a box small arithmetic with ``+ - * / ^ ( )``,
-``\\times``, ``\\cdot``, evaluated exactly on 128-bit rationals. Refused (no answer):
-``inf``, ``NaN``, ``\\infty`` and other unknown LaTeX commands, hex ``0x1F``,
-``1_000``, scientific ``1e5``, division by zero, overflow, numbers of more than 40
-digits, exponents beyond 128, nesting deeper than 64. The canonical string is an
+thousands separators count only in exact groups of three, with commas or spaces (also
+U+00A0, U+202F, U+2009): ``1,234`` and ``1 000 000`` are numbers, ``12,34``, ``4 2`` and
+``0 100`` are not; ``.5`` is 0.5. Values: integers, decimals, ``e`` notation (``1.2e3``,
+``5E-2``, ``1.2E+3``), ``\\frac{a}{b}`` / ``\\dfrac`` / ``\\tfrac`` / ``\\frac12`` / ``a/b``,
+mixed numbers (``3 1/2``, ``3\\frac{1}{2}`` = 7/2), powers of ten (``3 \\times 10^{4}``,
+``1.5\\cdot10^3``, ``3 x 10^4``), exact roots (``\\sqrt{16}``, ``\\sqrt{2.25}``,
+``\\sqrt[3]{27}``; ``\\sqrt{2}`` is refused, not rounded), the right-hand side of a
+final ``=`` (``x = 5``, ``2+3=5``), and inside a box small arithmetic with ``+ - * / ^ (
+)``, ``\\times``, ``\\cdot``, evaluated exactly on 128-bit rationals. Refused (no answer):
+``inf``, ``NaN``, ``\\infty`` and other unknown LaTeX commands, hex ``0x1F``, ``1_000``,
+glued exponents (``3e4f``), division by zero, overflow (``1e39``), numbers of more than
+40 digits, exponents beyond 128, nesting deeper than 64. The canonical string is an
 integer (``"1000"``), a decimal for decimal input (``"0.5"``) or a reduced fraction
 (``"1/2"``); a ``%`` sign is dropped from it.
 
@@ -51,10 +81,12 @@ Exact comparison when both sides are integers, otherwise a relative tolerance of
 1e-6. A ``%`` on either side also tries that value divided by 100 (``50%`` matches
 0.5 and 50). References may be GSM8K's raw answer field (``"... #### 72"``), a
 boxed answer or a bare answer; an unparsable reference or a completion without an
-answer scores 0. With ``literal_only=True`` an answer computed inside a box (an
-operator ``+ - * ^`` applied, or a division that comes out whole: ``\\boxed{40 + 49}``,
-``\\boxed{48/2}``) scores 0, while ``\\boxed{89}``, ``\\boxed{7/2}``, ``\\boxed{-2}`` and
-``40 + 49 = 89`` still count; tasks whose question is the expression use it. Every
+answer scores 0. With ``literal_only=True`` a computed answer scores 0: an operator
+``+ - * ^`` applied inside a box or a division there that comes out whole
+(``\\boxed{40 + 49}``, ``\\boxed{48/2}``), and anywhere a power of ten (``3 \\times
+10^{4}``) or a root (``\\sqrt{16}``); ``\\boxed{89}``, ``\\boxed{7/2}``, ``\\boxed{-2}``,
+``40 + 49 = 89``, number words, ``1 250``, ``1.2e3`` and one number in prose still
+count; tasks whose question is the expression use it. Every
 item is processed in time linear in its length.
 """
 

@@ -47,6 +47,20 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
     }
 }
 
+/// Exact integer `n`-th root of `x` (`n >= 2`), if there is one.
+fn int_root(x: u128, n: u32) -> Option<u128> {
+    if x < 2 {
+        return Some(x);
+    }
+    if n == 2 {
+        let r = x.isqrt();
+        return (r * r == x).then_some(r);
+    }
+    // x < 2^127, so the root is below 2^43 for n >= 3: f64 is within 1 of it.
+    let est = (x as f64).powf(1.0 / f64::from(n)).round() as u128;
+    (est.saturating_sub(1)..=est + 1).find(|r| r.checked_pow(n) == Some(x))
+}
+
 impl Rational {
     /// Zero.
     pub const ZERO: Rational = Rational { num: 0, den: 1 };
@@ -166,6 +180,20 @@ impl Rational {
         Some(acc)
     }
 
+    /// The exact `n`-th root (`2 <= n <= MAX_EXPONENT`), or `None` when it is
+    /// not rational (`sqrt 2`), negative under an even root, or `n` is out of
+    /// range. Constant work: an integer square root, or a float estimate
+    /// checked exactly for `n >= 3`.
+    pub fn exact_root(self, n: i128) -> Option<Rational> {
+        if !(2..=MAX_EXPONENT).contains(&n) || (self.num < 0 && n % 2 == 0) {
+            return None;
+        }
+        let n = n as u32;
+        let num = int_root(self.num.unsigned_abs(), n)? as i128;
+        let den = int_root(self.den as u128, n)? as i128;
+        Rational::new(if self.num < 0 { -num } else { num }, den)
+    }
+
     /// Nearest `f64` (exact for integers up to 2^53).
     pub fn to_f64(self) -> f64 {
         self.num as f64 / self.den as f64
@@ -270,6 +298,24 @@ mod tests {
         assert_eq!(r(2, 1).checked_pow(127), None);
         assert_eq!(r(1, 1).checked_pow(1_000), None);
         assert_eq!(r(i128::MAX, 1).checked_add(r(1, 1)), None);
+    }
+
+    #[test]
+    fn exact_roots() {
+        assert_eq!(r(16, 1).exact_root(2), Some(r(4, 1)));
+        assert_eq!(r(9, 4).exact_root(2), Some(r(3, 2)));
+        assert_eq!(r(-27, 1).exact_root(3), Some(r(-3, 1)));
+        assert_eq!(r(1 << 120, 1).exact_root(2), Some(r(1 << 60, 1)));
+        assert_eq!(
+            r(3_i128.pow(78), 1).exact_root(3),
+            Some(r(3_i128.pow(26), 1))
+        );
+        assert_eq!(r(2, 1).exact_root(2), None);
+        assert_eq!(r(-4, 1).exact_root(2), None);
+        assert_eq!(r(8, 1).exact_root(1), None);
+        assert_eq!(r(1, 1).exact_root(128), Some(r(1, 1)));
+        assert_eq!(r(2, 1).exact_root(129), None);
+        assert_eq!(r(i128::MAX, 1).exact_root(2), None);
     }
 
     #[test]

@@ -26,6 +26,71 @@ fn signed(neg: bool, body: &str) -> String {
     }
 }
 
+fn with_spaces(n: u128, sep: char) -> String {
+    with_commas(n).replace(',', &sep.to_string())
+}
+
+/// English words for `n < 10^12` (hyphenated tens, "and" after hundreds
+/// when `and` is set).
+fn spell(n: u64, and: bool) -> String {
+    const SMALL: [&str; 20] = [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+    ];
+    const TENS: [&str; 10] = [
+        "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+    ];
+    let below_100 = |n: u64| match n {
+        0..=19 => SMALL[n as usize].to_string(),
+        _ if n.is_multiple_of(10) => TENS[(n / 10) as usize].to_string(),
+        _ => format!("{}-{}", TENS[(n / 10) as usize], SMALL[(n % 10) as usize]),
+    };
+    let below_1000 = |n: u64| {
+        let (h, r) = (n / 100, n % 100);
+        match (h, r) {
+            (0, _) => below_100(r),
+            (_, 0) => format!("{} hundred", SMALL[h as usize]),
+            _ if and => format!("{} hundred and {}", SMALL[h as usize], below_100(r)),
+            _ => format!("{} hundred {}", SMALL[h as usize], below_100(r)),
+        }
+    };
+    if n == 0 {
+        return "zero".into();
+    }
+    let mut parts = Vec::new();
+    for (scale, name) in [
+        (1_000_000_000, "billion"),
+        (1_000_000, "million"),
+        (1_000, "thousand"),
+    ] {
+        if !(n / scale).is_multiple_of(1000) {
+            parts.push(format!("{} {name}", below_1000(n / scale % 1000)));
+        }
+    }
+    if !n.is_multiple_of(1000) {
+        parts.push(below_1000(n % 1000));
+    }
+    parts.join(" ")
+}
+
 fn pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -109,7 +174,9 @@ proptest! {
                 "-", "+", "*", "/", "^", "(", ")", "=", "%", "\\%", "\\$", "$", " ", "\n",
                 "#### ", "The answer is ", "Final answer:", "\\text{", "\\left(", "\\right)",
                 "\\times", "^\\circ", "x", "apples", "\u{2212}", "\u{FF15}", "\\", "e5", "_",
-                "0x", "½", "²",
+                "0x", "½", "²", "twelve", "-", "hundred", " and ", "third", "not ", "isn't ",
+                "Wait, ", "1.2e3", "E+", " \\times 10^{", "\\sqrt{", "\\sqrt[3]{", "1 000",
+                "\u{202F}", "She needs ", " more", "rather than ",
             ]),
             0..60,
         )
@@ -120,6 +187,71 @@ proptest! {
             prop_assert_eq!(again.map(|x| x.value), Some(a.value));
         }
         let _ = grade_one(&text, "#### 12");
+    }
+
+    #[test]
+    fn number_words_round_trip(n in 0u64..1_000_000_000_000, and: bool, form in 0usize..4) {
+        let words = spell(n, and);
+        let text = match form {
+            0 => format!("\\boxed{{{words}}}"),
+            1 => format!("\\boxed{{\\text{{{words}}}}}"),
+            2 => format!("So 3 + 4 = 7 is a step.\nThe answer is {words}."),
+            _ => format!("Final answer: {words} apples"),
+        };
+        let got = extract_answer(&text);
+        prop_assert_eq!(got.map(|a| a.value), Some(Rational::from_int(n as i128)), "text {:?}", text);
+        prop_assert!(!got.unwrap().evaluated);
+    }
+
+    #[test]
+    fn spaced_thousands_round_trip(n in 1000u128..10u128.pow(20), sep in 0usize..4, boxed: bool) {
+        let sep = [' ', '\u{00A0}', '\u{202F}', '\u{2009}'][sep];
+        let num = with_spaces(n, sep);
+        let text = if boxed { format!("\\boxed{{{num}}}") } else { format!("The answer is {num}.") };
+        prop_assert_eq!(extract_answer(&text).map(|a| a.value), Some(Rational::from_int(n as i128)));
+    }
+
+    #[test]
+    fn powers_of_ten_round_trip(m in -99_999i64..100_000, places in 0u32..4, e in -8i32..12,
+                                form in 0usize..4) {
+        let mant = Rational::new(i128::from(m), 10i128.pow(places)).unwrap();
+        let shown = mant.to_decimal_string().unwrap();
+        let want = mant.checked_mul(Rational::from_int(10).checked_pow(i128::from(e)).unwrap()).unwrap();
+        let (text, computed) = match form {
+            0 => (format!("\\boxed{{{shown}e{e}}}"), false),
+            1 => (format!("The answer is {shown}E{e:+}."), false),
+            2 => (format!("\\boxed{{{shown} \\times 10^{{{e}}}}}"), true),
+            _ => (format!("The answer is {shown}\\cdot10^{{{e}}} m"), true),
+        };
+        let got = extract_answer(&text);
+        prop_assert_eq!(got.map(|a| a.value), Some(want), "text {:?}", text);
+        prop_assert_eq!(got.unwrap().evaluated, computed, "text {:?}", text);
+    }
+
+    #[test]
+    fn exact_roots_round_trip(k in 0i128..3_000_000, cube: bool, boxed: bool, off in 1i128..3) {
+        let (n, x) = if cube { (3, k * k * k) } else { (2, k * k) };
+        let root = if cube { format!("\\sqrt[3]{{{x}}}") } else { format!("\\sqrt{{{x}}}") };
+        let text = if boxed { format!("\\boxed{{{root}}}") } else { format!("The answer is {root}.") };
+        prop_assert_eq!(extract_answer(&text).map(|a| a.value), Some(Rational::from_int(k)));
+        // A radicand off by one or two from a power is not a perfect power (k > 1).
+        let bad = if cube { format!("\\sqrt[3]{{{}}}", x + off) } else { format!("\\sqrt{{{}}}", x + off) };
+        if k > 1 && n == 2 || k > 0 && n == 3 {
+            prop_assert_eq!(extract_answer(&format!("\\boxed{{{bad}}}")), None);
+        }
+    }
+
+    #[test]
+    fn retracted_numbers_are_passed_over(a in 0u32..100_000, b in 0u32..100_000, form in 0usize..5) {
+        prop_assume!(a != b);
+        let text = match form {
+            0 => format!("The answer is not {a}, it is {b}."),
+            1 => format!("The answer isn't {a}; it's {b}."),
+            2 => format!("The answer is {b} rather than {a}."),
+            3 => format!("The final answer is {a}. Wait, it is {b}."),
+            _ => format!("So it is {b}, instead of {a}"),
+        };
+        prop_assert_eq!(extract_answer(&text).map(|x| x.value), Some(Rational::from_int(i128::from(b))), "text {:?}", text);
     }
 
     #[test]
