@@ -84,3 +84,27 @@ def test_main_job_smoke(tmp_path: Path) -> None:
     assert acc, ev.stdout
     # Same model, same 16 problems, greedy: at most one problem may flip (batching).
     assert abs(float(acc.group(1)) - float(m.group(2))) <= 100 / 16 + 0.05
+
+    # The run's log dir feeds `watch` (plain lines in a pipe, it ends with the run) and
+    # `report` (PNG plots and a summary), as a user would call them afterwards.
+    run_dir = metrics_file.parent
+    watched = subprocess.run(
+        [str(BIN / "grpo-plug"), "watch", str(run_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert watched.returncode == 0, watched.stderr
+    assert "step 2 epoch 0  reward" in watched.stdout and "run done" in watched.stdout
+    rep = subprocess.run(
+        [str(BIN / "grpo-plug"), "report", str(run_dir), "--out", str(tmp_path / "report")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rep.returncode == 0, rep.stderr
+    for stem in ("reward", "loss", "entropy", "length", "time"):
+        assert (tmp_path / "report" / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"| {m.group(1)}% | {m.group(2)}% |" in (tmp_path / "report" / "report.md").read_text()

@@ -143,7 +143,7 @@ def test_options_run(tmp_path: Path, seven_host: PluginHost, extra: tuple[str, .
 def test_gpu_preset_on_cpu_machine_says_what_is_missing() -> None:
     import torch
 
-    from grpo_plug.trainer import SetupError, check_machine
+    from grpo_plug.preflight import SetupError, check_machine
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from grpo_plug import __version__
 from grpo_plug import config as cfgmod
+from grpo_plug.interactive import resume_command
 from grpo_plug.metrics import commands as metric_commands
 from grpo_plug.plugins import get_host
 from grpo_plug.registry import PluginError
@@ -162,32 +163,63 @@ def _train_errors() -> tuple[type[Exception], ...]:
     from grpo_plug.builtin.tasks import DataError
     from grpo_plug.checkpoint import CheckpointError
     from grpo_plug.models import ModelError
-    from grpo_plug.trainer import SetupError
+    from grpo_plug.preflight import SetupError
 
     return (*USER_ERRORS, DataError, ModelError, SetupError, CheckpointError)
 
 
+NoTuiOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-tui",
+        help="Plain one-line-per-step logs instead of the live dashboard (also the default "
+        "when stdout is not a terminal or TERM=dumb).",
+    ),
+]
+
+
 @app.command()
 def train(
-    preset: PresetOpt = None, config: ConfigOpt = None, overrides: OverridesArg = None
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    overrides: OverridesArg = None,
+    no_tui: NoTuiOpt = False,
 ) -> None:
     """Train with GRPO: `grpo-plug train --preset cpu` runs anywhere, no GPU needed."""
+    from grpo_plug import interactive
+
+    tui = metric_commands.wants_tui(sys.stdout, no_tui)
     try:
-        cfg = cfgmod.load(
-            preset=preset if preset or config else "cpu",
-            config_file=config,
-            overrides=overrides or [],
-        )
+        name = preset if preset or config else "cpu"
+        cfg = cfgmod.load(preset=name, config_file=config, overrides=overrides or [])
         from grpo_plug.trainer import Trainer
 
-        trainer = Trainer(cfg)
+        loggers_cfg = cfg
+        if tui:  # the dashboard replaces the console lines
+            loggers_cfg = dataclasses.replace(
+                cfg, loggers=[n for n in cfg.loggers if n != "console"]
+            )
+            out.print(f"grpo-plug: loading {cfg.actor.path} for the {name} run...")
+        trainer = Trainer(loggers_cfg, preset=None if config else name, quiet=tui)
     except _train_errors() as e:
         err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
-    try:
-        summary = trainer.train()
-    finally:
-        trainer.close()
+    summary = interactive.run(trainer, tui=tui, console=out)
+    if summary is None:
+        raise typer.Exit(130)
+    print_summary(cfg, summary)
+
+
+def print_summary(cfg: cfgmod.TrainConfig, summary: Any) -> None:
+    if summary.interrupted:
+        out.print(
+            f"[bold]stopped[/bold] after step {summary.steps} on request "
+            f"({summary.seconds / 60:.1f} min); "
+            + ("a recover point was written. " if cfg.recover.mode != "disabled" else "")
+            + f"Resume with: {escape(resume_command())}"
+        )
+        out.print(f"metrics and predictions: {summary.log_dir}")
+        return
     out.print(
         f"[bold]done[/bold]: {summary.steps} steps in {summary.seconds / 60:.1f} min, "
         f"peak memory {summary.peak_rss_gb:.2f} GB"
@@ -253,8 +285,8 @@ def eval_cmd(
     from rich.progress import Progress
 
     try:
+        from grpo_plug.evaluation import evaluate
         from grpo_plug.models import load_model, load_tokenizer
-        from grpo_plug.trainer import evaluate
 
         base = {"task": task, "path": data, "split": split, "max_samples": max_samples}
         prefixed = [f"valid_dataset.{o}" for o in overrides or []]
@@ -284,7 +316,7 @@ def eval_cmd(
             batch_size=batch_size,
             progress=lambda done, total: bar.update(job, completed=done),
         )
-    from grpo_plug.trainer import write_jsonl
+    from grpo_plug.evaluation import write_jsonl
 
     path = output or Path(f"eval_{task}.jsonl")
     write_jsonl(path, res.records)

@@ -27,7 +27,6 @@ Where this departs from the GRPO paper (Shao et al., 2024):
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import random
@@ -36,9 +35,8 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -47,14 +45,25 @@ from grpo_plug import checkpoint as ckpt
 from grpo_plug import config as cfgmod
 from grpo_plug import core
 from grpo_plug.config import DatasetConfig, TrainConfig
+
+# Re-exported: callers and plugins import these from the trainer.
+from grpo_plug.evaluation import (
+    EvalResult,
+    build_prompt,
+    evaluate,
+    literal_answers,
+    write_jsonl,
+)
 from grpo_plug.learner import (
     make_optimizer,
     make_scheduler,
     recompute_old_logprobs,
     train_minibatch,
 )
+from grpo_plug.metrics.emit import RunEvents
 from grpo_plug.models import load_model, load_tokenizer
 from grpo_plug.plugins import PluginHost, get_host
+from grpo_plug.preflight import SetupError, check_machine, run_dirs
 from grpo_plug.rollout.controller import RolloutController, limits_from_config
 from grpo_plug.types import (
     Example,
@@ -70,10 +79,6 @@ from grpo_plug.types import (
 from grpo_plug.weight_sync import resolve_strategy_name
 
 
-class SetupError(RuntimeError):
-    """The run cannot start on this machine or with this config; says why."""
-
-
 def version_metrics(samples: Sequence[Sample], current: int) -> dict[str, float]:
     """Samples by the policy versions of their tokens (the current one, or older)."""
     stale = sum(1 for s in samples if s.policy_version < current)
@@ -85,113 +90,11 @@ def version_metrics(samples: Sequence[Sample], current: int) -> dict[str, float]
     }
 
 
-def run_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
-    """(checkpoint dir, log dir) in the seed's layout."""
-    user = getpass.getuser()
-    root = Path(cfg.cluster.fileroot)
-    tail = Path(user) / cfg.experiment_name / cfg.trial_name
-    return root / "checkpoints" / tail, root / "logs" / tail
-
-
-def sglang_importable(python: str | None) -> bool:
-    """Whether ``python`` (default: this interpreter) can import sglang."""
-    import importlib.util
-    import subprocess
-
-    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
-        return importlib.util.find_spec("sglang") is not None
-    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('sglang') is None)"
-    try:
-        return subprocess.run([python, "-c", probe], timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def check_machine(cfg: TrainConfig) -> None:
-    """GPU presets stop at once on a machine that cannot run them."""
-    launches = cfg.rollout.backend == "sglang" and not cfg.rollout.server_addrs
-    missing = []
-    if cfg.cluster.n_gpus_per_node > 0 and not torch.cuda.is_available():
-        missing.append("a CUDA GPU (none found)")
-    if launches and not sglang_importable(cfg.sglang.python):
-        where = cfg.sglang.python or sys.executable
-        missing.append(
-            f"SGLang (not installed for {where}; pip install 'grpo-plug[sglang]', or point "
-            "sglang.python at an interpreter that has it, e.g. .venv-sglang/bin/python from "
-            "`make sglang-env`)"
-        )
-    if missing:
-        raise SetupError(
-            "this config needs "
-            + " and ".join(missing)
-            + "; on this machine run `grpo-plug train --preset cpu`"
-        )
-
-
-def build_prompt(tokenizer: Any, task: Task, ex: Example) -> list[int]:
-    msgs = [{"role": "user", "content": task.user_message(ex)}]
-    # tokenize=True applies the template's own BOS once; re-tokenising its text would add
-    # a second one.
-    ids = tokenizer.apply_chat_template(
-        msgs, add_generation_prompt=True, tokenize=True, return_dict=False
-    )
-    return [int(i) for i in ids]
-
-
-@dataclass
-class EvalResult:
-    accuracy: float
-    n: int
-    records: list[dict[str, Any]] = field(default_factory=list)
-
-
-def literal_answers(task: Task) -> bool:
-    """Whether ``task`` wants its answers as plain numbers (see docs/plugins.md)."""
-    return bool(getattr(task, "literal_answers", False))
-
-
-def evaluate(
-    backend: RolloutController | RolloutBackend,
-    tokenizer: Any,
-    task: Task,
-    examples: Sequence[Example],
-    *,
-    max_new_tokens: int,
-    batch_size: int = 64,
-    progress: Any = None,
-) -> EvalResult:
-    """Greedy accuracy over ``examples`` (the seed's test_trained_model)."""
-    records: list[dict[str, Any]] = []
-    sp = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        reqs = [GenerationRequest(ex.uid, build_prompt(tokenizer, task, ex), 1, sp) for ex in chunk]
-        samples = [s[0] for s in backend.generate(reqs)]
-        texts = [tokenizer.decode(s.output_ids, skip_special_tokens=True) for s in samples]
-        scores = core.grade(texts, [ex.gold for ex in chunk], literal_only=literal_answers(task))
-        for ex, s, text, score in zip(chunk, samples, texts, scores, strict=True):
-            records.append(
-                {
-                    "uid": ex.uid,
-                    "question": ex.question,
-                    "gold": ex.gold,
-                    "completion": text,
-                    "extracted": core.extract_answer(text),
-                    "finish_reason": s.finish_reason,
-                    "correct": bool(score > 0.5),
-                }
-            )
-        if progress is not None:
-            progress(len(records), len(examples))
-    acc = sum(r["correct"] for r in records) / max(1, len(records))
-    return EvalResult(acc, len(records), records)
-
-
-def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+def gpu_memory_gb() -> float | None:
+    """GPU memory this process holds now (None without CUDA)."""
+    if not torch.cuda.is_available():
+        return None
+    return float(torch.cuda.memory_allocated() / 2**30)
 
 
 def peak_rss_gb() -> float:
@@ -209,6 +112,7 @@ class Summary:
     log_dir: str
     peak_rss_gb: float
     checkpoint: str | None = None  # the HF checkpoint of the final step, if one was saved
+    interrupted: bool = False  # stopped early on request (Ctrl-C); resumable
 
 
 class Trainer:
@@ -217,11 +121,20 @@ class Trainer:
         cfg: TrainConfig,
         host: PluginHost | None = None,
         loggers: Sequence[Logger] | None = None,
+        *,
+        preset: str | None = None,
+        quiet: bool = False,
     ) -> None:
+        """``quiet``: status lines go only to the loggers and the event stream (the
+        dashboard shows them), never straight to stderr."""
         self.cfg = cfg
+        self.preset = preset
+        self.quiet = quiet
+        self.stop_requested = False  # set (e.g. by Ctrl-C): stop after the current step
         self.host = host or get_host()
         check_machine(cfg)
         self.ckpt_dir, self.log_dir = run_dirs(cfg)
+        self.events = RunEvents(self.log_dir)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -284,6 +197,7 @@ class Trainer:
         )
         self.backend: RolloutBackend = backend_factory(cfg, ctx)
         self.rollout = RolloutController(self.backend, limits_from_config(cfg))
+        self.rollout.progress = self.events.progress
         try:
             strategy = resolve_strategy_name(cfg, self.backend)
             if strategy not in sync_names:
@@ -324,9 +238,10 @@ class Trainer:
         )
 
     def message(self, text: str) -> None:
+        self.events.message(text)
         for lg in self.loggers:
             lg.message(text)
-        if not any(lg.name == "console" for lg in self.loggers):
+        if not self.quiet and not any(lg.name == "console" for lg in self.loggers):
             # Status lines (resume, fresh start) must reach the terminal anyway.
             print(f"grpo-plug: {text}", file=sys.stderr)
 
@@ -349,6 +264,7 @@ class Trainer:
         ev_cfg: DatasetConfig = self.cfg.valid_dataset
         max_new = self.cfg.evaluator.max_new_tokens or self.cfg.gconfig.max_new_tokens
         self.message(f"evaluating {label} on {len(self.valid_data)} {ev_cfg.task} problems...")
+        self.events.stage("eval", self.global_step, total=len(self.valid_data))
         res = evaluate(
             self.rollout,
             self.tokenizer,
@@ -374,7 +290,8 @@ class Trainer:
         crashed_before = self.running_marker.exists()
         path, problems = ckpt.find_recover(self.ckpt_dir)
         for problem in problems:
-            self.message(f"[yellow]recover checkpoint unusable[/yellow]: {problem}")
+            self.message(f"recover checkpoint unusable: {problem}")
+            self.events.warning(f"recover checkpoint unusable: {problem}")
         if mode == "fault" and not crashed_before:
             self.message("recover.mode=fault: the last run ended cleanly; starting fresh")
             return
@@ -420,7 +337,8 @@ class Trainer:
             "config": cfgmod.to_dict(self.cfg),
             "time": time.time(),
         }
-        ckpt.save_recover(
+        self.events.stage("save", self.global_step)
+        path = ckpt.save_recover(
             self.ckpt_dir,
             model=self.model,
             optimizer=self.optimizer,
@@ -428,6 +346,7 @@ class Trainer:
             state=state,
         )
         self.last_recover_time = time.time()
+        self.events.checkpoint("recover", path, self.global_step)
 
     def after_step(self, epoch: int) -> None:
         """Checkpoints and recover points on their step / epoch / time schedules."""
@@ -448,7 +367,8 @@ class Trainer:
         if (sv.freq_steps or sv.freq_epochs or sv.freq_secs) and (
             last or due(sv.freq_steps, sv.freq_epochs, sv.freq_secs, self.last_save_time)
         ):
-            ckpt.save_hf_checkpoint(
+            self.events.stage("save", self.global_step)
+            saved = ckpt.save_hf_checkpoint(
                 self.ckpt_dir,
                 self.model,
                 self.tokenizer,
@@ -458,6 +378,7 @@ class Trainer:
                 keep_last=sv.keep_last,
             )
             self.last_save_time = time.time()
+            self.events.checkpoint("hf", saved, self.global_step)
         rc = self.cfg.recover
         # The last step's recover point is written after the final eval (see train()).
         if (
@@ -487,6 +408,7 @@ class Trainer:
             GenerationRequest(ex.uid, self.prompt_ids(ex), G, sp, seed=self.request_seed(i))
             for i, ex in enumerate(batch)
         ]
+        self.events.stage("rollout", self.global_step + 1, total=len(reqs) * G)
         groups = self.rollout.generate(reqs)
         samples = [s for g in groups for s in g]  # [B*G], grouped by prompt
         prompts = [list(r.prompt_ids) for r in reqs for _ in range(G)]
@@ -498,6 +420,7 @@ class Trainer:
         t1 = time.perf_counter()
 
         # 2. reward: weighted sum of reward plugins                         # [B*G]
+        self.events.stage("reward", self.global_step + 1)
         prompt_texts = [ex.question for ex in batch for _ in range(G)]
         rewards = np.zeros(len(samples), dtype=np.float32)
         task_reward = np.zeros(len(samples), dtype=np.float32)
@@ -529,6 +452,7 @@ class Trainer:
         keep = np.repeat(group_has_signal, G)
 
         # 4+5. pack and learn, minibatch by minibatch
+        self.events.stage("train", self.global_step + 1)
         stats: dict[str, float] = {}
         kept = np.flatnonzero(keep)
         grad_norm = 0.0
@@ -578,12 +502,16 @@ class Trainer:
         t3 = time.perf_counter()
 
         # 6. weight sync
+        self.events.stage("weight_sync", self.global_step + 1)
         self.global_step += 1
         self.weight_sync.sync(self.model, self.backend, self.global_step)
         t4 = time.perf_counter()
 
         # 7. metrics
         lens = np.array([len(s.output_ids) for s in samples], dtype=np.float64)
+        self.events.sample(
+            prompt_texts[-1], texts[-1], core.extract_answer(texts[-1]), float(rewards[-1])
+        )
         return {
             "grpo_actor/task_reward/avg": float(task_reward.mean()),
             "grpo_actor/task_reward/min": float(task_reward.min()),
@@ -621,6 +549,7 @@ class Trainer:
     def train(self) -> Summary:
         cfg = self.cfg
         start = time.time()
+        self.announce()
         self.message(
             f"training {cfg.actor.path} on {cfg.train_dataset.task} "
             f"({len(self.train_data)} examples): {self.total_steps} steps of "
@@ -633,6 +562,7 @@ class Trainer:
             self.log({"grpo-eval/task_reward/avg": before.accuracy}, 0)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.running_marker.write_text(str(os.getpid()))
+        interrupted = False
         bs = cfg.train_dataset.batch_size
         epoch = 0
         while self.global_step < self.total_steps:
@@ -649,9 +579,15 @@ class Trainer:
                 res = self.run_eval(f"step{self.global_step}")
                 metrics["grpo-eval/task_reward/avg"] = res.accuracy
             self.log(metrics, epoch)
+            self.events.health(rss_gb=metrics["perf/peak_rss_gb"], gpu_gb=gpu_memory_gb())
             self.after_step(epoch)
             ckpt.fault_point("between_steps")
-        if self.accuracy_after is None and self.valid_data:
+            if self.stop_requested and self.global_step < self.total_steps:
+                interrupted = True
+                if cfg.recover.mode != "disabled":
+                    self.save_recover(epoch)
+                break
+        if not interrupted and self.accuracy_after is None and self.valid_data:
             self.accuracy_after = self.run_eval("after").accuracy
             self.log({"grpo-eval/task_reward/avg": self.accuracy_after}, epoch)
             if cfg.recover.mode != "disabled":
@@ -668,10 +604,34 @@ class Trainer:
             log_dir=str(self.log_dir),
             peak_rss_gb=peak_rss_gb(),
             checkpoint=str(final[-1].path) if final else None,
+            interrupted=interrupted,
         )
         (self.log_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
         self.running_marker.unlink(missing_ok=True)
+        self.events.end("interrupted" if interrupted else "done", summary=vars(summary))
         return summary
+
+    def announce(self) -> None:
+        """The run header the dashboard and ``watch`` show."""
+        cfg = self.cfg
+        devices = (
+            f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+            if self.device == "cuda"
+            else f"cpu x {torch.get_num_threads()} threads"
+        )
+        self.events.run(
+            experiment=cfg.experiment_name,
+            trial=cfg.trial_name,
+            preset=self.preset,
+            model=cfg.actor.path,
+            backend=self.backend.name,
+            weight_sync=self.weight_sync.name,
+            devices=devices,
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            resumed_from=self.global_step if self.resumed_from is not None else None,
+            pid=os.getpid(),
+        )
 
     def close(self) -> None:
         try:
@@ -682,3 +642,4 @@ class Trainer:
         finally:
             for lg in self.loggers:
                 lg.close()
+            self.events.close()

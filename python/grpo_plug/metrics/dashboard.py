@@ -54,11 +54,14 @@ def _fmt(v: float | None, fmt: str) -> str:
 
 def header(st: RunState) -> Text:
     i = st.info
+    model = str(i.get("model", "?"))
+    if model.startswith(("/", ".", "~")):  # a local path: its folder name says enough
+        model = Path(model).name
     parts = [
         ("grpo-plug ", "bold"),
         (f"{i.get('experiment', '?')}/{i.get('trial', '?')}", "bold cyan"),
-        (f"  preset {i.get('preset') or '-'}  {i.get('model', '?')}", ""),
-        (f"  backend {i.get('backend', '?')}  {i.get('devices', '')}", ""),
+        (f"  preset {i.get('preset') or '-'}  backend {i.get('backend', '?')}", ""),
+        (f"  {i.get('devices', '')}  {model}", ""),
     ]
     if i.get("resumed_from") is not None:
         parts.append((f"  resumed from step {i['resumed_from']}", "yellow"))
@@ -66,32 +69,38 @@ def header(st: RunState) -> Text:
 
 
 def progress(st: RunState, now: float, width: int) -> Table:
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True)
-    grid.add_column(width=max(width // 4, 8))
-    grid.add_column(no_wrap=True, overflow="ellipsis")
+    """Two lines: the run (steps, epoch, time) and the current stage (samples done)."""
     total = st.total_steps or 0
     done = st.global_step
     pct = f"{100 * done / total:.0f}%" if total else ""
     epoch = st.steps()[-1].get("epoch", 0) if st.steps() else 0
     elapsed = (st.end or {}).get("t", now) - st.started if st.started else None
-    grid.add_row(
+    run_row: tuple[str, RenderableType, Text] = (
         f"step {done}/{total or '?'}",
         ProgressBar(total=max(total, 1), completed=done),
-        f"{pct}  epoch {epoch}  elapsed {clock(elapsed)}  ETA {clock(st.eta_seconds())}",
+        Text(f"{pct}  epoch {epoch}  elapsed {clock(elapsed)}  ETA {clock(st.eta_seconds())}"),
     )
     p = st.progress
-    stage = st.stage or ((st.end or {}).get("status") or "waiting")
-    since = f" {now - st.stage_since:.0f}s" if st.stage and st.stage_since else ""
-    if p and stage == "rollout":
-        tail = f"{p.get('done', 0)}/{p.get('total', 0)} samples"
+    stage = st.stage or ((st.end or {}).get("status") or "starting")
+    label = f"{stage} {now - st.stage_since:.0f}s" if st.stage and st.stage_since else stage
+    if p and p.get("total") and st.stage in ("rollout", "eval"):
+        tail = f"{p.get('done', 0)}/{p['total']} samples"
         spent = float(p["t"]) - (st.stage_since or float(p["t"]))
         if spent >= 1.0:  # a rate over less than a second is noise
             tail += f"  {p.get('tokens', 0) / spent:.0f} tok/s"
-        bar = ProgressBar(total=max(int(p.get("total", 1)), 1), completed=int(p.get("done", 0)))
-        grid.add_row(f"{stage}{since}", bar, tail)
-    else:
-        grid.add_row(f"{stage}{since}", Text(""), "")
+        bar = ProgressBar(total=max(int(p["total"]), 1), completed=int(p.get("done", 0)))
+        stage_row: tuple[str, RenderableType, Text] = (label, bar, Text(tail))
+    else:  # between generations: what the trainer last said
+        last = st.messages[-1] if st.messages else ""
+        stage_row = (label, Text(""), Text(last, style="dim"))
+    grid = Table.grid(padding=(0, 1))
+    # The labels keep their width; the message column gives way first.
+    grid.add_column(no_wrap=True, min_width=max(len(run_row[0]), len(stage_row[0])))
+    grid.add_column(width=max(width // 4, 8))
+    grid.add_column(no_wrap=True, overflow="ellipsis")
+    for row in (run_row, stage_row):
+        row[2].no_wrap, row[2].overflow = True, "ellipsis"
+        grid.add_row(*row)
     return grid
 
 

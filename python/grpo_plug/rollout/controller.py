@@ -9,6 +9,10 @@ sample keeps the policy versions of its tokens.
 
 An in-process backend is handed the whole batch in one ``generate`` call: it runs in
 this thread, so its sampling order, and with it every seeded run, stays unchanged.
+
+``progress`` (optional) hears ``(samples finished, tokens generated)`` increments while
+a batch runs: per finished request for remote backends; an in-process backend with a
+``progress`` attribute of its own reports from inside its decode loop.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -76,12 +80,15 @@ class RolloutController:
         self._jitter = random.Random(0)  # backoff jitter only; never touches sampling
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self.progress: Callable[[int, int], None] | None = None
 
     # ------------------------------------------------------------------ entry points
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]:
         """``n`` samples per request, in request order; none of them ``abort``."""
         if self.backend.in_process:
+            if hasattr(self.backend, "progress"):
+                self.backend.progress = self.progress
             return self._finish_in_process(requests, self.backend.generate(requests))
         return self._run(self.agenerate(requests))
 
@@ -133,7 +140,10 @@ class RolloutController:
 
     async def _request(self, req: GenerationRequest, sem: asyncio.Semaphore) -> list[Sample]:
         samples = await self._attempts(req, sem)
-        return [await self._complete(req, s, sem) for s in samples]
+        done = [await self._complete(req, s, sem) for s in samples]
+        if self.progress is not None:
+            self.progress(len(done), sum(len(s.output_ids) for s in done))
+        return done
 
     async def _complete(
         self, req: GenerationRequest, sample: Sample, sem: asyncio.Semaphore

@@ -17,7 +17,7 @@ A small decode loop over a transformers causal LM and its KV cache, instead of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -73,6 +73,8 @@ class HFBackend:
         self.eos_ids = sorted(i for i in ids if i is not None)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
         self.cache_kw = cache_kwarg(model)
+        # (rows finished, tokens generated) increments per decode step, for progress.
+        self.progress: Callable[[int, int], None] | None = None
 
     def set_policy_version(self, version: int) -> None:
         self.version = version
@@ -138,9 +140,13 @@ class HFBackend:
                     tokens[r].append(tok_l[b])
                     logps[r].append(lp_l[b])
                 done = torch.isin(tok, eos)
-                for b in done.nonzero().flatten().tolist():
+                finished = done.nonzero().flatten().tolist()
+                for b in finished:
                     finish[int(alive[b])] = "stop"
-                if step == sp.max_new_tokens - 1:
+                last = step == sp.max_new_tokens - 1
+                if self.progress is not None:
+                    self.progress(len(alive) if last else len(finished), len(alive))
+                if last:
                     break
                 keep = (~done).nonzero().flatten()
                 if len(keep) == 0:

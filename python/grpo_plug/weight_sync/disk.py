@@ -42,7 +42,7 @@ def default_root(cfg: TrainConfig, need: int) -> Path:
                 return SHM / tail / "weight_update"
         except OSError:
             pass
-    from grpo_plug.trainer import run_dirs  # the trainer owns the run layout
+    from grpo_plug.preflight import run_dirs  # the run layout
 
     return run_dirs(cfg)[0] / "weight_update"
 

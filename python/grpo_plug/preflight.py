@@ -1,0 +1,58 @@
+"""Before any heavy work: the run layout and whether this machine can run the config."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import torch
+
+from grpo_plug.config import TrainConfig
+
+
+class SetupError(RuntimeError):
+    """The run cannot start on this machine or with this config; says why."""
+
+
+def run_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
+    """(checkpoint dir, log dir) in the seed's layout."""
+    user = getpass.getuser()
+    root = Path(cfg.cluster.fileroot)
+    tail = Path(user) / cfg.experiment_name / cfg.trial_name
+    return root / "checkpoints" / tail, root / "logs" / tail
+
+
+def sglang_importable(python: str | None) -> bool:
+    """Whether ``python`` (default: this interpreter) can import sglang."""
+    import importlib.util
+    import subprocess
+
+    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
+        return importlib.util.find_spec("sglang") is not None
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('sglang') is None)"
+    try:
+        return subprocess.run([python, "-c", probe], timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def check_machine(cfg: TrainConfig) -> None:
+    """GPU presets stop at once on a machine that cannot run them."""
+    launches = cfg.rollout.backend == "sglang" and not cfg.rollout.server_addrs
+    missing = []
+    if cfg.cluster.n_gpus_per_node > 0 and not torch.cuda.is_available():
+        missing.append("a CUDA GPU (none found)")
+    if launches and not sglang_importable(cfg.sglang.python):
+        where = cfg.sglang.python or sys.executable
+        missing.append(
+            f"SGLang (not installed for {where}; pip install 'grpo-plug[sglang]', or point "
+            "sglang.python at an interpreter that has it, e.g. .venv-sglang/bin/python from "
+            "`make sglang-env`)"
+        )
+    if missing:
+        raise SetupError(
+            "this config needs "
+            + " and ".join(missing)
+            + "; on this machine run `grpo-plug train --preset cpu`"
+        )
