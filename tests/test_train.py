@@ -149,3 +149,37 @@ def test_gpu_preset_on_cpu_machine_says_what_is_missing() -> None:
         pytest.skip("this machine has CUDA")
     with pytest.raises(SetupError, match=r"a CUDA GPU.*--preset cpu"):
         check_machine(cfgmod.load(preset="fast"))
+
+
+class Broken(Capture):
+    """A logger whose backend is gone (network down, disk full)."""
+
+    name = "broken"
+
+    def log(self, metrics: Mapping[str, float], step: int, epoch: int) -> None:
+        raise OSError("No space left on device")
+
+
+def test_a_failing_logger_warns_once_and_training_goes_on(
+    tmp_path: Path, seven_host: PluginHost
+) -> None:
+    from grpo_plug.metrics.run import read_run
+    from grpo_plug.trainer import Trainer
+
+    model = build_tiny_model(tmp_path / "tiny")
+    cfg = tiny_config(tmp_path, model, "total_train_steps=3", "recover.mode=disabled")
+    cap = Capture()
+    trainer = Trainer(cfg, host=seven_host, loggers=[Broken(), cap])
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    assert summary.steps == 3 and [r["step"] for r in cap.rows if "grpo_actor/loss" in r]
+    st = read_run(trainer.log_dir)
+    warned = [w for _, w in st.warnings if "logger 'broken' failed" in w]
+    assert len(warned) == 1 and "No space left on device" in warned[0]
+    # The event stream of the same real run: header, every stage, samples, the end.
+    assert st.info["backend"] == "hf" and st.info["total_steps"] == 3
+    assert st.end is not None and st.end["status"] == "done"
+    assert st.sample is not None and "completion" in st.sample
+    assert st.progress.get("done") == st.progress.get("total") == 8  # the final eval

@@ -34,9 +34,10 @@ import resource
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +61,7 @@ from grpo_plug.learner import (
     recompute_old_logprobs,
     train_minibatch,
 )
+from grpo_plug.metrics import names as mn
 from grpo_plug.metrics.emit import RunEvents
 from grpo_plug.models import load_model, load_tokenizer
 from grpo_plug.plugins import PluginHost, get_host
@@ -131,6 +133,7 @@ class Trainer:
         self.preset = preset
         self.quiet = quiet
         self.stop_requested = False  # set (e.g. by Ctrl-C): stop after the current step
+        self.failed_loggers: set[str] = set()
         self.host = host or get_host()
         check_machine(cfg)
         self.ckpt_dir, self.log_dir = run_dirs(cfg)
@@ -240,14 +243,27 @@ class Trainer:
     def message(self, text: str) -> None:
         self.events.message(text)
         for lg in self.loggers:
-            lg.message(text)
+            self._guard(lg, lg.message, text)
         if not self.quiet and not any(lg.name == "console" for lg in self.loggers):
             # Status lines (resume, fresh start) must reach the terminal anyway.
             print(f"grpo-plug: {text}", file=sys.stderr)
 
     def log(self, metrics: dict[str, float], epoch: int) -> None:
         for lg in self.loggers:
-            lg.log(metrics, self.global_step, epoch)
+            self._guard(lg, lg.log, metrics, self.global_step, epoch)
+
+    def _guard(self, lg: Logger, call: Callable[..., None], *args: Any) -> None:
+        """A failing logger (network down, disk full) warns once and never stops the run."""
+        try:
+            call(*args)
+        except Exception as e:
+            if lg.name in self.failed_loggers:
+                return
+            self.failed_loggers.add(lg.name)
+            text = f"logger {lg.name!r} failed ({type(e).__name__}: {e}); training goes on"
+            self.events.warning(text)  # the dashboard shows it
+            if not self.quiet:
+                print(f"grpo-plug: warning: {text}", file=sys.stderr)
 
     def prompt_ids(self, ex: Example) -> list[int]:
         if ex.uid not in self.prompt_cache:
@@ -486,13 +502,13 @@ class Trainer:
                 for k, v in vars(st).items():
                     acc[k] = acc.get(k, 0.0) + float(v) / len(chunks)
             stats = {
-                "grpo_actor/loss": acc["loss"],
-                "grpo_actor/kl": acc["kl"],
-                "grpo_actor/clip_ratio": acc["clip_ratio"],
-                "grpo_actor/entropy": acc["entropy"],
-                "grpo_actor/importance_weight": acc["ratio_mean"],
-                "grpo_actor/logprob_abs_diff": acc["logp_diff"],
-                "grpo_actor/grad_norm": grad_norm,
+                mn.LOSS: acc["loss"],
+                mn.KL: acc["kl"],
+                mn.CLIP_RATIO: acc["clip_ratio"],
+                mn.ENTROPY: acc["entropy"],
+                mn.IMPORTANCE_WEIGHT: acc["ratio_mean"],
+                mn.LOGPROB_DIFF: acc["logp_diff"],
+                mn.GRAD_NORM: grad_norm,
             }
         lr = self.scheduler.get_last_lr()[0]
         with warnings.catch_warnings():
@@ -513,24 +529,24 @@ class Trainer:
             prompt_texts[-1], texts[-1], core.extract_answer(texts[-1]), float(rewards[-1])
         )
         return {
-            "grpo_actor/task_reward/avg": float(task_reward.mean()),
-            "grpo_actor/task_reward/min": float(task_reward.min()),
-            "grpo_actor/task_reward/max": float(task_reward.max()),
-            "grpo_actor/reward/avg": float(rewards.mean()),
+            mn.TASK_REWARD: float(task_reward.mean()),
+            mn.TASK_REWARD_MIN: float(task_reward.min()),
+            mn.TASK_REWARD_MAX: float(task_reward.max()),
+            mn.REWARD: float(rewards.mean()),
             **stats,
-            "grpo_actor/lr": float(lr),
-            "grpo_actor/seq_len/avg": float(lens.mean()),
-            "grpo_actor/seq_len/max": float(lens.max()),
-            "grpo_actor/no_eos_ratio": float(no_eos.mean()),
-            "grpo_actor/zero_adv_ratio": float(1.0 - group_has_signal.mean()),
-            "grpo_actor/policy_version": float(self.global_step),
-            "timeperf/rollout": t1 - t0,
-            "timeperf/reward": t2 - t1,
-            "timeperf/train_step": t3 - t2,
-            "timeperf/weight_sync": t4 - t3,
-            "timeperf/step": t4 - t0,
-            "grpo_actor/gen_tokens_per_s": float(lens.sum() / max(t1 - t0, 1e-9)),
-            "perf/peak_rss_gb": peak_rss_gb(),
+            mn.LR: float(lr),
+            mn.SEQ_LEN: float(lens.mean()),
+            mn.SEQ_LEN_MAX: float(lens.max()),
+            mn.NO_EOS: float(no_eos.mean()),
+            mn.ZERO_ADV: float(1.0 - group_has_signal.mean()),
+            mn.POLICY_VERSION: float(self.global_step),
+            mn.TIME_ROLLOUT: t1 - t0,
+            mn.TIME_REWARD: t2 - t1,
+            mn.TIME_TRAIN: t3 - t2,
+            mn.TIME_WEIGHT_SYNC: t4 - t3,
+            mn.TIME_STEP: t4 - t0,
+            mn.GEN_TOKENS_PER_S: float(lens.sum() / max(t1 - t0, 1e-9)),
+            mn.PEAK_RSS_GB: peak_rss_gb(),
             **rollout_stats,
         }
 
@@ -559,7 +575,7 @@ class Trainer:
         if self.resumed_from is None and cfg.evaluator.eval_before and self.valid_data:
             before = self.run_eval("before")
             self.accuracy_before = before.accuracy
-            self.log({"grpo-eval/task_reward/avg": before.accuracy}, 0)
+            self.log({mn.EVAL_ACCURACY: before.accuracy}, 0)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.running_marker.write_text(str(os.getpid()))
         interrupted = False
@@ -577,9 +593,9 @@ class Trainer:
                 ev.freq_epochs and end_of_epoch and (epoch + 1) % ev.freq_epochs == 0
             ):
                 res = self.run_eval(f"step{self.global_step}")
-                metrics["grpo-eval/task_reward/avg"] = res.accuracy
+                metrics[mn.EVAL_ACCURACY] = res.accuracy
             self.log(metrics, epoch)
-            self.events.health(rss_gb=metrics["perf/peak_rss_gb"], gpu_gb=gpu_memory_gb())
+            self.events.health(rss_gb=metrics[mn.PEAK_RSS_GB], gpu_gb=gpu_memory_gb())
             self.after_step(epoch)
             ckpt.fault_point("between_steps")
             if self.stop_requested and self.global_step < self.total_steps:
@@ -589,7 +605,7 @@ class Trainer:
                 break
         if not interrupted and self.accuracy_after is None and self.valid_data:
             self.accuracy_after = self.run_eval("after").accuracy
-            self.log({"grpo-eval/task_reward/avg": self.accuracy_after}, epoch)
+            self.log({mn.EVAL_ACCURACY: self.accuracy_after}, epoch)
             if cfg.recover.mode != "disabled":
                 self.save_recover(epoch, self.accuracy_after)
         final = [
