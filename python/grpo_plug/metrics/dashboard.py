@@ -6,6 +6,9 @@ rich's own refresh thread, so the training thread only appends lines to files.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,8 +17,6 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
-from rich.progress_bar import ProgressBar
-from rich.table import Table
 from rich.text import Text
 
 from grpo_plug.metrics import names as m
@@ -68,75 +69,83 @@ def header(st: RunState) -> Text:
     return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
 
 
-def progress(st: RunState, now: float, width: int) -> Table:
+def bar(done: float, total: float, width: int) -> Text:
+    """A progress bar as one string (cheaper to draw than rich's ProgressBar)."""
+    filled = int(width * min(max(done / total, 0.0), 1.0)) if total > 0 else 0
+    return Text.assemble(("━" * filled, "magenta"), ("━" * (width - filled), "grey37"))
+
+
+def _line(*parts: str | Text | tuple[str, str]) -> Text:
+    t = Text.assemble(*parts)
+    t.no_wrap, t.overflow = True, "ellipsis"
+    return t
+
+
+def progress(st: RunState, now: float, width: int) -> list[Text]:
     """Two lines: the run (steps, epoch, time) and the current stage (samples done)."""
     total = st.total_steps or 0
     done = st.global_step
     pct = f"{100 * done / total:.0f}%" if total else ""
-    epoch = st.steps()[-1].get("epoch", 0) if st.steps() else 0
+    steps = st.steps()
+    epoch = steps[-1].get("epoch", 0) if steps else 0
     elapsed = (st.end or {}).get("t", now) - st.started if st.started else None
-    run_row: tuple[str, RenderableType, Text] = (
-        f"step {done}/{total or '?'}",
-        ProgressBar(total=max(total, 1), completed=done),
-        Text(f"{pct}  epoch {epoch}  elapsed {clock(elapsed)}  ETA {clock(st.eta_seconds())}"),
-    )
+    run_label = f"step {done}/{total or '?'}"
     p = st.progress
     stage = st.stage or ((st.end or {}).get("status") or "starting")
     label = f"{stage} {now - st.stage_since:.0f}s" if st.stage and st.stage_since else stage
+    w = max(len(run_label), len(label))
+    bar_w = max(width // 4, 8)
+    run = _line(
+        f"{run_label:<{w}} ",
+        bar(done, total, bar_w),
+        f" {pct}  epoch {epoch}  elapsed {clock(elapsed)}  ETA {clock(st.eta_seconds())}",
+    )
     if p and p.get("total") and st.stage in ("rollout", "eval"):
         tail = f"{p.get('done', 0)}/{p['total']} samples"
         spent = float(p["t"]) - (st.stage_since or float(p["t"]))
         if spent >= 1.0:  # a rate over less than a second is noise
             tail += f"  {p.get('tokens', 0) / spent:.0f} tok/s"
-        bar = ProgressBar(total=max(int(p["total"]), 1), completed=int(p.get("done", 0)))
-        stage_row: tuple[str, RenderableType, Text] = (label, bar, Text(tail))
+        now_line = _line(
+            f"{label:<{w}} ", bar(float(p.get("done", 0)), float(p["total"]), bar_w), f" {tail}"
+        )
     else:  # between generations: what the trainer last said
         last = st.messages[-1] if st.messages else ""
-        stage_row = (label, Text(""), Text(last, style="dim"))
-    grid = Table.grid(padding=(0, 1))
-    # The labels keep their width; the message column gives way first.
-    grid.add_column(no_wrap=True, min_width=max(len(run_row[0]), len(stage_row[0])))
-    grid.add_column(width=max(width // 4, 8))
-    grid.add_column(no_wrap=True, overflow="ellipsis")
-    for row in (run_row, stage_row):
-        row[2].no_wrap, row[2].overflow = True, "ellipsis"
-        grid.add_row(*row)
-    return grid
+        now_line = _line(f"{label:<{w}} ", (last, "dim"))
+    return [run, now_line]
 
 
-def curves(st: RunState, width: int) -> Table:
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True, width=7)
-    grid.add_column(no_wrap=True)
-    grid.add_column(no_wrap=True)
+def curves(st: RunState, width: int) -> list[Text]:
     spark_w = max(width - 32, 8)
     reward = [v for _, v in st.series(m.TASK_REWARD)]
-    evals = st.series(m.EVAL_ACCURACY)
+    ev = [v for _, v in st.series(m.EVAL_ACCURACY)]
     last_r = f"{reward[-1]:.3f}" if reward else "-"
-    grid.add_row("reward", Text(sparkline(reward, spark_w, 0.0), style="green"), last_r)
-    ev = [v for _, v in evals]
     first = f" (first {ev[0]:.3f})" if len(ev) > 1 else ""
     last_e = f"{ev[-1]:.3f}{first}" if ev else "-"
-    grid.add_row("eval", Text(sparkline(ev, spark_w, 0.0), style="magenta"), last_e)
-    return grid
+    r_line = sparkline(reward, spark_w, 0.0)
+    e_line = sparkline(ev, spark_w, 0.0)
+    pad = max(len(r_line), len(e_line))
+    return [
+        _line("reward  ", (f"{r_line:<{pad}}", "green"), f" {last_r}"),
+        _line("eval    ", (f"{e_line:<{pad}}", "magenta"), f" {last_e}"),
+    ]
 
 
 def table_columns(width: int) -> int:
     return 4 if width >= 120 else 3 if width >= 66 else 2
 
 
-def metrics_table(st: RunState, width: int) -> Table:
+def metrics_table(st: RunState, width: int) -> list[Text]:
     latest = st.latest()
     cols = table_columns(width)
-    grid = Table.grid(padding=(0, 2), expand=True)
-    for _ in range(cols):
-        grid.add_column(no_wrap=True, ratio=1)
-    cells = [
-        Text.assemble((f"{s.label:<11}", "dim"), _fmt(latest.get(s.key), s.fmt)) for s in m.TABLE
-    ]
-    for i in range(0, len(cells), cols):
-        grid.add_row(*cells[i : i + cols])
-    return grid
+    cell_w = width // cols
+    lines = []
+    for i in range(0, len(m.TABLE), cols):
+        parts: list[str | tuple[str, str]] = []
+        for s in m.TABLE[i : i + cols]:
+            value = _fmt(latest.get(s.key), s.fmt)
+            parts += [(f"{s.label:<11}", "dim"), f"{value:<{max(cell_w - 11, 1)}}"]
+        lines.append(_line(*parts))
+    return lines
 
 
 def timing(st: RunState) -> Text:
@@ -218,19 +227,18 @@ HISTORY = (
 )
 
 
-def history(st: RunState, rows: int) -> list[Table]:
+def history(st: RunState, rows: int) -> list[Text]:
     """The last steps, one row each, where the screen has room for them."""
     steps = st.steps()[-(rows - 1) :] if rows >= 3 else []
     if not steps:
         return []
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(justify="right", no_wrap=True)
-    for _ in HISTORY:
-        grid.add_column(justify="right", no_wrap=True)
-    grid.add_row(*(Text(h, style="dim") for h in ("step", *(s.label for s in HISTORY))))
+    widths = [max(len(s.label), 7) for s in HISTORY]
+    head = "step " + "  ".join(f"{s.label:>{w}}" for s, w in zip(HISTORY, widths, strict=True))
+    out = [_line((head, "dim"))]
     for r in steps:
-        grid.add_row(str(r["global_step"]), *(_fmt(r.get(s.key), s.fmt) for s in HISTORY))
-    return [grid]
+        cells = (f"{_fmt(r.get(s.key), s.fmt):>{w}}" for s, w in zip(HISTORY, widths, strict=True))
+        out.append(_line(f"{r['global_step']:>4} " + "  ".join(cells)))
+    return out
 
 
 def render(st: RunState, width: int = 80, height: int = 24, now: float | None = None) -> Panel:
@@ -246,9 +254,9 @@ def render(st: RunState, width: int = 80, height: int = 24, now: float | None = 
     past = history(st, room - len(warn) - len(sample))
     parts: list[RenderableType] = [
         header(st),
-        progress(st, now, inner),
-        curves(st, inner),
-        metrics_table(st, inner),
+        *progress(st, now, inner),
+        *curves(st, inner),
+        *metrics_table(st, inner),
         timing(st),
         health(st, now),
         *warn,
@@ -259,21 +267,28 @@ def render(st: RunState, width: int = 80, height: int = 24, now: float | None = 
 
 
 class Dashboard:
-    """The live screen for a run; redrawn on rich's refresh thread, a few times a second."""
+    """The live screen for a run, drawn by a low-priority thread of its own.
+
+    It redraws when the run wrote something new (at most every ``min_interval``
+    seconds) and once a second for the clocks; the training thread only appends lines
+    to files. Rich's own refresh timer is off, so nothing is drawn when nothing changed.
+    """
 
     def __init__(
         self,
         log_dir: str | Path,
         console: Console | None = None,
-        refresh_per_second: float = 4.0,
+        min_interval: float = 0.5,
         screen: bool = True,
     ) -> None:
         self.reader = RunReader(log_dir)
         self.console = console or Console()
+        self.min_interval = min_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self._live = Live(
             console=self.console,
-            get_renderable=self._frame,
-            refresh_per_second=refresh_per_second,
+            auto_refresh=False,
             screen=screen,
             redirect_stdout=True,
             redirect_stderr=True,
@@ -281,15 +296,36 @@ class Dashboard:
         )
 
     def _frame(self) -> Panel:
-        st = self.reader.poll()
         size = self.console.size
-        return render(st, size.width, size.height)
+        return render(self.reader.state, size.width, size.height)
+
+    def _loop(self) -> None:
+        # Linux: a thread has its own nice value; let the training threads go first.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        last_draw = 0.0
+        seen = -1.0
+        while not self._stop.wait(0.25):
+            st = self.reader.poll()
+            stamp = len(st.rows) + len(st.messages) + (st.last_update or 0.0)
+            now = time.monotonic()
+            changed = stamp != seen and now - last_draw >= self.min_interval
+            if changed or now - last_draw >= 1.0:
+                seen, last_draw = stamp, now
+                self._live.update(self._frame(), refresh=True)
 
     def __enter__(self) -> Dashboard:
-        self._live.start(refresh=True)
+        self.reader.poll()
+        self._live.start()
+        self._live.update(self._frame(), refresh=True)
+        self._thread = threading.Thread(target=self._loop, name="grpo-plug-dashboard", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         self._live.stop()
 
     @property
