@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import os
 import platform
 import shlex
 import shutil
@@ -526,10 +525,9 @@ def doctor_checks(fileroot: str) -> list[tuple[str, str, str, str]]:
             "" if has_sglang else "GPU presets need it: pip install 'grpo-plug[sglang]'",
         )
     )
-    netrc = Path.home() / ".netrc"
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or (
-        netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
-    )
+    from grpo_plug.builtin.loggers import wandb_has_credentials
+
+    has_key = wandb_has_credentials()
     rows.append(
         (
             "wandb",
