@@ -11,6 +11,7 @@ Prints the median step time of each and their ratio (goal: within 1%).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -49,12 +50,8 @@ def main() -> None:
     )
     tr = Trainer(cfg, quiet=True)
     tr.announce()
-    console = Console(
-        file=open("/dev/null", "w"),
-        force_terminal=True,
-        width=100,
-        height=30,  # noqa: SIM115
-    )
+    sink = open(os.devnull, "w")  # noqa: SIM115 (closed at the end of main)
+    console = Console(file=sink, force_terminal=True, width=100, height=30)
     times: dict[bool, list[float]] = {False: [], True: []}
     bs = cfg.train_dataset.batch_size
     tr.step(tr.train_data[:bs], 0)  # warm-up
@@ -70,6 +67,7 @@ def main() -> None:
                     times[on].append(time.perf_counter() - t0)
         print(f"pair {pair + 1}/{args.pairs} done", file=sys.stderr)
     tr.close()
+    sink.close()
     off, on = statistics.median(times[False]), statistics.median(times[True])
     print(f"step time without dashboard: median {off:.3f} s over {len(times[False])} steps")
     print(f"step time with dashboard:    median {on:.3f} s over {len(times[True])} steps")
