@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from grpo_plug import config as cfgmod
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.backend import launch_args, server_specs
+from grpo_plug.types import RequestFailed
 from grpo_plug.weight_sync import resolve_strategy_name
 from grpo_plug.weight_sync.inplace import InplaceSync
 
@@ -122,3 +126,62 @@ def test_auto_weight_sync(gpus: int, backend: type, want: str) -> None:
 def test_inplace_refuses_a_backend_with_its_own_weights() -> None:
     with pytest.raises(RuntimeError, match="keeps its own weights"):
         InplaceSync(cfgmod.TrainConfig()).sync(None, Remote(), 1)  # type: ignore[arg-type]
+
+
+def test_a_server_that_cannot_restart_stops_the_backend_naming_its_log(tmp_path: Path) -> None:
+    from grpo_plug.rollout.sglang.backend import SGLangBackend
+    from grpo_plug.rollout.sglang.health import HealthPolicy
+
+    # This interpreter has no sglang: the server and each restart exit at once.
+    spec = srv.ServerSpec(sys.executable, str(tmp_path), srv.free_port(), tmp_path / "s.log", "cpu")
+    server = srv.launch(spec)
+    policy = HealthPolicy(interval=0.2, timeout=2, max_restarts=2, backoff=0.1)
+    backend = SGLangBackend([spec.addr], [2], launched=[server], health=policy)
+    try:
+        deadline = time.monotonic() + 60
+        while backend.monitor is not None and backend.monitor.fatal is None:
+            assert time.monotonic() < deadline, "the monitor never gave up"
+            time.sleep(0.2)
+        assert backend.monitor is not None and backend.monitor.fatal is not None
+        assert re.search(
+            r"2 restart\(s\) failed, last: .*No module named 'sglang'.*; log .*s\.log",
+            backend.monitor.fatal,
+            re.S,
+        )
+        assert backend.stats()["rollout/health_failures"] == 1.0
+        assert backend.stats()["rollout/servers_up"] == 0.0
+        with pytest.raises(RequestFailed, match="2 restart"):
+            asyncio.run(backend._available())
+    finally:
+        backend.close()
+    assert all(not s.alive() for s in [server, *backend.launched])
+
+
+def test_distributed_buckets_keep_the_order_and_the_byte_layout() -> None:
+    import torch
+
+    from grpo_plug.weight_sync.distributed import bucket_body, buckets, flatten
+
+    second = torch.nn.Linear(8, 2)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), second)
+    chunks = list(buckets(model, torch.float32, limit=100))  # 128 B weight alone
+    names = [[n for n, _ in c] for c in chunks]
+    assert names == [["0.weight"], ["0.bias", "1.weight"], ["1.bias"]]
+    flat = flatten(chunks[1], "cpu")
+    assert flat.dtype == torch.uint8 and flat.numel() == (8 + 16) * 4
+    back = flat[32:].view(torch.float32).reshape(2, 8)
+    assert torch.equal(back, second.weight.detach())
+    body = bucket_body(chunks[1], "g", 5, last=True)
+    assert body["load_format"] == "flattened_bucket" and body["weight_version"] == "5"
+    assert body["dtypes"] == ["float32", "float32"] and body["shapes"] == [[8], [2, 8]]
+    assert "weight_version" not in bucket_body(chunks[0], "g", 5, last=False)
+
+
+def test_distributed_is_registered_and_health_keys_are_bounded() -> None:
+    from grpo_plug.plugins import get_host
+
+    assert "distributed" in get_host().weight_sync_strategies().names()
+    with pytest.raises(cfgmod.ConfigError, match=r"sglang\.max_restarts"):
+        cfgmod.load(overrides=["sglang.max_restarts=-1"])
+    with pytest.raises(cfgmod.ConfigError, match=r"sglang\.health_timeout"):
+        cfgmod.load(overrides=["sglang.health_timeout=0"])

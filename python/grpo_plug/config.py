@@ -180,6 +180,24 @@ class SGLangConfig:
         600.0, "Seconds a launched server may take to answer /health.", gt=0
     )
     extra_args: list[str] = _f([], "More launch_server arguments, e.g. [--disable-radix-cache].")
+    health_interval: float = _f(
+        5.0,
+        "Seconds between health checks of each server (process alive, /health_generate).",
+        gt=0.0,
+    )
+    health_timeout: float = _f(
+        60.0, "Seconds /health_generate may take before the server counts as hung.", gt=0.0
+    )
+    max_restarts: int = _f(
+        3,
+        "Launched servers: restarts in a row (with doubling backoff) before the run stops "
+        "with the server's log; 0 = never restart.",
+        ge=0,
+        le=100,
+    )
+    restart_backoff: float = _f(
+        5.0, "Seconds before the second restart of a server; doubles each time.", ge=0.0, le=600.0
+    )
 
 
 @dataclass
@@ -196,6 +214,16 @@ class WeightSyncConfig:
     )
     verify: bool = _f(
         True, "After every sync, compare some of the servers' weights with the learner's."
+    )
+    bucket_mb: float = _f(
+        512.0,
+        "distributed: MiB of weights per broadcast (one flattened bucket per request).",
+        gt=0.0,
+    )
+    master_address: str | None = _f(
+        None,
+        "distributed: the learner's address the servers connect to (null = 127.0.0.1 when "
+        "every server is local, else this host's name).",
     )
 
 

@@ -32,6 +32,7 @@ import os
 import random
 import resource
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -134,6 +135,8 @@ class Trainer:
         self.quiet = quiet
         self.stop_requested = False  # set (e.g. by Ctrl-C): stop after the current step
         self.failed_loggers: set[str] = set()
+        # Server health threads report through message() too; loggers are not thread-safe.
+        self._message_lock = threading.Lock()
         self.host = host or get_host()
         check_machine(cfg)
         self.ckpt_dir, self.log_dir = run_dirs(cfg)
@@ -241,12 +244,13 @@ class Trainer:
         )
 
     def message(self, text: str) -> None:
-        self.events.message(text)
-        for lg in self.loggers:
-            self._guard(lg, lg.message, text)
-        if not self.quiet and not any(lg.name == "console" for lg in self.loggers):
-            # Status lines (resume, fresh start) must reach the terminal anyway.
-            print(f"grpo-plug: {text}", file=sys.stderr)
+        with self._message_lock:
+            self.events.message(text)
+            for lg in self.loggers:
+                self._guard(lg, lg.message, text)
+            if not self.quiet and not any(lg.name == "console" for lg in self.loggers):
+                # Status lines (resume, fresh start) must reach the terminal anyway.
+                print(f"grpo-plug: {text}", file=sys.stderr)
 
     def log(self, metrics: dict[str, float], epoch: int) -> None:
         for lg in self.loggers:
@@ -544,6 +548,10 @@ class Trainer:
             mn.TIME_REWARD: t2 - t1,
             mn.TIME_TRAIN: t3 - t2,
             mn.TIME_WEIGHT_SYNC: t4 - t3,
+            **{
+                mn.weight_sync_phase(phase): secs
+                for phase, secs in getattr(self.weight_sync, "seconds", {}).items()
+            },
             mn.TIME_STEP: t4 - t0,
             mn.GEN_TOKENS_PER_S: float(lens.sum() / max(t1 - t0, 1e-9)),
             mn.PEAK_RSS_GB: peak_rss_gb(),
@@ -651,10 +659,13 @@ class Trainer:
 
     def close(self) -> None:
         try:
-            self.rollout.close()  # and the backend: launched servers stop here
+            # The strategy first: a process group must be left while its servers live.
             weight_sync = getattr(self, "weight_sync", None)
-            if weight_sync is not None:
-                weight_sync.close()
+            try:
+                if weight_sync is not None:
+                    weight_sync.close()
+            finally:
+                self.rollout.close()  # and the backend: launched servers stop here
         finally:
             for lg in self.loggers:
                 lg.close()

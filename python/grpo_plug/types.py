@@ -134,6 +134,28 @@ class WeightUpdateSurface(Protocol):
         ...
 
 
+class DistributedUpdateSurface(WeightUpdateSurface, Protocol):
+    """A surface whose servers can join a process group with the learner as rank 0 and
+    receive weights by broadcast (SGLang's distributed update API).
+
+    ``init_weights_update_group`` and ``update_weights_from_distributed`` block until the
+    learner has joined or broadcast: a strategy calls them from a thread first."""
+
+    def ranks_per_server(self) -> list[int]: ...
+
+    def init_weights_update_group(self, bodies: Sequence[dict[str, Any]]) -> None:
+        """One body per server (each its own ``rank_offset``)."""
+        ...
+
+    def begin_weight_update(self) -> None: ...
+
+    def update_weights_from_distributed(self, body: dict[str, Any]) -> None: ...
+
+    def end_weight_update(self) -> None: ...
+
+    def destroy_weights_update_group(self, group: str) -> None: ...
+
+
 class WeightSync(Protocol):
     """Moves learner weights into the rollout backend; tracks the policy version."""
 

@@ -16,7 +16,15 @@ def make_disk_sync(cfg: TrainConfig) -> WeightSync:
     return DiskSync(cfg)
 
 
+def make_distributed_sync(cfg: TrainConfig) -> WeightSync:
+    """A broadcast from the learner (rank 0) to every server's process group; verified."""
+    from grpo_plug.weight_sync.distributed import DistributedSync
+
+    return DistributedSync(cfg)
+
+
 @hookimpl
 def register_weight_sync_strategies(registry: ComponentRegistry[WeightSyncFactory]) -> None:
     registry.register("inplace", InplaceSync)
     registry.register("disk", make_disk_sync)
+    registry.register("distributed", make_distributed_sync)

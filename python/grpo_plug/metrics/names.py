@@ -32,6 +32,11 @@ TIME_WEIGHT_SYNC = "timeperf/weight_sync"
 TIME_STEP = "timeperf/step"
 
 
+def weight_sync_phase(phase: str) -> str:
+    """Seconds of one phase of the last sync (a strategy's ``seconds``: save, push, ...)."""
+    return f"{TIME_WEIGHT_SYNC}/{phase}"
+
+
 @dataclass(frozen=True)
 class Shown:
     """A metric as the dashboard and report show it."""

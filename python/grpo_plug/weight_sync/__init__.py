@@ -1,13 +1,14 @@
 """Weight-sync strategies: ``inplace`` (colocated), ``disk`` (safetensors a server
-loads). A strategy runs the phases pause -> push -> verify -> resume against the
-backend's update surface (types.WeightUpdateSurface)."""
+loads), ``distributed`` (a broadcast the servers join). A strategy runs the phases
+pause -> push -> verify -> resume against the backend's update surface
+(types.WeightUpdateSurface, types.DistributedUpdateSurface)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from grpo_plug.config import TrainConfig
-from grpo_plug.types import RolloutBackend, WeightUpdateSurface
+from grpo_plug.types import DistributedUpdateSurface, RolloutBackend, WeightUpdateSurface
 
 
 class WeightSyncError(RuntimeError):
@@ -35,9 +36,22 @@ SURFACE = (
 )
 
 
-def update_surface(backend: RolloutBackend, strategy: str) -> WeightUpdateSurface:
+DISTRIBUTED_SURFACE = (
+    *SURFACE,
+    "ranks_per_server",
+    "init_weights_update_group",
+    "begin_weight_update",
+    "update_weights_from_distributed",
+    "end_weight_update",
+    "destroy_weights_update_group",
+)
+
+
+def update_surface(
+    backend: RolloutBackend, strategy: str, required: tuple[str, ...] = SURFACE
+) -> WeightUpdateSurface:
     """``backend`` as an update surface, or a WeightSyncError saying why not."""
-    missing = [m for m in SURFACE if not hasattr(backend, m)]
+    missing = [m for m in required if not hasattr(backend, m)]
     if backend.colocated or missing:
         raise WeightSyncError(
             f"weight_sync.strategy={strategy} needs a backend that keeps its own weights "
@@ -46,4 +60,10 @@ def update_surface(backend: RolloutBackend, strategy: str) -> WeightUpdateSurfac
             + (f"lacks {', '.join(missing)}" if missing and not backend.colocated else "")
         )
     surface: Any = backend
+    return surface  # type: ignore[no-any-return]
+
+
+def distributed_surface(backend: RolloutBackend, strategy: str) -> DistributedUpdateSurface:
+    """``backend`` as a surface that can join a broadcast, or a WeightSyncError."""
+    surface: Any = update_surface(backend, strategy, DISTRIBUTED_SURFACE)
     return surface  # type: ignore[no-any-return]

@@ -12,6 +12,7 @@ import getpass
 import hashlib
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from grpo_plug.weight_sync import WeightSyncError, update_surface
 SHM = Path("/dev/shm")
 VERIFY_ROWS = 16  # rows of each probed parameter compared per server
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def model_bytes(model: Any) -> int:
@@ -57,7 +58,7 @@ def probe_names(model: Any) -> list[str]:
 def verify_weights(model: Any, surface: WeightUpdateSurface, version: int) -> None:
     """Every server's copy of the probed parameters equals the learner's, cast to the
     server's dtype; a WeightSyncError names the first mismatch."""
-    dtype = _DTYPES.get(surface.weight_dtype, torch.float32)
+    dtype = DTYPES.get(surface.weight_dtype, torch.float32)
     params = dict(model.named_parameters())
     for name in probe_names(model):
         want = params[name].detach()[:VERIFY_ROWS].to(dtype).float().cpu()
@@ -85,6 +86,7 @@ class DiskSync:
             Path(cfg.weight_sync.disk_dir) if cfg.weight_sync.disk_dir else None
         )
         self.current: Path | None = None
+        self.version = 0
         self.seconds: dict[str, float] = {}  # phase -> seconds of the last sync
 
     def sync(self, model: Any, backend: RolloutBackend, version: int) -> None:
@@ -102,10 +104,20 @@ class DiskSync:
             surface.continue_generation()
         t3 = time.perf_counter()
         backend.set_policy_version(version)
-        old, self.current = self.current, path
+        old, self.current, self.version = self.current, path, version
         if old is not None and old != path:
             shutil.rmtree(old, ignore_errors=True)
+        if hasattr(backend, "resync"):  # a restarted server reloads the kept version
+            backend.resync = self.resync_server(backend)
         self.seconds = {"save": t1 - t0, "load": t2 - t1, "verify": t3 - t2}
+
+    def resync_server(self, backend: Any) -> Callable[[int], None]:
+        def resync(index: int) -> None:
+            if self.current is None:
+                raise WeightSyncError("no synced version to restore")
+            backend.update_server_from_disk(index, str(self.current), self.version)
+
+        return resync
 
     def save(self, model: Any, version: int) -> Path:
         if self.root is None:

@@ -1,8 +1,9 @@
 """The ``sglang`` rollout backend: SGLang servers over HTTP, launched or attached.
 
 Each request goes to the server with the fewest requests in flight. The backend is
-also the weight-update surface (types.WeightUpdateSurface) the ``disk`` strategy
-drives: pause, load from disk, read weights back, continue, on every server.
+also the weight-update surface the strategies drive on every server: pause, load from
+disk (types.WeightUpdateSurface) or join a broadcast (types.DistributedUpdateSurface),
+read weights back, continue.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,10 @@ import torch
 from grpo_plug.config import TrainConfig, parse_allocation
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.client import ServerClient, disk_update_body, generate_body
-from grpo_plug.types import GenerationRequest, RolloutContext, Sample
+from grpo_plug.rollout.sglang.health import HealthPolicy, ServerMonitor
+from grpo_plug.types import GenerationRequest, RequestFailed, RolloutContext, Sample
+
+WAIT_POLL_S = 0.5  # how often a request waiting for a server to come back looks again
 
 
 class SGLangBackend:
@@ -36,6 +41,8 @@ class SGLangBackend:
         dtype: str = "bfloat16",
         seeded: bool = False,
         launched: Sequence[srv.Server] = (),
+        health: HealthPolicy | None = None,
+        message: Callable[[str], None] | None = None,
     ) -> None:
         if not addrs:
             raise ValueError("rollout.backend=sglang needs at least one server")
@@ -43,24 +50,61 @@ class SGLangBackend:
         self.stop_ids = list(stop_ids)
         self._dtype = dtype
         self.seeded = seeded
-        self.launched = list(launched)
+        by_addr = {s.spec.addr: s for s in launched}
+        # servers[i] runs clients[i] (None: attached); restarts replace entries.
+        self.servers: list[srv.Server | None] = [by_addr.get(a) for a in addrs]
         self.version = 0
+        # Set by the weight-sync strategy: brings server i to the last synced weights.
+        self.resync: Callable[[int], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._counted = [0] * len(self.clients)
+        self._counted: dict[str, float] = {}
+        self.monitor: ServerMonitor | None = None
+        if health is not None:
+            self.monitor = ServerMonitor(
+                self.clients, self.servers, health, resync=self._resync, message=message
+            )
+            self.monitor.start()
+
+    @property
+    def launched(self) -> list[srv.Server]:
+        return [s for s in self.servers if s is not None]
 
     # ------------------------------------------------------------------ generation
 
-    def pick(self) -> ServerClient:
-        """Least requests in flight; ties go to the one that served least overall."""
-        return min(self.clients, key=lambda c: (c.in_flight, c.requests))
+    def pick(self) -> int:
+        """Of the servers up: least requests in flight, then least served overall."""
+        up = self.monitor.up() if self.monitor else range(len(self.clients))
+        return min(up, key=lambda i: (self.clients[i].in_flight, self.clients[i].requests))
+
+    async def _available(self) -> int:
+        """A server that is up; waits while others restart, fails once none can."""
+        while True:
+            if self.monitor is not None and self.monitor.fatal is not None:
+                raise RequestFailed(self.monitor.fatal, retryable=False)
+            if self.monitor is None or self.monitor.up():
+                return self.pick()
+            await asyncio.sleep(WAIT_POLL_S)
 
     async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]:
         self._loop = asyncio.get_running_loop()
         out = []
         for req in requests:
             body = generate_body(req, self.stop_ids, seeded=self.seeded)
-            out.append(await self.pick().generate(body, req, self.version))
+            i = await self._available()
+            try:
+                out.append(await self.clients[i].generate(body, req, self.version))
+            except RequestFailed as e:
+                if e.retryable and self.monitor is not None:
+                    self.monitor.suspect(i)  # checked now; the controller retries elsewhere
+                raise
         return out
+
+    def _resync(self, index: int) -> None:
+        """A restarted server starts from the model path, i.e. version 0."""
+        if self.resync is not None:
+            self.resync(index)
+        elif self.version != 0:
+            raise RuntimeError(f"no weight-sync strategy can bring it to version {self.version}")
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]:
         raise NotImplementedError("the sglang backend is driven by the rollout controller")
@@ -69,10 +113,17 @@ class SGLangBackend:
         self.version = version
 
     def stats(self) -> dict[str, float]:
-        out = {}
-        for i, c in enumerate(self.clients):
-            out[f"rollout/server{i}/requests"] = float(c.requests - self._counted[i])
-            self._counted[i] = c.requests
+        """Counters since the last call: requests per server, restarts, failed checks."""
+        totals = {
+            f"rollout/server{i}/requests": float(c.requests) for i, c in enumerate(self.clients)
+        }
+        if self.monitor is not None:
+            totals["rollout/server_restarts"] = float(self.monitor.restarts)
+            totals["rollout/health_failures"] = float(self.monitor.health_failures)
+        out = {k: v - self._counted.get(k, 0.0) for k, v in totals.items()}
+        self._counted = totals
+        if self.monitor is not None:
+            out["rollout/servers_up"] = float(len(self.monitor.up()))
         return out
 
     # ------------------------------------------------------------------ update surface
@@ -84,6 +135,12 @@ class SGLangBackend:
     def _each(self, fn: Callable[[ServerClient], Any]) -> list[Any]:
         return [fn(c) for c in self.clients]
 
+    def _each_parallel(self, fn: Callable[[int, ServerClient], Any]) -> list[Any]:
+        """``fn`` on every server at once: distributed calls block until all ranks join."""
+        with ThreadPoolExecutor(len(self.clients), thread_name_prefix="sglang-ctl") as pool:
+            futures = [pool.submit(fn, i, c) for i, c in enumerate(self.clients)]
+            return [f.result() for f in futures]
+
     def pause_generation(self) -> None:
         # abort mode: in-flight requests return `abort` and the controller resubmits them.
         self._each(lambda c: c.call("POST", "/pause_generation", {"mode": "abort"}))
@@ -94,6 +151,34 @@ class SGLangBackend:
     def update_weights_from_disk(self, path: str, version: int) -> None:
         body = disk_update_body(path, version)
         self._each(lambda c: c.post_ok("/update_weights_from_disk", body))
+
+    def update_server_from_disk(self, index: int, path: str, version: int) -> None:
+        """One (restarted) server only: the others already hold ``version``."""
+        self.clients[index].post_ok("/update_weights_from_disk", disk_update_body(path, version))
+
+    # distributed update (types.DistributedUpdateSurface)
+
+    def ranks_per_server(self) -> list[int]:
+        """Process-group ranks each server takes: one per tensor-parallel worker."""
+        return self._each(lambda c: int(c.call("GET", "/server_info").get("tp_size", 1)))
+
+    def init_weights_update_group(self, bodies: Sequence[dict[str, Any]]) -> None:
+        """Blocks until the learner joins the group as rank 0: call it from a thread."""
+        self._each_parallel(lambda i, c: c.post_ok("/init_weights_update_group", bodies[i]))
+
+    def begin_weight_update(self) -> None:
+        self._each(lambda c: c.post_ok("/begin_weight_update", {}))
+
+    def update_weights_from_distributed(self, body: dict[str, Any]) -> None:
+        """Blocks until every tensor of ``body`` is broadcast: call it from a thread."""
+        self._each_parallel(lambda i, c: c.post_ok("/update_weights_from_distributed", body))
+
+    def end_weight_update(self) -> None:
+        self._each(lambda c: c.post_ok("/end_weight_update", {}))
+
+    def destroy_weights_update_group(self, group: str) -> None:
+        body = {"group_name": group}
+        self._each(lambda c: c.post_ok("/destroy_weights_update_group", body, timeout=30.0))
 
     def flush_cache(self) -> None:
         self._each(lambda c: c.call("GET", "/flush_cache"))
@@ -117,12 +202,14 @@ class SGLangBackend:
         )
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()  # before the servers stop, or it would restart them
         loop = self._loop
         if loop is not None and loop.is_running():
             for c in self.clients:
                 asyncio.run_coroutine_threadsafe(c.aclose(), loop).result(timeout=10)
         srv.stop_all(self.launched)
-        self.launched = []
+        self.servers = [None] * len(self.servers)
 
 
 def server_dtype(cfg: TrainConfig) -> str:
@@ -217,4 +304,17 @@ def make_sglang_backend(cfg: TrainConfig, ctx: RolloutContext) -> SGLangBackend:
         dtype=server_dtype(cfg),
         seeded=cfg.sglang.deterministic,
         launched=launched,
+        health=health_policy(cfg),
+        message=ctx.message,
+    )
+
+
+def health_policy(cfg: TrainConfig) -> HealthPolicy:
+    sg = cfg.sglang
+    return HealthPolicy(
+        interval=sg.health_interval,
+        timeout=sg.health_timeout,
+        max_restarts=sg.max_restarts,
+        backoff=sg.restart_backoff,
+        startup_timeout=sg.startup_timeout,
     )

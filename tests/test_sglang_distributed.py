@@ -1,0 +1,134 @@
+"""``distributed`` weight sync over gloo against the real SGLang server (the session's,
+see conftest.sglang_server): a GRPO run whose server weights equal the learner's after
+every step, and refusals that end in a clear error instead of a hung broadcast."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from grpo_plug import config as cfgmod
+from grpo_plug.plugins import PluginHost
+from grpo_plug.rollout.sglang.backend import SGLangBackend
+from grpo_plug.types import RequestFailed
+from grpo_plug.weight_sync import WeightSyncError
+from grpo_plug.weight_sync.distributed import (
+    DistributedSync,
+    broadcast,
+    bucket_body,
+    buckets,
+    flatten,
+)
+from tests.test_sglang_e2e import Observer
+from tests.test_train import Capture, SevenPlugin, tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_grpo_with_sglang_and_distributed_sync(
+    sglang_server: Any, tmp_path: Path, host: PluginHost
+) -> None:
+    from grpo_plug.trainer import Trainer
+
+    server, model = sglang_server
+    host.register(SevenPlugin(), name="seven")
+    cfg = tiny_config(
+        tmp_path,
+        model,
+        "rollout.backend=sglang",
+        f"rollout.server_addrs=[{server.spec.addr}]",
+        "sglang.dtype=float32",
+        "sglang.device=cpu",
+        "weight_sync.strategy=distributed",
+        "weight_sync.bucket_mb=0.05",  # several buckets: the tiny model is 0.2 MiB
+        "total_train_steps=3",
+        "rollout.request_timeout=300",
+        # Cut completions score below stopped ones: some reward variance in every run,
+        # whatever the shared server's sampling state, so the weights always move.
+        "reward.no_eos_reward=-1.0",
+    )
+    cap = Capture()
+    trainer = Trainer(cfg, host=host, loggers=[cap])
+    try:
+        assert isinstance(trainer.weight_sync, DistributedSync)
+        group = trainer.weight_sync.group
+        assert group is not None  # joined by the first push
+        obs = Observer(trainer.weight_sync)
+        trainer.weight_sync = obs
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    assert summary.steps == 3
+    # Every parameter equal on the server after every step, under the step's version.
+    assert obs.checked == [(1, "1"), (2, "2"), (3, "3")]
+    assert not torch.equal(obs.snapshots[0], obs.snapshots[-1])
+    rows = [r for r in cap.rows if "grpo_actor/lr" in r]
+    assert len(rows) == 3 and all(r["rollout/samples_current_version"] == 32.0 for r in rows)
+    learned = [r for r in rows if "grpo_actor/logprob_abs_diff" in r]
+    assert learned and all(r["grpo_actor/logprob_abs_diff"] < 1e-3 for r in learned)
+    assert any("distributed weight sync of version 0" in m for m in cap.messages)
+    # The group is gone from the server: destroying it again is refused.
+    client = SGLangBackend([server.spec.addr], [2], dtype="float32").clients[0]
+    with pytest.raises(RequestFailed, match="does not exist"):
+        client.call("POST", "/destroy_weights_update_group", {"group_name": group})
+
+
+def _sync(server: Any, model_dir: Path, *overrides: str) -> tuple[DistributedSync, Any, Any]:
+    from transformers import AutoModelForCausalLM
+
+    cfg = cfgmod.load(overrides=["rollout.backend=sglang", "sglang.dtype=float32", *overrides])
+    backend = SGLangBackend([server.spec.addr], [2], dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    return DistributedSync(cfg), backend, model
+
+
+def test_an_update_the_server_refuses_fails_fast_and_the_next_sync_recovers(
+    sglang_server: Any,
+) -> None:
+    server, model_dir = sglang_server
+    sync, backend, model = _sync(server, model_dir, "sglang.device=cpu")
+    try:
+        sync.sync(model, backend, 41)
+        assert sync.pg is not None and sync.group is not None
+        # Outside a begin/end session SGLang 0.5.23 answers 400 before receiving
+        # anything: the learner's broadcast must not hang the caller.
+        (chunk,) = buckets(model, torch.float32, 1 << 30)
+        body = bucket_body(chunk, sync.group, 42, last=True)
+        start = time.monotonic()
+        with pytest.raises(WeightSyncError, match=r"the server.*begin_weight_update"):
+            sync._together(
+                lambda: backend.update_weights_from_distributed(body),
+                lambda: broadcast(sync.pg, flatten(chunk, "cpu")),
+                "weight sync to version 42",
+            )
+        assert time.monotonic() - start < 30 and sync.broken
+        # A broken group is left and a fresh one joined; the weights arrive.
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(0.5)
+        sync.sync(model, backend, 43)
+        assert not sync.broken and backend.weight_versions() == ["43"]
+        (got,) = backend.read_weights("model.norm.weight", rows=1 << 20)
+        assert torch.equal(got, model.model.norm.weight.detach())
+    finally:
+        sync.close()
+
+
+def test_nccl_on_a_cpu_server_is_a_clear_error_not_a_hang(sglang_server: Any) -> None:
+    server, model_dir = sglang_server
+    sync, backend, model = _sync(server, model_dir, "sglang.device=cuda")
+    try:
+        assert sync.comm_backend == "nccl"
+        start = time.monotonic()
+        with pytest.raises(WeightSyncError, match=r"joining process group .*nccl"):
+            sync.sync(model, backend, 7)
+        assert time.monotonic() - start < 60
+    finally:
+        sync.close()
+    # The server still serves and keeps its weights.
+    assert backend.weight_versions() != ["7"]
+    backend.clients[0].call("GET", "/health_generate", timeout=120)  # raises unless 200
