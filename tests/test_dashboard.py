@@ -135,3 +135,17 @@ def test_find_runs_orders_by_last_write(tmp_path: Path) -> None:
     time.sleep(0.01)
     write_run(a).close()
     assert find_runs(tmp_path) == [b, a]
+
+
+def test_server_health_names_the_servers_that_are_not_up(tmp_path: Path) -> None:
+    w = write_run(tmp_path)
+    w.emit(
+        "health",
+        rss_gb=3.1,
+        servers={"127.0.0.1:3001": "up", "127.0.0.1:3002": "restarting"},
+        server_restarts=1,
+    )
+    w.close()
+    text = "\n".join(screen(tmp_path, 120, 30))
+    assert "servers 1/2 up (127.0.0.1:3002 restarting)" in text
+    assert "restarts 1" in text

@@ -185,3 +185,23 @@ def test_distributed_is_registered_and_health_keys_are_bounded() -> None:
         cfgmod.load(overrides=["sglang.max_restarts=-1"])
     with pytest.raises(cfgmod.ConfigError, match=r"sglang\.health_timeout"):
         cfgmod.load(overrides=["sglang.health_timeout=0"])
+
+
+def test_deterministic_sampling_on_a_cpu_server_is_refused_naming_the_key() -> None:
+    cfg = cfgmod.load(
+        overrides=["rollout.backend=sglang", "sglang.device=cpu", "sglang.deterministic=true"]
+    )
+    with pytest.raises(srv.ServerError, match=r"sglang\.deterministic=true needs a GPU"):
+        launch_args(cfg, 0, "cpu")
+    gpu = launch_args(cfg, 0, "cuda")
+    assert "--enable-deterministic-inference" in gpu
+
+
+def test_sglang_is_found_in_its_own_venv_whose_python_links_to_ours() -> None:
+    from grpo_plug.preflight import sglang_importable
+    from tests.conftest import sglang_python
+
+    assert not sglang_importable(None)  # the dev venv has no sglang
+    # uv venvs link bin/python to one base interpreter: resolving the link would wrongly
+    # make .venv-sglang's python "this" one.
+    assert sglang_importable(sglang_python())

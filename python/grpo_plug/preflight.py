@@ -28,7 +28,9 @@ def sglang_importable(python: str | None) -> bool:
     import importlib.util
     import subprocess
 
-    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
+    # absolute(), not resolve(): venv interpreters are symlinks to one base Python, and
+    # which venv it is lives in the link's location.
+    if python is None or Path(python).absolute() == Path(sys.executable).absolute():
         return importlib.util.find_spec("sglang") is not None
     probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('sglang') is None)"
     try:

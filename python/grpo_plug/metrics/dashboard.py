@@ -173,7 +173,10 @@ def health(st: RunState, now: float) -> Text:
     servers = h.get("servers") or {}
     if servers:
         up = sum(1 for s in servers.values() if s == "up")
-        parts.append(f"servers {up}/{len(servers)} up")
+        down = [f"{a} {s}" for a, s in servers.items() if s != "up"]
+        parts.append(f"servers {up}/{len(servers)} up" + (f" ({', '.join(down)})" if down else ""))
+    if h.get("server_restarts"):
+        parts.append(f"restarts {h['server_restarts']:g}")
     for what, label in (("hf", "ckpt"), ("recover", "recover")):
         ck = st.checkpoints.get(what)
         if ck:

@@ -126,6 +126,11 @@ class SGLangBackend:
             out["rollout/servers_up"] = float(len(self.monitor.up()))
         return out
 
+    def server_states(self) -> dict[str, str]:
+        """addr -> up / suspect / restarting / failed (all up when unmonitored)."""
+        states = self.monitor.state if self.monitor else ["up"] * len(self.clients)
+        return {c.addr: st for c, st in zip(self.clients, states, strict=True)}
+
     # ------------------------------------------------------------------ update surface
 
     @property
@@ -242,6 +247,14 @@ def launch_args(cfg: TrainConfig, index: int, device: str) -> tuple[str, ...]:
     if sg.max_total_tokens is not None:
         args += ["--max-total-tokens", str(sg.max_total_tokens)]
     if sg.deterministic:
+        if device == "cpu":
+            # SGLang 0.5.23 refuses it for its CPU attention backend (intel_amx), and
+            # without it sampling_seed is ignored: measured, not assumed.
+            raise srv.ServerError(
+                "sglang.deterministic=true needs a GPU server: SGLang's CPU attention "
+                "backend has no deterministic mode, and without it per-request seeds "
+                "are ignored; set sglang.deterministic=false on CPU"
+            )
         args.append("--enable-deterministic-inference")
     if device == "cpu":
         # An idle scheduler spins a core without it; warmup only costs start time here.
