@@ -42,7 +42,8 @@ def main() -> None:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     t0 = time.perf_counter()
     ckpt.verify_dir(path)
-    ckpt.load_recover(path, model=tr.model, optimizer=tr.optimizer, scheduler=tr.scheduler)
+    lr = tr.learner
+    ckpt.load_recover(path, model=lr.model, optimizer=lr.optimizer, scheduler=lr.scheduler)
     load = time.perf_counter() - t0
     files = {p.name: p.stat().st_size / 2**20 for p in sorted(path.iterdir())}
     print(

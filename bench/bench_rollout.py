@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_rollout.py                  # hf backend, generate(), limit
     .venv/bin/python bench/bench_rollout.py --sglang         # + the real SGLang CPU server
     .venv/bin/python bench/bench_rollout.py --new-tokens 64 256 --repeats 3
+    .venv/bin/python bench/bench_rollout.py --hf fp32/dynamic bf16/prealloc --skip-generate
 
 One process measures, side by side: a matmul microbenchmark (the achievable GFLOP/s of
 this CPU, fp32 and bf16, large square and decode-shaped), the ``hf`` rollout backend,
@@ -12,7 +13,11 @@ time reported, not counted). Prompts are the arith task's, chat-templated as in
 training: 8 prompts x 8 samples = 64 sequences, temperature 1. A generated token costs
 ~2 x parameters FLOP (the tied head counted once: the embedding lookup is free), so
 achieved GFLOP/s = tokens/s x 2 x params; the fraction of the limit is against the best
-fp32 figure of the microbenchmark. Medians of ``--repeats`` runs.
+fp32 figure of the microbenchmark. Medians of ``--repeats`` rounds, each round running
+every variant once (ratios are against the first ``--hf`` variant, in the same process).
+``--hf`` picks the backend's variants: sampling dtype (fp32 = the learner's weights,
+bf16 = the sampling copy) and KV cache (dynamic = transformers' growing cache, as
+before; prealloc = written in place).
 """
 
 from __future__ import annotations
@@ -100,15 +105,30 @@ def run_generate(model: Any, tokenizer: Any, ids: list[list[int]], n: int, new: 
     return total
 
 
-def timed(fn: Callable[[], int], repeats: int) -> tuple[float, float]:
-    """(median tokens/s, median tokens) over ``repeats`` runs."""
-    rates, counts = [], []
+def backend_runner(
+    gen: Callable[[list[GenerationRequest]], list[list[Any]]],
+    ids: list[list[int]],
+    n: int,
+    tag: str,
+) -> Callable[[int], Callable[[], int]]:
+    return lambda new: lambda: run_backend(gen, requests(ids, n, new, tag))
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def timed(fns: dict[str, Callable[[], int]], repeats: int) -> dict[str, tuple[float, float]]:
+    """name -> (median tokens/s, median tokens) over ``repeats`` rounds; each round runs
+    every variant once, so a change in the machine's load hits them all alike."""
+    rates: dict[str, list[float]] = {k: [] for k in fns}
+    counts: dict[str, list[int]] = {k: [] for k in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        tokens = fn()
-        rates.append(tokens / (time.perf_counter() - t0))
-        counts.append(tokens)
-    return statistics.median(rates), statistics.median(counts)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            tokens = fn()
+            rates[name].append(tokens / (time.perf_counter() - t0))
+            counts[name].append(tokens)
+    return {k: (statistics.median(rates[k]), statistics.median(counts[k])) for k in fns}
 
 
 def sglang_runner(model_dir: str, python: str, logs: Path) -> tuple[Any, Any, float]:
@@ -127,16 +147,10 @@ def sglang_runner(model_dir: str, python: str, logs: Path) -> tuple[Any, Any, fl
             "sglang.mem_fraction_static=0.3",
         ]
     )
-    (spec,) = server_specs(cfg, model_dir, logs)
     t0 = time.perf_counter()
-    server = srv.launch(spec)
-    try:
-        srv.wait_healthy([server], timeout=900, progress=print)
-    except BaseException:
-        srv.stop_all([server])
-        raise
+    (server,) = srv.start(server_specs(cfg, model_dir, logs), timeout=900, progress=print)
     start_s = time.perf_counter() - t0
-    backend = SGLangBackend([spec.addr], [], dtype="float32", launched=[server])
+    backend = SGLangBackend([server.spec.addr], [], dtype="float32", launched=[server])
     ctl = RolloutController(backend, Limits(max_concurrent=64, timeout=900, retries=0))
     return ctl, server, start_s
 
@@ -151,6 +165,14 @@ def main() -> None:
     ap.add_argument("--sglang", action="store_true", help="also the real SGLang CPU server")
     ap.add_argument("--python", default=".venv-sglang/bin/python", help="SGLang's interpreter")
     ap.add_argument("--skip-generate", action="store_true", help="leave out model.generate")
+    ap.add_argument(
+        "--hf",
+        nargs="+",
+        default=["fp32/dynamic", "fp32/prealloc", "bf16/prealloc"],
+        choices=[f"{d}/{c}" for d in DTYPES for c in ("dynamic", "prealloc")],
+        help="hf backend variants, sampling dtype/KV cache (the first is the baseline: "
+        "fp32/dynamic is the backend before the preallocated cache and the bf16 copy)",
+    )
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -167,10 +189,17 @@ def main() -> None:
         print(f"limit  {k:28s} {v:8.1f} GFLOP/s")
 
     ids = prompts(tok, args.prompts, seed=1)
-    hf = HFBackend(model, tok, max_batch_size=args.prompts * args.n)
-    runners: dict[str, Callable[[int], Callable[[], int]]] = {
-        "hf backend": lambda new: lambda: run_backend(hf.generate, requests(ids, args.n, new, "h")),
-    }
+    runners: dict[str, Callable[[int], Callable[[], int]]] = {}
+    for variant in args.hf:
+        dtype, cache = variant.split("/")
+        hf = HFBackend(
+            model,
+            tok,
+            max_batch_size=args.prompts * args.n,
+            sample_dtype=DTYPES[dtype],
+            cache="dynamic" if cache == "dynamic" else "prealloc",
+        )
+        runners[f"hf {variant}"] = backend_runner(hf.generate, ids, args.n, "h")
     if not args.skip_generate:
         runners["model.generate"] = lambda new: lambda: run_generate(model, tok, ids, args.n, new)
     ctl = None
@@ -179,21 +208,21 @@ def main() -> None:
             model_dir, args.python, Path(tempfile.mkdtemp(prefix="bench-rollout-"))
         )
         print(f"sglang server start-up {start_s:.0f}s (not counted)")
-        runners["sglang server"] = lambda new: (
-            lambda: run_backend(ctl.generate, requests(ids, args.n, new, "s"))
-        )
+        runners["sglang server"] = backend_runner(ctl.generate, ids, args.n, "s")
     try:
         print(f"\n{'rollout':16s} {'new':>4s} {'tokens':>7s} {'tok/s':>8s} {'GFLOP/s':>8s} limit%")
+        first = next(iter(runners))
         for new in args.new_tokens:
-            base = None
-            for name, make in runners.items():
-                rate, count = timed(make(new), args.repeats)
-                base = base or rate
+            for fn in runners.values():  # warm-up: allocator, oneDNN kernels, bf16 copy
+                fn(min(new, 8))()
+            results = timed({k: make(new) for k, make in runners.items()}, args.repeats)
+            base = results[first][0]
+            for name, (rate, count) in results.items():
                 gf = rate * flop_per_token / 1e9
                 frac = 100 * gf / peak
                 print(
                     f"{name:16s} {new:4d} {count:7.0f} {rate:8.1f} {gf:8.1f} {frac:5.1f}%"
-                    f"  x{rate / base:.2f} vs hf"
+                    f"  x{rate / base:.2f} vs {first}"
                 )
     finally:
         if ctl is not None:

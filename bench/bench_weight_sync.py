@@ -28,13 +28,7 @@ from grpo_plug.weight_sync.distributed import DistributedSync
 
 
 def launch(cfg: cfgmod.TrainConfig, model_dir: str, logs: Path) -> srv.Server:
-    (spec,) = server_specs(cfg, model_dir, logs)
-    server = srv.launch(spec)
-    try:
-        srv.wait_healthy([server], timeout=900, progress=print)
-    except BaseException:
-        srv.stop_all([server])
-        raise
+    (server,) = srv.start(server_specs(cfg, model_dir, logs), timeout=900, progress=print)
     return server
 
 

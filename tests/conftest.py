@@ -30,6 +30,18 @@ def sglang_python() -> str:
     return path
 
 
+def cpu_server_overrides() -> list[str]:
+    """A small CPU server from the SGLang venv, in fp32 for exact comparisons with the
+    fp32 learner."""
+    return [
+        f"sglang.python={sglang_python()}",
+        "sglang.device=cpu",
+        "sglang.dtype=float32",
+        "sglang.max_total_tokens=4096",
+        "sglang.mem_fraction_static=0.1",
+    ]
+
+
 @pytest.fixture(scope="session")
 def sglang_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """ONE real SGLang server per test session (start-up takes minutes on CPU), launched
@@ -40,24 +52,13 @@ def sglang_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from grpo_plug import config as cfgmod
     from grpo_plug.rollout.sglang import servers as srv
     from grpo_plug.rollout.sglang.backend import server_specs
-    from tests.tiny import build_tiny_model
+    from grpo_plug.testing import build_tiny_model
 
     root = tmp_path_factory.mktemp("sglang")
     model = build_tiny_model(root / "tiny", hidden=64)
-    cfg = cfgmod.load(
-        overrides=[
-            "rollout.backend=sglang",
-            f"sglang.python={sglang_python()}",
-            "sglang.device=cpu",
-            "sglang.dtype=float32",  # exact comparisons with the fp32 learner
-            "sglang.max_total_tokens=4096",
-            "sglang.mem_fraction_static=0.1",
-        ]
-    )
-    (spec,) = server_specs(cfg, str(model), root / "logs")
-    server = srv.launch(spec)
+    cfg = cfgmod.load(overrides=["rollout.backend=sglang", *cpu_server_overrides()])
+    (server,) = srv.start(server_specs(cfg, str(model), root / "logs"), 900, progress=print)
     try:
-        srv.wait_healthy([server], timeout=900, progress=print)
         yield server, model
     finally:
         srv.stop_all([server])

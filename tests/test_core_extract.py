@@ -202,7 +202,7 @@ def test_arith_task_rewards_refuse_the_copied_question() -> None:
     from grpo_plug.builtin.rewards import math_accuracy
     from grpo_plug.builtin.tasks import ArithTask
     from grpo_plug.config import DatasetConfig
-    from grpo_plug.trainer import literal_answers
+    from grpo_plug.evaluation import literal_answers
 
     task = ArithTask(DatasetConfig(task="arith", arith_style="plain", arith_size=4), seed=1)
     assert literal_answers(task)

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from grpo_plug import core
-from grpo_plug.learner import completion_logprobs, shared_prompt_logprobs
-from tests.tiny import build_tiny_model
+from grpo_plug.learner import completion_logprobs, packed_logprobs, shared_prompt_logprobs
+from grpo_plug.testing import build_tiny_model
 
 
 def test_shared_prompt_path_matches_plain_path(tmp_path: Path) -> None:
@@ -41,3 +41,71 @@ def test_shared_prompt_path_matches_plain_path(tmp_path: Path) -> None:
     torch.testing.assert_close(a_lp, b_lp, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(a_ent, b_ent, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(a_g, b_g, rtol=1e-3, atol=1e-5)
+
+
+def test_packed_path_matches_padded_path(tmp_path: Path) -> None:
+    """[1, T] with no padding (documents told apart by position ids) against the
+    right-padded [S, L] fallback: same log-probs, entropies and gradients."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m", seed=2))
+    model.train()
+    rng = np.random.default_rng(1)
+    prompts, comps, lps = [], [], []
+    for _ in range(7):  # lengths differ, so padding is real in the fallback
+        prompts.append(rng.integers(3, 14, size=int(rng.integers(2, 12))).tolist())
+        comps.append(rng.integers(3, 14, size=int(rng.integers(1, 9))).tolist())
+        lps.append([-1.0] * len(comps[-1]))
+    adv = rng.normal(size=len(prompts)).astype(np.float32)
+    (mbs,) = core.pack_microbatches(prompts, comps, lps, adv, max_tokens=10_000)
+    (mb,) = mbs
+    results = []
+    for fn, kwargs in ((completion_logprobs, {"max_seqs": 3}), (packed_logprobs, {})):
+        model.zero_grad()
+        logp, ent = fn(model, mb, temperature=0.7, **kwargs)
+        (logp * torch.arange(len(logp))).sum().backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((logp.detach(), ent, grads))
+    (a_lp, a_ent, a_g), (b_lp, b_ent, b_g) = results
+    assert a_lp.shape == (int(mb.loss_mask.sum()),)
+    torch.testing.assert_close(a_lp, b_lp, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a_ent, b_ent, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a_g, b_g, rtol=1e-4, atol=1e-6)
+    # The boundaries come from the position ids: one long document gives other values.
+    mb.position_ids[:] = np.arange(len(mb.position_ids))
+    wrong, _ = packed_logprobs(model, mb, temperature=0.7)
+    assert not torch.allclose(wrong.detach(), b_lp, atol=1e-3)
+
+
+def test_too_few_sequences_for_the_ranks_get_zero_weight_filler() -> None:
+    """3 sequences, 4 ranks: every rank still gets a micro-batch (same forwards and
+    backwards everywhere), and the counts that normalise the loss leave filler out."""
+    from grpo_plug.learner.actor import LearnerBatch, pack_for_ranks
+    from grpo_plug.learner.step import GlobalCounts, count_real
+
+    comps = [[4, 5], [6], [7, 8, 9]]
+    batch = LearnerBatch(
+        prompts=[[1, 2, 3]] * 3,
+        completions=comps,
+        logprobs=[[-1.0] * len(c) for c in comps],
+        advantages=np.ones(3, dtype=np.float32),
+        kept=np.arange(3),
+    )
+    per_rank, n_real = pack_for_ranks(batch, np.arange(3), 1000, 4)
+    assert n_real == 3 and len(per_rank) == 4
+    assert {len(r) for r in per_rank} == {1}
+    everything = [mb for r in per_rank for mb in r]
+    assert sum(mb.num_sequences for mb in everything) > 3  # filler was added
+    assert count_real(everything, n_real) == GlobalCounts(tokens=6, seqs=3)
+
+
+def test_rank_from_torchrun_variables() -> None:
+    import pytest
+
+    from grpo_plug.learner import dist
+
+    info = dist.from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, cuda=False)
+    assert (info.rank, info.world_size, info.is_main, info.backend) == (1, 2, False, "gloo")
+    assert dist.from_env({}, cuda=False).is_main
+    with pytest.raises(ValueError, match="outside WORLD_SIZE"):
+        dist.from_env({"RANK": "2", "WORLD_SIZE": "2"}, cuda=False)

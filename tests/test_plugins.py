@@ -128,8 +128,9 @@ def test_unknown_hook_is_rejected(host: PluginHost) -> None:
         def register_reward_fn(self, registry: Any) -> None:
             pass
 
-    with pytest.raises(PluginError, match="plugin 'typo' is invalid"):
+    with pytest.raises(PluginError, match="plugin 'typo' is invalid") as info:
         host.register(Typo(), name="typo")
+    assert str(info.value).endswith("(did you mean 'register_reward_functions'?)")
 
 
 def test_unknown_component_suggests(host: PluginHost) -> None:

@@ -23,8 +23,7 @@ from grpo_plug.weight_sync.distributed import (
     buckets,
     flatten,
 )
-from tests.test_sglang_e2e import Observer
-from tests.test_train import Capture, SevenPlugin, tiny_config
+from tests.test_sglang_e2e import train_through_server
 
 pytestmark = pytest.mark.slow
 
@@ -32,49 +31,28 @@ pytestmark = pytest.mark.slow
 def test_grpo_with_sglang_and_distributed_sync(
     sglang_server: Any, tmp_path: Path, host: PluginHost
 ) -> None:
-    from grpo_plug.trainer import Trainer
+    groups = []
 
-    server, model = sglang_server
-    host.register(SevenPlugin(), name="seven")
-    cfg = tiny_config(
+    def joined(trainer: Any) -> None:
+        assert isinstance(trainer.weight_sync, DistributedSync)
+        assert trainer.weight_sync.group is not None  # joined by the first push
+        groups.append(trainer.weight_sync.group)
+
+    _rows, cap = train_through_server(
+        sglang_server,
         tmp_path,
-        model,
-        "rollout.backend=sglang",
-        f"rollout.server_addrs=[{server.spec.addr}]",
-        "sglang.dtype=float32",
+        host,
         "sglang.device=cpu",
         "weight_sync.strategy=distributed",
         "weight_sync.bucket_mb=0.05",  # several buckets: the tiny model is 0.2 MiB
-        "total_train_steps=3",
-        "rollout.request_timeout=300",
-        # Cut completions score below stopped ones: some reward variance in every run,
-        # whatever the shared server's sampling state, so the weights always move.
-        "reward.no_eos_reward=-1.0",
+        inspect=joined,
     )
-    cap = Capture()
-    trainer = Trainer(cfg, host=host, loggers=[cap])
-    try:
-        assert isinstance(trainer.weight_sync, DistributedSync)
-        group = trainer.weight_sync.group
-        assert group is not None  # joined by the first push
-        obs = Observer(trainer.weight_sync)
-        trainer.weight_sync = obs
-        summary = trainer.train()
-    finally:
-        trainer.close()
-    assert summary.steps == 3
-    # Every parameter equal on the server after every step, under the step's version.
-    assert obs.checked == [(1, "1"), (2, "2"), (3, "3")]
-    assert not torch.equal(obs.snapshots[0], obs.snapshots[-1])
-    rows = [r for r in cap.rows if "grpo_actor/lr" in r]
-    assert len(rows) == 3 and all(r["rollout/samples_current_version"] == 32.0 for r in rows)
-    learned = [r for r in rows if "grpo_actor/logprob_abs_diff" in r]
-    assert learned and all(r["grpo_actor/logprob_abs_diff"] < 1e-3 for r in learned)
     assert any("distributed weight sync of version 0" in m for m in cap.messages)
     # The group is gone from the server: destroying it again is refused.
+    server, _model = sglang_server
     client = SGLangBackend([server.spec.addr], [2], dtype="float32").clients[0]
     with pytest.raises(RequestFailed, match="does not exist"):
-        client.call("POST", "/destroy_weights_update_group", {"group_name": group})
+        client.call("POST", "/destroy_weights_update_group", {"group_name": groups[0]})
 
 
 def _sync(server: Any, model_dir: Path, *overrides: str) -> tuple[DistributedSync, Any, Any]:

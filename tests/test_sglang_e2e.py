@@ -4,6 +4,7 @@ whose server weights equal the learner's after every step."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,16 @@ class Observer:
         self.inner.close()
 
 
-def test_grpo_with_sglang_and_disk_sync(
-    sglang_server: Any, tmp_path: Path, host: PluginHost
-) -> None:
+def train_through_server(
+    sglang_server: Any,
+    tmp_path: Path,
+    host: PluginHost,
+    *extra: str,
+    inspect: Callable[[Any], None] = lambda trainer: None,
+) -> tuple[list[dict[str, Any]], Capture]:
+    """Three GRPO steps on the session's server; checks what every strategy must give
+    (the server's weights equal the learner's after each step, and they moved) and
+    returns the step rows and the captured logs. ``inspect`` sees the trainer first."""
     from grpo_plug.trainer import Trainer
 
     server, model = sglang_server
@@ -85,17 +93,17 @@ def test_grpo_with_sglang_and_disk_sync(
         "rollout.backend=sglang",
         f"rollout.server_addrs=[{server.spec.addr}]",
         "sglang.dtype=float32",
-        "weight_sync.strategy=auto",
         "total_train_steps=3",
         "rollout.request_timeout=300",
         # Cut completions score below stopped ones: some reward variance in every run,
         # whatever the shared server's sampling state, so the weights always move.
         "reward.no_eos_reward=-1.0",
+        *extra,
     )
     cap = Capture()
     trainer = Trainer(cfg, host=host, loggers=[cap])
     try:
-        assert trainer.weight_sync.name == "disk"  # auto, on a machine with no GPU
+        inspect(trainer)
         obs = Observer(trainer.weight_sync)
         trainer.weight_sync = obs
         summary = trainer.train()
@@ -108,13 +116,25 @@ def test_grpo_with_sglang_and_disk_sync(
     assert not torch.equal(obs.snapshots[0], obs.snapshots[-1])
     rows = [r for r in cap.rows if "grpo_actor/lr" in r]
     assert len(rows) == 3
-    for r in rows:
-        assert r["rollout/server0/requests"] >= 4  # 4 prompts, one request each
-        assert r["rollout/samples_current_version"] == 32.0
-        assert r["timeperf/weight_sync"] > 0
-        # ... split into the strategy's phases.
-        assert r["timeperf/weight_sync/save"] > 0 and r["timeperf/weight_sync/load"] > 0
+    assert all(r["rollout/samples_current_version"] == 32.0 for r in rows)
     # The learner's log-probs of the server's tokens match the server's (fp32 both).
     learned = [r for r in rows if "grpo_actor/logprob_abs_diff" in r]
     assert learned and all(r["grpo_actor/logprob_abs_diff"] < 1e-3 for r in learned)
+    return rows, cap
+
+
+def test_grpo_with_sglang_and_disk_sync(
+    sglang_server: Any, tmp_path: Path, host: PluginHost
+) -> None:
+    def is_disk(trainer: Any) -> None:
+        assert trainer.weight_sync.name == "disk"  # auto, on a machine with no GPU
+
+    rows, cap = train_through_server(
+        sglang_server, tmp_path, host, "weight_sync.strategy=auto", inspect=is_disk
+    )
+    for r in rows:
+        assert r["rollout/server0/requests"] >= 4  # 4 prompts, one request each
+        assert r["timeperf/weight_sync"] > 0
+        # ... split into the strategy's phases.
+        assert r["timeperf/weight_sync/save"] > 0 and r["timeperf/weight_sync/load"] > 0
     assert any("disk weight sync of version 0" in m for m in cap.messages)

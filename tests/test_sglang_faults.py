@@ -179,23 +179,13 @@ def own_server(tmp_path_factory: pytest.TempPathFactory, sglang_server: Any) -> 
     from grpo_plug import config as cfgmod
     from grpo_plug.rollout.sglang import servers as srv
     from grpo_plug.rollout.sglang.backend import server_specs
-    from tests.conftest import sglang_python
+    from tests.conftest import cpu_server_overrides
 
     _server, model = sglang_server
-    cfg = cfgmod.load(
-        overrides=[
-            "rollout.backend=sglang",
-            f"sglang.python={sglang_python()}",
-            "sglang.device=cpu",
-            "sglang.dtype=float32",
-            "sglang.max_total_tokens=4096",
-            "sglang.mem_fraction_static=0.1",
-        ]
-    )
-    (spec,) = server_specs(cfg, str(model), tmp_path_factory.mktemp("faults") / "logs")
-    server = srv.launch(spec)
+    cfg = cfgmod.load(overrides=["rollout.backend=sglang", *cpu_server_overrides()])
+    logs = tmp_path_factory.mktemp("faults") / "logs"
+    (server,) = srv.start(server_specs(cfg, str(model), logs), timeout=900)
     try:
-        srv.wait_healthy([server], timeout=900)
         yield server, model
     finally:
         srv.stop_all([server])
@@ -244,6 +234,21 @@ def test_a_server_killed_mid_rollout_is_restarted_with_the_synced_weights(
         assert torch.equal(norm, model.model.norm.weight.detach())
         assert backend.monitor is not None
         print(f"rollout with one restart: {restart_s:.0f}s; {backend.monitor.restart_seconds}")
+
+        # Killed during a weight sync: the sync completes without it, and the server
+        # comes back at the version of that sync, not the one before.
+        with torch.no_grad():
+            model.model.norm.weight.mul_(0.5)
+        os.killpg(new.pid, signal.SIGKILL)
+        sync.sync(model, backend, 2)
+        assert 0 in backend.missed or backend.monitor.state[0] != "up"
+        deadline = time.monotonic() + 900
+        while backend.monitor.up() != [0] and time.monotonic() < deadline:
+            assert backend.monitor.fatal is None, backend.monitor.fatal
+            time.sleep(1)
+        assert backend.monitor.restarts == 2 and backend.weight_versions() == ["2"]
+        (norm,) = backend.read_weights("model.norm.weight", rows=1 << 20)
+        assert torch.equal(norm, model.model.norm.weight.detach())
     finally:
         ctl.close()  # stops the restarted server too
         sync.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sglang_python
+from tests.conftest import cpu_server_overrides
 from tests.tiny import build_tiny_model
 
 pytestmark = pytest.mark.slow
@@ -47,11 +47,7 @@ def test_a_sigkilled_trainer_leaves_no_server_behind(tmp_path: Path) -> None:
         "evaluator.eval_before=false",
         "total_train_steps=50",
         "rollout.backend=sglang",
-        f"sglang.python={sglang_python()}",
-        "sglang.device=cpu",
-        "sglang.dtype=float32",
-        "sglang.max_total_tokens=4096",
-        "sglang.mem_fraction_static=0.1",
+        *cpu_server_overrides(),
         "loggers=[jsonl]",
     ]
     proc = subprocess.Popen(

@@ -10,70 +10,11 @@ import numpy as np
 import pytest
 
 from grpo_plug import config as cfgmod
-from grpo_plug import hookimpl
 from grpo_plug.plugins import PluginHost
-from grpo_plug.types import Example
-from tests.tiny import build_tiny_model
+from grpo_plug.testing import CaptureLogger as Capture
+from grpo_plug.testing import SevenPlugin, build_tiny_model, tiny_config
 
-
-class SevenTask:
-    """Every question's answer is 7: learnable from scratch by a tiny random model."""
-
-    name = "seven"
-
-    def __init__(self, cfg: Any, seed: int) -> None:
-        self.n = cfg.max_samples or 64
-
-    def load(self) -> list[Example]:
-        return [Example(f"seven-{i}", "1 2 3", "#### 7") for i in range(self.n)]
-
-    def user_message(self, example: Example) -> str:
-        return example.question
-
-
-class SevenPlugin:
-    @hookimpl
-    def register_tasks(self, registry: Any) -> None:
-        registry.register("seven", SevenTask)
-
-
-class Capture:
-    name = "capture"
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
-        self.messages: list[str] = []
-
-    def log(self, metrics: Mapping[str, float], step: int, epoch: int) -> None:
-        self.rows.append({**metrics, "step": step})
-
-    def message(self, text: str) -> None:
-        self.messages.append(text)
-
-    def close(self) -> None:
-        pass
-
-
-def tiny_config(tmp_path: Path, model: Path, *extra: str) -> cfgmod.TrainConfig:
-    return cfgmod.load(
-        overrides=[
-            f"cluster.fileroot={tmp_path / 'out'}",
-            f"actor.path={model}",
-            "actor.lr=2e-2",
-            "actor.mb_max_tokens=512",
-            "train_dataset.task=seven",
-            "train_dataset.batch_size=4",
-            "train_dataset.max_samples=200",
-            "valid_dataset.task=seven",
-            "valid_dataset.max_samples=8",
-            "gconfig.n_samples=8",
-            "gconfig.max_new_tokens=3",
-            "reward.no_eos_reward=null",
-            "evaluator.eval_before=false",
-            "seed=3",
-            *extra,
-        ]
-    )
+__all__ = ["Capture", "SevenPlugin", "tiny_config"]  # other tests import them from here
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny import build_tiny_model
+from grpo_plug.testing import build_tiny_model
 
 BIN = Path(sys.executable).parent
 pytestmark = [

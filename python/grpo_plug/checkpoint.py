@@ -103,18 +103,22 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
-def atomic_dir(target: Path, fill: Callable[[Path], None], *, keep_previous: bool) -> None:
-    """Create ``target`` by filling a temp dir, adding a manifest, fsyncing and renaming.
+def begin_dir(target: Path) -> Path:
+    """A fresh temporary sibling of ``target`` to fill (stale ones from killed writers go)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.mkdir()
+    return tmp
+
+
+def commit_dir(tmp: Path, target: Path, *, keep_previous: bool) -> None:
+    """Fsync ``tmp``'s files, write the manifest last, then rename ``tmp`` to ``target``.
 
     With ``keep_previous`` an existing ``target`` is renamed to ``target.prev`` and only
     removed once the new directory is in place.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a killed writer
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.mkdir()
-    fill(tmp)
     files = {}
     for p in sorted(tmp.rglob("*")):
         if p.is_file():
@@ -138,6 +142,13 @@ def atomic_dir(target: Path, fill: Callable[[Path], None], *, keep_previous: boo
     _fsync_dir(target.parent)
     if prev.exists():
         shutil.rmtree(prev)
+
+
+def atomic_dir(target: Path, fill: Callable[[Path], None], *, keep_previous: bool) -> None:
+    """Create ``target`` by filling a temp dir, adding a manifest, fsyncing and renaming."""
+    tmp = begin_dir(target)
+    fill(tmp)
+    commit_dir(tmp, target, keep_previous=keep_previous)
 
 
 def verify_dir(path: Path) -> dict[str, Any]:
@@ -349,4 +360,77 @@ def load_recover(
     optimizer.load_state_dict(opt_state)
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(load_file(str(path / "rng.safetensors")), state["rng"])
+    return state
+
+
+# ----------------------------------------------------------------------- sharded (FSDP)
+
+SHARDED_DIR = "dcp"
+
+
+def _rank_rng_files(rank: int) -> tuple[str, str]:
+    return f"rng_rank{rank}.safetensors", f"rng_rank{rank}.json"
+
+
+def save_recover_sharded(
+    ckpt_root: Path,
+    *,
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: Mapping[str, Any],
+    info: Any,
+) -> Path:
+    """The recover point of an FSDP learner; a collective, every rank calls it.
+
+    Model and optimizer shards go through ``torch.distributed.checkpoint`` into
+    ``dcp/``; each rank adds its own RNG state; rank 0 writes ``state.json`` (with the
+    world size) and the manifest once all ranks are done, then renames into place
+    (a shared filesystem, as DCP needs).
+    """
+    from grpo_plug.learner import dist, fsdp
+
+    target = ckpt_root / RECOVER_DIR
+    tmp = dist.broadcast(begin_dir(target) if info.is_main else None, info)
+    assert tmp is not None
+    fsdp.save_sharded(tmp / SHARDED_DIR, model, optimizer)
+    fault_point("mid_checkpoint_write")
+    tensors, rng_meta = rng_state()
+    st_name, json_name = _rank_rng_files(info.rank)
+    save_file(tensors, str(tmp / st_name))
+    write_json(tmp / json_name, rng_meta)
+    dist.barrier(info)
+    if info.is_main:
+        write_json(
+            tmp / "state.json",
+            {**state, "world_size": info.world_size, "scheduler": scheduler.state_dict()},
+        )
+        commit_dir(tmp, target, keep_previous=True)
+    dist.barrier(info)  # nobody goes on before the point is in place
+    return target
+
+
+def check_world_size(path: Path, world_size: int) -> None:
+    """A recover point resumes with the number of learner ranks that saved it."""
+    saved = int(json.loads((path / "state.json").read_text()).get("world_size", 1))
+    if saved != world_size:
+        raise CheckpointError(
+            f"recover checkpoint {path} was saved by {saved} learner rank(s) but this run "
+            f"has {world_size}: resume with the same number (torchrun --nproc-per-node "
+            f"{saved}), or use another trial_name / recover.mode=disabled to start over"
+        )
+
+
+def load_recover_sharded(
+    path: Path, *, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, info: Any
+) -> dict[str, Any]:
+    """Restore this rank's shards, the scheduler and this rank's RNGs; the JSON state."""
+    from grpo_plug.learner import fsdp
+
+    check_world_size(path, info.world_size)
+    state: dict[str, Any] = json.loads((path / "state.json").read_text())
+    fsdp.load_sharded(path / SHARDED_DIR, model, optimizer)
+    scheduler.load_state_dict(state["scheduler"])
+    st_name, json_name = _rank_rng_files(info.rank)
+    set_rng_state(load_file(str(path / st_name)), json.loads((path / json_name).read_text()))
     return state

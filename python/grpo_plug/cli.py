@@ -183,6 +183,13 @@ def train(
     config: ConfigOpt = None,
     overrides: OverridesArg = None,
     no_tui: NoTuiOpt = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the processes and devices the allocation would use; start nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Train with GRPO: `grpo-plug train --preset cpu` runs anywhere, no GPU needed."""
     from grpo_plug import interactive
@@ -191,6 +198,20 @@ def train(
     try:
         name = preset if preset or config else "cpu"
         cfg = cfgmod.load(preset=name, config_file=config, overrides=overrides or [])
+        if dry_run:
+            from grpo_plug import launch
+
+            source = ["--config", str(config)] if config else ["--preset", name]
+            args = shlex.join([*source, *(overrides or [])])
+            out.print(escape(launch.describe(launch.plan(cfg, args))), highlight=False)
+            return
+        from grpo_plug.learner import dist
+
+        if not dist.from_env().is_main:  # under torchrun: rank 0 trains, the others follow
+            from grpo_plug.learner.group import follow
+
+            follow(cfg)
+            return
         from grpo_plug.trainer import Trainer
 
         loggers_cfg = cfg
@@ -203,7 +224,15 @@ def train(
     except _train_errors() as e:
         err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
-    summary = interactive.run(trainer, tui=tui, console=out)
+    try:
+        summary = interactive.run(trainer, tui=tui, console=out)
+    except interactive.run_errors() as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        err.print(
+            f"the last recover point (if any) is kept; after fixing the cause, resume with: "
+            f"{escape(interactive.resume_command())}"
+        )
+        raise typer.Exit(1) from None
     if summary is None:
         raise typer.Exit(130)
     print_summary(cfg, summary)
@@ -379,12 +408,19 @@ def checkpoints(
 # ----------------------------------------------------------------------- plugins
 
 
-@app.command()
+plugins_app = typer.Typer(help="List installed plugins; `plugins new` scaffolds one.")
+app.add_typer(plugins_app, name="plugins")
+
+
+@plugins_app.callback(invoke_without_command=True)
 @user_errors
 def plugins(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List installed plugins and the components each registers."""
+    if ctx.invoked_subcommand is not None:
+        return
     host = get_host()
     components: dict[str, list[dict[str, str]]] = {}
     for hook in (
@@ -420,6 +456,23 @@ def plugins(
             regs = ", ".join(row["hooks"])
         table.add_row(row["name"], row["source"], regs)
     out.print(table)
+
+
+@plugins_app.command("new")
+@user_errors
+def plugins_new(
+    kind: Annotated[str, typer.Argument(help="reward, backend, weight-sync, logger or task.")],
+    name: Annotated[str, typer.Argument(help="Component name, e.g. my_reward.")],
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Folder to create the package in.")
+    ] = Path("."),
+) -> None:
+    """Scaffold an installable plugin package whose own tests pass unchanged."""
+    from grpo_plug.scaffold import new_plugin
+
+    root = new_plugin(kind, name, directory)
+    out.print(f"wrote {escape(str(root))}")
+    out.print(f"next: pip install -e {escape(str(root))} && python -m pytest {escape(str(root))}")
 
 
 def host_kind(hook: str) -> str:

@@ -17,10 +17,10 @@ import operator
 import re
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -32,13 +32,18 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the offending key."""
 
 
-def _f(default: Any, help: str, **meta: Any) -> Any:
-    """A dataclass field with help text and optional bounds (ge/gt/le/lt)."""
+def option(default: Any, help: str, **meta: Any) -> Any:
+    """A dataclass field with help text and optional bounds (ge/gt/le/lt): the helper
+    every built-in key uses, and plugins use for their own config sections."""
     meta["help"] = help
     if isinstance(default, list):
         items = list(default)
         return field(default_factory=lambda: list(items), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+_f = option
+S = TypeVar("S")
 
 
 def _sub(cls: type, help: str) -> Any:
@@ -97,6 +102,18 @@ class ActorConfig:
     )
     mb_max_tokens: int = _f(4096, "Token budget of one packed micro-batch.", ge=16)
     gradient_checkpointing: bool = _f(False, "Trade compute for memory in the learner.")
+    attention: Literal["auto", "packed", "padded", "shared_prompt"] = _f(
+        "auto",
+        "How the learner runs a packed micro-batch: packed ([1, T], documents told apart "
+        "by position ids, no padding), padded (fallback), shared_prompt (each group's "
+        "prompt once); auto = shared_prompt on one rank without gradient checkpointing, "
+        "else packed.",
+    )
+    mixed_precision: bool = _f(
+        True,
+        "Under FSDP on GPU: bf16 compute with fp32 master weights and fp32 gradient "
+        "reduction (ignored on CPU, where the learner stays fp32).",
+    )
 
 
 @dataclass
@@ -145,6 +162,19 @@ class RolloutConfig:
         1.0, "Remote backends: seconds before the first retry; doubles each time.", ge=0.0
     )
     max_batch_size: int = _f(64, "hf backend: sequences generated together.", ge=1)
+    sample_dtype: Literal["auto", "float32", "bfloat16"] = _f(
+        "float32",
+        "hf backend: dtype of the weights that sample. bfloat16 samples with a bf16 copy "
+        "of the learner's weights, refreshed after each optimizer step, and switches "
+        "actor.recompute_logprob on so the loss uses the learner's log-probs; auto = "
+        "bfloat16 on a CPU with native bf16 matmuls (AMX / AVX-512 BF16), else float32.",
+    )
+    zero_reward_steps: int = _f(
+        5,
+        "Steps in a row with task reward exactly 0 before the run stops (servers reported "
+        "errors) or warns (none did); 0 = off.",
+        ge=0,
+    )
     server_addrs: list[str] = _f(
         [],
         "sglang backend: attach to these running servers (host:port) instead of "
@@ -161,7 +191,10 @@ class SGLangConfig:
     context_length: int | None = _f(None, "SGLang --context-length (null = model's).", ge=1)
     random_seed: int = _f(1, "SGLang --random-seed (server i gets random_seed + i).")
     max_total_tokens: int | None = _f(
-        None, "SGLang --max-total-tokens: KV pool size (null = from mem_fraction_static).", ge=1
+        None,
+        "SGLang --max-total-tokens: KV pool size (null = from mem_fraction_static on GPU, "
+        "16384 on CPU).",
+        ge=1,
     )
     python: str | None = _f(
         None,
@@ -174,7 +207,7 @@ class SGLangConfig:
     deterministic: bool = _f(
         False,
         "SGLang --enable-deterministic-inference: per-request sampling seeds, so a resumed "
-        "run samples what the uninterrupted one would (slower).",
+        "run samples what the uninterrupted one would (slower; GPU servers only).",
     )
     startup_timeout: float = _f(
         600.0, "Seconds a launched server may take to answer /health.", gt=0
@@ -300,6 +333,20 @@ class TrainConfig:
     evaluator: EvaluatorConfig = _sub(EvaluatorConfig, "Evaluation during training.")
     reward: RewardConfig = _sub(RewardConfig, "Reward functions.")
     wandb: WandbConfig = _sub(WandbConfig, "Weights & Biases logging.")
+    # Plugins' own sections by name (keys `<name>.*`); read with `section(cls)`.
+    plugin_sections: dict[str, object] = field(default_factory=dict, metadata={"internal": True})
+
+    def section(self, cls: type[S]) -> S:
+        """This run's values of the plugin config section ``cls`` (a dataclass a
+        component declared with ``registry.register(..., config=cls)``)."""
+        for value in self.plugin_sections.values():
+            if type(value) is cls:
+                return value
+        raise ConfigError(
+            f"{cls.__name__}: not a config section of this run (declared sections: "
+            f"{', '.join(sorted(self.plugin_sections)) or 'none'}); register the component "
+            f"with config={cls.__name__}"
+        )
 
 
 # --------------------------------------------------------------------------- validation
@@ -344,8 +391,8 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         return value
     if origin is list:
         (inner,) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # `reward.weights=1,0.5`: the comma form the docs show
+            value = [_list_item(v.strip()) for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
         return [_coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
@@ -395,16 +442,41 @@ def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def all_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
-    """Every dotted leaf key of the schema."""
+def _fields(cls: type) -> list[dataclasses.Field[Any]]:
+    """The fields a user can set (not the internal ones)."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def builtin_sections(cls: type = TrainConfig) -> dict[str, Any]:
+    """Top-level names of the built-in schema (no plugin section may take one) -> type."""
+    hints = _hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def plugin_sections(sections: Mapping[str, type] | None = None) -> Mapping[str, type]:
+    """``sections``, or when ``None`` those the process-wide plugin host declares."""
+    if sections is not None:
+        return sections
+    from grpo_plug.plugins import get_host
+
+    return get_host().config_sections()
+
+
+def all_keys(
+    cls: type = TrainConfig, prefix: str = "", sections: Mapping[str, type] | None = None
+) -> list[str]:
+    """Every dotted leaf key of the schema (with the plugins' sections at the root)."""
     out: list[str] = []
     hints = _hints(cls)
-    for f in dataclasses.fields(cls):
+    for f in _fields(cls):
         tp = hints[f.name]
         if _is_section(tp):
-            out.extend(all_keys(tp, f"{prefix}{f.name}."))
+            out.extend(all_keys(tp, f"{prefix}{f.name}.", {}))
         else:
             out.append(f"{prefix}{f.name}")
+    if cls is TrainConfig and not prefix:
+        for name, sec in plugin_sections(sections).items():
+            out.extend(all_keys(sec, f"{name}.", {}))
     return out
 
 
@@ -414,22 +486,22 @@ def _unknown(key: str, valid: list[str]) -> ConfigError:
     return ConfigError(f"{key}: unknown config key{extra}")
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _build(cls: type, data: Any, prefix: str, valid: list[str]) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: expected a mapping, got {data!r}")
     hints = _hints(cls)
-    names = {f.name: f for f in dataclasses.fields(cls)}
+    names = {f.name: f for f in _fields(cls)}
     kwargs: dict[str, Any] = {}
     for raw_key, value in data.items():
         key = str(raw_key)
         if key not in names:
-            raise _unknown(prefix + key, all_keys())
+            raise _unknown(prefix + key, valid)
         f = names[key]
         tp = hints[key]
         if _is_section(tp):
-            kwargs[key] = _build(tp, value, f"{prefix}{key}.")
+            kwargs[key] = _build(tp, value, f"{prefix}{key}.", valid)
         else:
             coerced = _coerce(prefix + key, tp, value)
             _check_range(prefix + key, f.metadata, coerced)
@@ -488,6 +560,9 @@ def _check_rollout(cfg: TrainConfig) -> None:
             raise ConfigError(f"rollout.server_addrs: {addr!r} is not host:port")
     if cfg.rollout.server_addrs and cfg.rollout.backend != "sglang":
         raise ConfigError("rollout.server_addrs: only the sglang backend attaches to servers")
+    if cfg.rollout.backend == "hf" and cfg.rollout.sample_dtype == "bfloat16":
+        # The sampler's bf16 log-probs are not the learner's: the loss recomputes them.
+        cfg.actor.recompute_logprob = True
 
 
 def _cross_checks(cfg: TrainConfig) -> None:
@@ -508,15 +583,26 @@ def _cross_checks(cfg: TrainConfig) -> None:
             raise ConfigError(f"{key}: {val!r} is not a valid folder name")
 
 
-def from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Validate a nested mapping into a :class:`TrainConfig`."""
-    cfg: TrainConfig = _build(TrainConfig, data, "")
+def from_dict(data: dict[str, Any], sections: Mapping[str, type] | None = None) -> TrainConfig:
+    """Validate a nested mapping into a :class:`TrainConfig`; ``sections``: the plugins'
+    config sections (``None``: those of the process-wide plugin host)."""
+    sections = plugin_sections(sections)
+    valid = all_keys(sections=sections)
+    rest = dict(data)
+    built = {
+        name: _build(cls, rest.pop(name, None), f"{name}.", valid) for name, cls in sections.items()
+    }
+    cfg: TrainConfig = _build(TrainConfig, rest, "", valid)
+    cfg.plugin_sections = built
     _cross_checks(cfg)
     return cfg
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """The config as plain data; plugin sections sit at the root, as they are typed."""
+    out = dataclasses.asdict(cfg)
+    out.update(out.pop("plugin_sections", None) or {})
+    return out
 
 
 def parse_override(arg: str) -> tuple[str, Any]:
@@ -531,20 +617,34 @@ def parse_override(arg: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    return key, _number(value)
+
+
+def _number(value: Any) -> Any:
     # YAML 1.1 reads 1e-6 as a string; numbers written that way are common on the CLI.
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value) if any(c in value.lower() for c in ".e") else int(value)
-    return key, value
+    return value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    valid = all_keys()
-    sections = {k.rsplit(".", 1)[0] for k in valid if "." in k}
+def _list_item(raw: str) -> Any:
+    """One item of ``a,b,c`` on the command line, read like a whole value."""
+    try:
+        return _number(yaml.safe_load(raw))
+    except yaml.YAMLError:
+        return raw
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], sections: Mapping[str, type] | None = None
+) -> dict[str, Any]:
+    valid = all_keys(sections=sections)
+    groups = {k.rsplit(".", 1)[0] for k in valid if "." in k}
     for arg in overrides:
         key, value = parse_override(arg)
         if key not in valid:
-            if key in sections:
+            if key in groups:
                 raise ConfigError(f"{key}: is a section; set one of its keys, e.g. {key}.<name>")
             raise _unknown(key, valid)
         node = data
@@ -590,9 +690,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load(
-    preset: str | None = None, config_file: str | Path | None = None, overrides: Sequence[str] = ()
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    sections: Mapping[str, type] | None = None,
 ) -> TrainConfig:
-    """Resolve a preset or config file plus overrides into a validated config."""
+    """Resolve a preset or config file plus overrides into a validated config;
+    ``sections`` as in :func:`from_dict`."""
     if preset and config_file:
         raise ConfigError("--preset and --config: give one, not both")
     data: dict[str, Any] = {}
@@ -600,24 +704,31 @@ def load(
         data = read_yaml(Path(config_file))
     elif preset is not None:
         data = read_yaml(preset_path(preset))
-    data = apply_overrides(data, list(overrides))
-    return from_dict(data)
+    sections = plugin_sections(sections)
+    data = apply_overrides(data, list(overrides), sections)
+    return from_dict(data, sections)
 
 
 def dump_yaml(cfg: TrainConfig) -> str:
+    """The config as YAML, plugin sections included (``load`` reads it back)."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
-def field_help(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, str, Any]]:
+def field_help(
+    cls: type = TrainConfig, prefix: str = "", sections: Mapping[str, type] | None = None
+) -> list[tuple[str, str, str, Any]]:
     """(key, type, help, default) for every leaf, for docs and `config keys`."""
     rows: list[tuple[str, str, str, Any]] = []
     hints = _hints(cls)
-    for f in dataclasses.fields(cls):
+    for f in _fields(cls):
         tp = hints[f.name]
         if _is_section(tp):
-            rows.extend(field_help(tp, f"{prefix}{f.name}."))
+            rows.extend(field_help(tp, f"{prefix}{f.name}.", {}))
         else:
             factory: Any = f.default_factory
             default = f.default if f.default is not dataclasses.MISSING else factory()
             rows.append((prefix + f.name, _type_name(tp), f.metadata.get("help", ""), default))
+    if cls is TrainConfig and not prefix:
+        for name, sec in plugin_sections(sections).items():
+            rows.extend(field_help(sec, f"{name}.", {}))
     return rows

@@ -77,3 +77,34 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def score_samples(
+    reward_fns: Sequence[tuple[str, Any, float]],
+    task: Task,
+    prompts: list[str],
+    texts: list[str],
+    golds: list[str],
+    no_eos: Any,
+    reward_cfg: Any,
+) -> tuple[Any, Any]:
+    """(weighted reward, task reward = accuracy) of every sample, float32 ``[B*G]`` each.
+
+    ``reward_fns`` are ``(name, function, weight)``; ``None`` from a function counts 0.
+    A completion cut at max_new_tokens (``no_eos``) gets ``reward_cfg.no_eos_reward``
+    from the math grader when that is set.
+    """
+    import numpy as np
+
+    rewards = np.zeros(len(texts), dtype=np.float32)
+    task_reward = np.zeros(len(texts), dtype=np.float32)
+    literal = literal_answers(task)
+    for name, fn, weight in reward_fns:
+        got = fn(prompts, texts, golds=golds, literal_answers=literal)
+        vals = np.array([0.0 if v is None else v for v in got], dtype=np.float32)
+        if name == "math_accuracy":  # the seed's task reward = accuracy
+            task_reward = vals.copy()
+            if reward_cfg.no_eos_reward is not None:
+                vals[no_eos] = reward_cfg.no_eos_reward
+        rewards += weight * vals
+    return rewards, task_reward

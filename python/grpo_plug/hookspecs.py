@@ -47,7 +47,7 @@ def register_weight_sync_strategies(registry: ComponentRegistry[WeightSyncFactor
 
     A strategy pushes the learner's new weights to the rollout backend (pause ->
     push -> verify -> resume) and bumps the policy version. Built-ins: ``inplace``,
-    ``disk``.
+    ``disk``, ``distributed``.
     """
 
 
@@ -64,9 +64,11 @@ def register_tasks(registry: ComponentRegistry[TaskFactory]) -> None:
 
 @hookspec
 def register_reward_functions(registry: ComponentRegistry[RewardFunction]) -> None:
-    """Register reward functions ``(prompts, completions, *, golds) -> list[float | None]``.
+    """Register reward functions ``(prompts, completions, **keywords) -> list[float | None]``.
 
-    ``None`` means "no opinion on this sample" and counts as 0 for that function.
+    ``None`` means "no opinion on this sample" and counts as 0 for that function. A
+    function gets the keywords of ``grpo_plug.reward_call.REWARD_KEYWORDS`` that its
+    signature names; its answer is checked (length, type) at every call.
     Built-ins: ``math_accuracy`` (Rust grader), ``format``.
     """
 

@@ -46,6 +46,18 @@ def graceful_sigint(trainer: Trainer) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def run_errors() -> tuple[type[Exception], ...]:
+    """Failures of a part the run depends on (servers, weight sync, the watchdog): the
+    run stops with one message naming the cause, its recover point intact."""
+    from grpo_plug.rollout.controller import RolloutError
+    from grpo_plug.rollout.sglang.servers import ServerError
+    from grpo_plug.rollout.watchdog import ZeroRewardError
+    from grpo_plug.types import RequestFailed
+    from grpo_plug.weight_sync import WeightSyncError
+
+    return (RolloutError, RequestFailed, ServerError, WeightSyncError, ZeroRewardError)
+
+
 def run(trainer: Trainer, *, tui: bool, console: Console) -> Summary | None:
     """Train, under the dashboard when ``tui``; None when stopped by a second Ctrl-C."""
     from grpo_plug.metrics.dashboard import Dashboard

@@ -4,11 +4,13 @@ Writing a plugin
 ----------------
 A plugin is a module (or object) with functions marked ``@hookimpl``::
 
-    from grpo_plug import hookimpl
+    from grpo_plug.api import hookimpl
 
     @hookimpl
     def register_reward_functions(registry):
         registry.register("length_penalty", my_reward, description="...")
+
+(``grpo-plug plugins new KIND NAME`` writes a whole package; docs/plugins.md is the guide.)
 
 and an entry point in its package's ``pyproject.toml``::
 
@@ -18,7 +20,7 @@ and an entry point in its package's ``pyproject.toml``::
 Environment switches
 --------------------
 ``GRPO_PLUG_PLUGINS``          comma list: load only these installed plugins
-                               (empty string: none).
+                               (empty string: none); the built-ins still load.
 ``GRPO_PLUG_DISABLE_PLUGINS``  comma list of plugins (installed or ``builtin.*``) to skip.
 ``GRPO_PLUG_TRACE_PLUGINS=1``  print every hook call (plugin, hook, time) to stderr.
 """
@@ -32,12 +34,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pluggy
 
 from grpo_plug import hookspecs
 from grpo_plug.registry import ComponentRegistry, PluginError
+
+if TYPE_CHECKING:
+    import typer
+
+    from grpo_plug.types import (
+        LoggerFactory,
+        RewardFunction,
+        RolloutBackendFactory,
+        TaskFactory,
+        WeightSyncFactory,
+    )
 
 T = TypeVar("T")
 
@@ -49,6 +62,12 @@ BUILTIN_MODULES = (
     "grpo_plug.builtin.hf_backend",
     "grpo_plug.builtin.sglang_backend",
 )
+
+_BACKENDS = "register_rollout_backends"
+_SYNCS = "register_weight_sync_strategies"
+_TASKS = "register_tasks"
+_REWARDS = "register_reward_functions"
+_LOGGERS = "register_loggers"
 
 # Hook name -> the component kind its registry holds (register_commands takes an app).
 REGISTRY_HOOKS = {
@@ -65,6 +84,17 @@ class PluginInfo:
     name: str
     source: str  # "builtin", "entry point <dist> <version>" or "registered"
     hooks: tuple[str, ...]
+
+
+def _hook_hint(message: str) -> str:
+    """`` (did you mean 'register_x'?)`` for pluggy's "unknown hook 'register_y'"."""
+    import difflib
+    import re
+
+    m = re.search(r"unknown hook '(\w+)'", message)
+    specs = [n for n in vars(hookspecs) if n.startswith("register_")]
+    hint = difflib.get_close_matches(m.group(1), specs, n=1) if m else []
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
 def _env_list(name: str) -> set[str] | None:
@@ -119,7 +149,7 @@ class PluginHost:
         except pluggy.PluginValidationError as e:
             if self.pm.is_registered(obj):
                 self.pm.unregister(obj)
-            raise PluginError(f"plugin {name!r} is invalid: {e}") from None
+            raise PluginError(f"plugin {name!r} is invalid: {e}{_hook_hint(str(e))}") from None
         except ValueError as e:  # already registered under another name
             raise PluginError(f"plugin {name!r}: {e}") from None
         self._sources[name] = source
@@ -163,7 +193,12 @@ class PluginHost:
         """Run a ``register_*`` hook over all plugins into a fresh registry."""
         if hook_name not in REGISTRY_HOOKS:
             raise KeyError(hook_name)
-        registry: ComponentRegistry[Any] = ComponentRegistry(REGISTRY_HOOKS[hook_name])
+        adapt: Callable[[Any, str, str], Any] | None = None
+        if hook_name == _REWARDS:  # checked at every call, naming function and plugin
+            from grpo_plug.reward_call import adapt_reward
+
+            adapt = adapt_reward
+        registry: ComponentRegistry[Any] = ComponentRegistry(REGISTRY_HOOKS[hook_name], adapt)
 
         def set_plugin(name: str) -> None:
             registry._current_plugin = name
@@ -173,23 +208,54 @@ class PluginHost:
         return registry
 
     # One typed wrapper per hook.
-    def rollout_backends(self) -> ComponentRegistry[Any]:
-        return self.collect("register_rollout_backends")
+    def rollout_backends(self) -> ComponentRegistry[RolloutBackendFactory]:
+        return cast("ComponentRegistry[RolloutBackendFactory]", self.collect(_BACKENDS))
 
-    def weight_sync_strategies(self) -> ComponentRegistry[Any]:
-        return self.collect("register_weight_sync_strategies")
+    def weight_sync_strategies(self) -> ComponentRegistry[WeightSyncFactory]:
+        return cast("ComponentRegistry[WeightSyncFactory]", self.collect(_SYNCS))
 
-    def tasks(self) -> ComponentRegistry[Any]:
-        return self.collect("register_tasks")
+    def tasks(self) -> ComponentRegistry[TaskFactory]:
+        return cast("ComponentRegistry[TaskFactory]", self.collect(_TASKS))
 
-    def reward_functions(self) -> ComponentRegistry[Any]:
-        return self.collect("register_reward_functions")
+    def reward_functions(self) -> ComponentRegistry[RewardFunction]:
+        return cast("ComponentRegistry[RewardFunction]", self.collect(_REWARDS))
 
-    def loggers(self) -> ComponentRegistry[Any]:
-        return self.collect("register_loggers")
+    def loggers(self) -> ComponentRegistry[LoggerFactory]:
+        return cast("ComponentRegistry[LoggerFactory]", self.collect(_LOGGERS))
 
-    def add_commands(self, app: Any) -> None:
+    def add_commands(self, app: typer.Typer) -> None:
         self._call_each("register_commands", lambda _name: None, app=app)
+
+    def config_sections(self) -> dict[str, type]:
+        """Section name -> dataclass, for every component registered with ``config=``.
+
+        A section is named after its component; it may not shadow a built-in key
+        and two components may not claim the same name."""
+        from grpo_plug.config import TrainConfig, builtin_sections
+
+        taken = builtin_sections(TrainConfig)
+        owners: dict[str, str] = {}
+        out: dict[str, type] = {}
+        for hook in REGISTRY_HOOKS:
+            for entry in self.collect(hook):
+                if entry.config is None:
+                    continue
+                who = f"plugin {entry.plugin!r} ({REGISTRY_HOOKS[hook]} {entry.name!r})"
+                if taken.get(entry.name) is entry.config:
+                    continue  # a built-in naming its own section (sglang): already in the schema
+                if entry.name in taken:
+                    raise PluginError(
+                        f"{who} declares config section {entry.name!r}, which is a built-in "
+                        "key; rename the component"
+                    )
+                if entry.name in owners:
+                    raise PluginError(
+                        f"config section {entry.name!r} is declared twice: by "
+                        f"{owners[entry.name]} and by {who}"
+                    )
+                owners[entry.name] = who
+                out[entry.name] = entry.config
+        return out
 
     # -- introspection -------------------------------------------------------------
 

@@ -58,3 +58,16 @@ def check_machine(cfg: TrainConfig) -> None:
             + " and ".join(missing)
             + "; on this machine run `grpo-plug train --preset cpu`"
         )
+
+
+def check_world_size(cfg: TrainConfig, world_size: int) -> None:
+    """The learner ranks the allocation asks for are the ranks torchrun started."""
+    from grpo_plug.config import parse_allocation
+
+    alloc = parse_allocation(cfg.allocation_mode)
+    if alloc is not None and alloc.train_dp != world_size:
+        raise SetupError(
+            f"allocation_mode={cfg.allocation_mode} trains on {alloc.train_dp} learner rank(s) "
+            f"but this run has {world_size}; start it as `grpo-plug train --dry-run` prints "
+            f"(torchrun --nproc-per-node {alloc.train_dp} -m grpo_plug train ...)"
+        )

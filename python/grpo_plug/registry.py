@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -25,22 +26,35 @@ class UnknownComponentError(PluginError, KeyError):
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
+    """One registered component: ``name`` (what the config picks it by), ``factory``
+    (for reward functions: the function, wrapped to be checked at every call),
+    ``plugin`` (the plugin that registered it), ``description`` (one line, shown by
+    ``grpo-plug plugins``) and ``config`` (its config section, keys ``<name>.*``)."""
+
     name: str
     factory: T
     plugin: str
     description: str
+    config: type | None = None
 
 
 class ComponentRegistry(Generic[T]):
     """Name -> component, remembering which plugin registered each name."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, adapt: Callable[[T, str, str], T] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
         self._current_plugin = "<direct>"
+        self._adapt = adapt  # wraps each factory (name, plugin known), e.g. reward checks
 
-    def register(self, name: str, factory: T, *, description: str = "") -> None:
-        """Add ``factory`` under ``name``; a second plugin using the same name is an error."""
+    def register(
+        self, name: str, factory: T, *, description: str = "", config: type | None = None
+    ) -> None:
+        """Add ``factory`` under ``name``; a second plugin using the same name is an error.
+
+        ``config``: a dataclass whose fields (made with :func:`grpo_plug.config.option`)
+        become the keys ``<name>.<field>``, validated like the built-ins' and read by
+        the factory with ``cfg.section(ThatClass)``."""
         if not isinstance(name, str) or not name:
             raise PluginError(
                 f"plugin {self._current_plugin!r} registered a {self.kind} with an invalid "
@@ -52,8 +66,17 @@ class ComponentRegistry(Generic[T]):
                 f"{self.kind} {name!r} is registered twice: by plugin {other!r} and by "
                 f"plugin {self._current_plugin!r}; block one with GRPO_PLUG_DISABLE_PLUGINS"
             )
+        if config is not None and not (
+            isinstance(config, type) and dataclasses.is_dataclass(config)
+        ):
+            raise PluginError(
+                f"plugin {self._current_plugin!r} registered {self.kind} {name!r} with "
+                f"config={config!r}: expected a dataclass"
+            )
         doc = description or (getattr(factory, "__doc__", None) or "").strip().split("\n")[0]
-        self._entries[name] = Entry(name, factory, self._current_plugin, doc)
+        if self._adapt is not None:
+            factory = self._adapt(factory, name, self._current_plugin)
+        self._entries[name] = Entry(name, factory, self._current_plugin, doc, config)
 
     def get(self, name: str) -> T:
         return self.entry(name).factory

@@ -3,6 +3,10 @@
     grpo-plug train --preset cpu
     grpo-plug train --preset fast experiment_name=x trial_name=y
 
+Under torchrun (``torchrun --nproc-per-node N -m grpo_plug train ...``) only rank 0
+runs this loop; the other ranks follow it (``grpo_plug.learner.group``) and join the
+sharded learner's collectives: train steps, recover points, resume.
+
 Step N:
   1. rollout      n_samples completions per prompt from the rollout backend  [B*G]
   2. reward       weighted sum of the reward plugins (Rust grader by default)  [B*G]
@@ -29,16 +33,10 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import resource
-import sys
-import threading
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -53,21 +51,27 @@ from grpo_plug.evaluation import (
     EvalResult,
     build_prompt,
     evaluate,
-    literal_answers,
+    score_samples,
     write_jsonl,
 )
-from grpo_plug.learner import (
-    make_optimizer,
-    make_scheduler,
-    recompute_old_logprobs,
-    train_minibatch,
-)
+from grpo_plug.launch import learner_dist
+from grpo_plug.learner import Learner, LearnerBatch, dist
+from grpo_plug.learner.group import LearnerGroup, seed_all
 from grpo_plug.metrics import names as mn
 from grpo_plug.metrics.emit import RunEvents
-from grpo_plug.models import load_model, load_tokenizer
+from grpo_plug.metrics.fanout import (
+    LoggerFanout,
+    gpu_memory_gb,
+    peak_rss_gb,
+    step_metrics,
+    version_metrics,
+)
+from grpo_plug.models import load_tokenizer
 from grpo_plug.plugins import PluginHost, get_host
-from grpo_plug.preflight import SetupError, check_machine, run_dirs
+from grpo_plug.preflight import SetupError, check_machine, check_world_size, run_dirs
+from grpo_plug.recovery import Checkpointer
 from grpo_plug.rollout.controller import RolloutController, limits_from_config
+from grpo_plug.rollout.watchdog import ZeroRewardWatchdog
 from grpo_plug.types import (
     Example,
     GenerationRequest,
@@ -75,34 +79,10 @@ from grpo_plug.types import (
     RolloutBackend,
     RolloutContext,
     RunInfo,
-    Sample,
     SamplingParams,
     Task,
 )
 from grpo_plug.weight_sync import resolve_strategy_name
-
-
-def version_metrics(samples: Sequence[Sample], current: int) -> dict[str, float]:
-    """Samples by the policy versions of their tokens (the current one, or older)."""
-    stale = sum(1 for s in samples if s.policy_version < current)
-    mixed = sum(1 for s in samples if len(s.policy_versions) > 1)
-    return {
-        "rollout/samples_current_version": float(len(samples) - stale),
-        "rollout/samples_stale_version": float(stale),
-        "rollout/samples_mixed_versions": float(mixed),
-    }
-
-
-def gpu_memory_gb() -> float | None:
-    """GPU memory this process holds now (None without CUDA)."""
-    if not torch.cuda.is_available():
-        return None
-    return float(torch.cuda.memory_allocated() / 2**30)
-
-
-def peak_rss_gb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 @dataclass
@@ -133,21 +113,23 @@ class Trainer:
         self.cfg = cfg
         self.preset = preset
         self.quiet = quiet
+        self.watchdog = ZeroRewardWatchdog(cfg.rollout.zero_reward_steps)
+        self.server_restarts = 0.0
         self.stop_requested = False  # set (e.g. by Ctrl-C): stop after the current step
-        self.failed_loggers: set[str] = set()
-        # Server health threads report through message() too; loggers are not thread-safe.
-        self._message_lock = threading.Lock()
         self.host = host or get_host()
         check_machine(cfg)
         self.ckpt_dir, self.log_dir = run_dirs(cfg)
+        self.info = learner_dist(cfg)
+        if not self.info.is_main:
+            raise SetupError(
+                f"rank {self.info.rank}: only rank 0 runs the trainer; the others run "
+                "grpo_plug.learner.group.follow(cfg)"
+            )
+        check_world_size(cfg, self.info.world_size)
+        dist.init(self.info)
         self.events = RunEvents(self.log_dir)
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        if self.device == "cpu":
-            # Cores this process may use (taskset/cgroups), not the machine's.
-            torch.set_num_threads(len(os.sched_getaffinity(0)) or 1)
+        self.device = str(self.info.device)
+        seed_all(cfg.seed)
 
         # Components by name, validated before any heavy work.
         tasks = self.host.tasks()
@@ -168,6 +150,7 @@ class Trainer:
             )
             loggers = [f(cfg, run) for f in factories]
         self.loggers = list(loggers)
+        self.fanout = LoggerFanout(self.loggers, self.events, quiet=quiet)
 
         self.train_data = self.train_task.load()
         self.valid_data = self.valid_task.load()
@@ -178,21 +161,14 @@ class Trainer:
             )
 
         self.tokenizer = load_tokenizer(cfg.actor.path)
-        self.model = load_model(cfg.actor.path, dtype=cfg.actor.dtype, device=self.device)
-        if cfg.actor.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
-        self.model.config.use_cache = True
-        self.ref_model = None
-        if cfg.actor.kl_ctl > 0:
-            self.ref_model = load_model(cfg.actor.path, dtype=cfg.actor.dtype, device=self.device)
-            self.ref_model.requires_grad_(False).eval()
-
         self.steps_per_epoch = len(self.train_data) // cfg.train_dataset.batch_size
         self.total_steps = self.steps_per_epoch * cfg.total_train_epochs
         if cfg.total_train_steps is not None:
             self.total_steps = min(self.total_steps, cfg.total_train_steps)
-        self.optimizer = make_optimizer(self.model, cfg.actor)
-        self.scheduler = make_scheduler(self.optimizer, cfg.actor, self.total_steps)
+        dist.broadcast(self.total_steps, self.info)  # the followers build their learner
+        self.learner = Learner(cfg, self.total_steps, self.info)
+        self.group = LearnerGroup(self.learner, self.ckpt_dir)
+        self.model = self.group.policy  # whole weights: rollouts, weight sync, HF exports
 
         ctx = RolloutContext(
             tokenizer=self.tokenizer,
@@ -220,9 +196,17 @@ class Trainer:
         self.prompt_cache: dict[str, list[int]] = {}
         self.accuracy_before: float | None = None
         self.accuracy_after: float | None = None  # set when resuming a finished run
-        self.last_recover_time = time.time()
-        self.last_save_time = time.time()
         self.resumed_from: Path | None = None
+        self.checkpointer = Checkpointer(
+            cfg,
+            self.ckpt_dir,
+            self.group,
+            self.tokenizer,
+            self.events,
+            self.message,
+            steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps,
+        )
         try:
             self.maybe_resume()
             if not self.backend.colocated:
@@ -243,31 +227,22 @@ class Trainer:
             f"{self.backend.name}: {time.perf_counter() - t0:.2f}s"
         )
 
+    def report_health(self, metrics: dict[str, float]) -> None:
+        """Memory and server states to the dashboard; the zero-reward watchdog."""
+        states = getattr(self.backend, "server_states", None)
+        self.server_restarts += metrics.get("rollout/server_restarts", 0.0)
+        servers = {"servers": states(), "server_restarts": self.server_restarts} if states else {}
+        self.events.health(rss_gb=metrics[mn.PEAK_RSS_GB], gpu_gb=gpu_memory_gb(), **servers)
+        warning = self.watchdog.observe(metrics[mn.TASK_REWARD], metrics)
+        if warning is not None:
+            self.events.warning(warning)
+            self.message(f"warning: {warning}")
+
     def message(self, text: str) -> None:
-        with self._message_lock:
-            self.events.message(text)
-            for lg in self.loggers:
-                self._guard(lg, lg.message, text)
-            if not self.quiet and not any(lg.name == "console" for lg in self.loggers):
-                # Status lines (resume, fresh start) must reach the terminal anyway.
-                print(f"grpo-plug: {text}", file=sys.stderr)
+        self.fanout.message(text)
 
     def log(self, metrics: dict[str, float], epoch: int) -> None:
-        for lg in self.loggers:
-            self._guard(lg, lg.log, metrics, self.global_step, epoch)
-
-    def _guard(self, lg: Logger, call: Callable[..., None], *args: Any) -> None:
-        """A failing logger (network down, disk full) warns once and never stops the run."""
-        try:
-            call(*args)
-        except Exception as e:
-            if lg.name in self.failed_loggers:
-                return
-            self.failed_loggers.add(lg.name)
-            text = f"logger {lg.name!r} failed ({type(e).__name__}: {e}); training goes on"
-            self.events.warning(text)  # the dashboard shows it
-            if not self.quiet:
-                print(f"grpo-plug: warning: {text}", file=sys.stderr)
+        self.fanout.log(metrics, self.global_step, epoch)
 
     def prompt_ids(self, ex: Example) -> list[int]:
         if ex.uid not in self.prompt_cache:
@@ -300,113 +275,28 @@ class Trainer:
 
     @property
     def running_marker(self) -> Path:
-        return self.ckpt_dir / ".running"
+        return self.checkpointer.running_marker
 
     def maybe_resume(self) -> None:
-        """Apply ``recover.mode``: auto / resume / fault load the recover point if valid."""
-        mode = self.cfg.recover.mode
-        if mode == "disabled":
+        """Apply ``recover.mode`` (see :meth:`Checkpointer.resume`)."""
+        res = self.checkpointer.resume()
+        if res is None:
             return
-        crashed_before = self.running_marker.exists()
-        path, problems = ckpt.find_recover(self.ckpt_dir)
-        for problem in problems:
-            self.message(f"recover checkpoint unusable: {problem}")
-            self.events.warning(f"recover checkpoint unusable: {problem}")
-        if mode == "fault" and not crashed_before:
-            self.message("recover.mode=fault: the last run ended cleanly; starting fresh")
-            return
-        if path is None:
-            where = self.ckpt_dir / ckpt.RECOVER_DIR
-            if mode == "resume":
-                detail = "; ".join(problems) if problems else "none found"
-                raise ckpt.CheckpointError(
-                    f"recover.mode=resume: no valid recover checkpoint at {where} ({detail})"
-                )
-            self.message(f"no recover checkpoint at {where}; starting fresh")
-            return
-        saved = json.loads((path / "state.json").read_text())
-        diffs = ckpt.config_diff(saved.get("config", {}), cfgmod.to_dict(self.cfg))
-        if diffs:
-            raise ckpt.CheckpointError(
-                f"recover checkpoint {path} was written with a different config: "
-                + "; ".join(diffs[:5])
-                + (" ..." if len(diffs) > 5 else "")
-                + " (use another trial_name, or recover.mode=disabled to start over)"
-            )
-        state = ckpt.load_recover(
-            path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
-        )
-        self.global_step = int(state["global_step"])
-        self.accuracy_before = state.get("accuracy_before")
-        self.accuracy_after = state.get("accuracy_after")
+        self.global_step = res.global_step
+        self.accuracy_before = res.accuracy_before
+        self.accuracy_after = res.accuracy_after
         self.rollout.set_policy_version(self.global_step)
         for lg in self.loggers:
             resume = getattr(lg, "resume", None)
             if resume is not None:
                 resume(self.global_step)
-        self.resumed_from = path
-        self.message(f"resumed from {path} at global step {self.global_step}")
+        self.resumed_from = res.path
+        self.message(f"resumed from {res.path} at global step {self.global_step}")
 
     def save_recover(self, epoch: int, accuracy_after: float | None = None) -> None:
-        state = {
-            "global_step": self.global_step,
-            "epoch": epoch,
-            "epoch_step": self.global_step - epoch * self.steps_per_epoch,
-            "accuracy_before": self.accuracy_before,
-            "accuracy_after": accuracy_after,
-            "config": cfgmod.to_dict(self.cfg),
-            "time": time.time(),
-        }
-        self.events.stage("save", self.global_step)
-        path = ckpt.save_recover(
-            self.ckpt_dir,
-            model=self.model,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-            state=state,
+        self.checkpointer.save_recover(
+            self.global_step, epoch, self.accuracy_before, accuracy_after
         )
-        self.last_recover_time = time.time()
-        self.events.checkpoint("recover", path, self.global_step)
-
-    def after_step(self, epoch: int) -> None:
-        """Checkpoints and recover points on their step / epoch / time schedules."""
-        end_of_epoch = self.global_step % self.steps_per_epoch == 0
-        now = time.time()
-
-        def due(
-            freq_steps: int | None, freq_epochs: int | None, freq_secs: float | None, since: float
-        ) -> bool:
-            return bool(
-                (freq_steps and self.global_step % freq_steps == 0)
-                or (freq_epochs and end_of_epoch and (epoch + 1) % freq_epochs == 0)
-                or (freq_secs and now - since >= freq_secs)
-            )
-
-        sv = self.cfg.saver
-        last = self.global_step == self.total_steps
-        if (sv.freq_steps or sv.freq_epochs or sv.freq_secs) and (
-            last or due(sv.freq_steps, sv.freq_epochs, sv.freq_secs, self.last_save_time)
-        ):
-            self.events.stage("save", self.global_step)
-            saved = ckpt.save_hf_checkpoint(
-                self.ckpt_dir,
-                self.model,
-                self.tokenizer,
-                epoch=epoch,
-                epoch_step=self.global_step - epoch * self.steps_per_epoch,
-                global_step=self.global_step,
-                keep_last=sv.keep_last,
-            )
-            self.last_save_time = time.time()
-            self.events.checkpoint("hf", saved, self.global_step)
-        rc = self.cfg.recover
-        # The last step's recover point is written after the final eval (see train()).
-        if (
-            rc.mode != "disabled"
-            and not last
-            and due(rc.freq_steps, rc.freq_epochs, rc.freq_secs, self.last_recover_time)
-        ):
-            self.save_recover(epoch)
 
     # ------------------------------------------------------------------ one step
 
@@ -442,26 +332,9 @@ class Trainer:
         # 2. reward: weighted sum of reward plugins                         # [B*G]
         self.events.stage("reward", self.global_step + 1)
         prompt_texts = [ex.question for ex in batch for _ in range(G)]
-        rewards = np.zeros(len(samples), dtype=np.float32)
-        task_reward = np.zeros(len(samples), dtype=np.float32)
-        for name, fn, weight in self.reward_fns:
-            vals = np.array(
-                [
-                    0.0 if v is None else v
-                    for v in fn(
-                        prompt_texts,
-                        texts,
-                        golds=golds,
-                        literal_answers=literal_answers(self.train_task),
-                    )
-                ],
-                dtype=np.float32,
-            )
-            if name == "math_accuracy":  # the seed's task reward = accuracy
-                task_reward = vals.copy()
-                if cfg.reward.no_eos_reward is not None:
-                    vals[no_eos] = cfg.reward.no_eos_reward
-            rewards += weight * vals
+        rewards, task_reward = score_samples(
+            self.reward_fns, self.train_task, prompt_texts, texts, golds, no_eos, cfg.reward
+        )
         t2 = time.perf_counter()
 
         # 3. advantages, group-relative                                      # [B*G]
@@ -471,54 +344,17 @@ class Trainer:
         group_has_signal = np.abs(adv.reshape(-1, G)).max(axis=1) > 0  # [B]
         keep = np.repeat(group_has_signal, G)
 
-        # 4+5. pack and learn, minibatch by minibatch
+        # 4+5. pack and learn, minibatch by minibatch (the learner)
         self.events.stage("train", self.global_step + 1)
-        stats: dict[str, float] = {}
-        kept = np.flatnonzero(keep)
-        grad_norm = 0.0
-        if len(kept) > 0:
-            self.model.train()
-            chunks = np.array_split(kept, min(cfg.actor.ppo_n_minibatches, len(kept)))
-            acc: dict[str, float] = {}
-            for idx in chunks:
-                mbs = core.pack_microbatches(
-                    [prompts[i] for i in idx],
-                    [samples[i].output_ids for i in idx],
-                    [samples[i].logprobs for i in idx],
-                    adv[idx],
-                    max_tokens=cfg.actor.mb_max_tokens,
-                )[0]
-                if cfg.actor.recompute_logprob:
-                    recompute_old_logprobs(self.model, mbs, cfg.actor, self._temp())
-                st = train_minibatch(
-                    self.model,
-                    self.ref_model,
-                    mbs,
-                    cfg.actor,
-                    temperature=self._temp(),
-                    max_new_tokens=cfg.gconfig.max_new_tokens,
-                )
-                max_norm = cfg.actor.max_grad_norm if cfg.actor.max_grad_norm > 0 else float("inf")
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
-                ckpt.fault_point("mid_optimizer_step")
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                for k, v in vars(st).items():
-                    acc[k] = acc.get(k, 0.0) + float(v) / len(chunks)
-            stats = {
-                mn.LOSS: acc["loss"],
-                mn.KL: acc["kl"],
-                mn.CLIP_RATIO: acc["clip_ratio"],
-                mn.ENTROPY: acc["entropy"],
-                mn.IMPORTANCE_WEIGHT: acc["ratio_mean"],
-                mn.LOGPROB_DIFF: acc["logp_diff"],
-                mn.GRAD_NORM: grad_norm,
-            }
-        lr = self.scheduler.get_last_lr()[0]
-        with warnings.catch_warnings():
-            # The schedule follows global steps, also those with no optimizer step.
-            warnings.simplefilter("ignore", UserWarning)
-            self.scheduler.step()
+        stats = self.group.train_step(
+            LearnerBatch(
+                prompts=prompts,
+                completions=[list(s.output_ids) for s in samples],
+                logprobs=[list(s.logprobs) for s in samples],
+                advantages=adv,
+                kept=np.flatnonzero(keep),
+            )
+        )
         t3 = time.perf_counter()
 
         # 6. weight sync
@@ -532,26 +368,14 @@ class Trainer:
         self.events.sample(
             prompt_texts[-1], texts[-1], core.extract_answer(texts[-1]), float(rewards[-1])
         )
+        times = {mn.TIME_ROLLOUT: t1 - t0, mn.TIME_REWARD: t2 - t1, mn.TIME_TRAIN: t3 - t2}
+        times[mn.TIME_WEIGHT_SYNC] = t4 - t3
+        phases = getattr(self.weight_sync, "seconds", {})
         return {
-            mn.TASK_REWARD: float(task_reward.mean()),
-            mn.TASK_REWARD_MIN: float(task_reward.min()),
-            mn.TASK_REWARD_MAX: float(task_reward.max()),
-            mn.REWARD: float(rewards.mean()),
-            **stats,
-            mn.LR: float(lr),
-            mn.SEQ_LEN: float(lens.mean()),
-            mn.SEQ_LEN_MAX: float(lens.max()),
-            mn.NO_EOS: float(no_eos.mean()),
-            mn.ZERO_ADV: float(1.0 - group_has_signal.mean()),
+            **step_metrics(rewards, task_reward, lens, no_eos, group_has_signal, stats),
             mn.POLICY_VERSION: float(self.global_step),
-            mn.TIME_ROLLOUT: t1 - t0,
-            mn.TIME_REWARD: t2 - t1,
-            mn.TIME_TRAIN: t3 - t2,
-            mn.TIME_WEIGHT_SYNC: t4 - t3,
-            **{
-                mn.weight_sync_phase(phase): secs
-                for phase, secs in getattr(self.weight_sync, "seconds", {}).items()
-            },
+            **times,
+            **{mn.weight_sync_phase(phase): secs for phase, secs in phases.items()},
             mn.TIME_STEP: t4 - t0,
             mn.GEN_TOKENS_PER_S: float(lens.sum() / max(t1 - t0, 1e-9)),
             mn.PEAK_RSS_GB: peak_rss_gb(),
@@ -563,10 +387,6 @@ class Trainer:
         same in a resumed run as in the uninterrupted one."""
         seq = np.random.SeedSequence([self.cfg.seed, self.global_step, index])
         return int(seq.generate_state(1)[0]) * self.cfg.gconfig.n_samples
-
-    def _temp(self) -> float:
-        t = self.cfg.gconfig.temperature
-        return t if t > 0 else 1.0
 
     # ------------------------------------------------------------------ the run
 
@@ -603,8 +423,8 @@ class Trainer:
                 res = self.run_eval(f"step{self.global_step}")
                 metrics[mn.EVAL_ACCURACY] = res.accuracy
             self.log(metrics, epoch)
-            self.events.health(rss_gb=metrics[mn.PEAK_RSS_GB], gpu_gb=gpu_memory_gb())
-            self.after_step(epoch)
+            self.report_health(metrics)  # may stop the run: before a new recover point
+            self.checkpointer.after_step(self.global_step, epoch, self.accuracy_before)
             ckpt.fault_point("between_steps")
             if self.stop_requested and self.global_step < self.total_steps:
                 interrupted = True
@@ -638,11 +458,6 @@ class Trainer:
     def announce(self) -> None:
         """The run header the dashboard and ``watch`` show."""
         cfg = self.cfg
-        devices = (
-            f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-            if self.device == "cuda"
-            else f"cpu x {torch.get_num_threads()} threads"
-        )
         self.events.run(
             experiment=cfg.experiment_name,
             trial=cfg.trial_name,
@@ -650,7 +465,7 @@ class Trainer:
             model=cfg.actor.path,
             backend=self.backend.name,
             weight_sync=self.weight_sync.name,
-            devices=devices,
+            devices=dist.describe(self.info),
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch,
             resumed_from=self.global_step if self.resumed_from is not None else None,
@@ -667,6 +482,9 @@ class Trainer:
             finally:
                 self.rollout.close()  # and the backend: launched servers stop here
         finally:
-            for lg in self.loggers:
-                lg.close()
+            self.fanout.close()
             self.events.close()
+            group = getattr(self, "group", None)
+            if group is not None:
+                group.stop()  # the followers return from follow()
+            dist.close()

@@ -1,4 +1,7 @@
-"""The small data types and component interfaces plugins implement."""
+"""The small data types and component interfaces plugins implement.
+
+Plugin authors import from :mod:`grpo_plug.api`, which re-exports these. Each class
+docstring names every field (a meta-test keeps it so)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,10 @@ FinishReason = Literal["stop", "length", "abort"]
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """How to sample: ``max_new_tokens`` (cap on generated tokens), ``temperature``
+    (0 = greedy), ``top_p`` (nucleus mass), ``top_k`` (-1 = whole vocabulary). Log-probs
+    a backend returns are of the temperature-scaled distribution, as the learner's."""
+
     max_new_tokens: int
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0
@@ -24,7 +31,9 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt, ``n`` samples wanted. ``rid`` lets a remote backend abort it.
+    """One prompt, ``n`` samples wanted. ``rid`` (unique per request) lets a remote
+    backend abort it; ``prompt_ids`` are the chat-templated prompt's token ids;
+    ``sampling`` the :class:`SamplingParams`.
 
     ``seed``: sample ``i`` is drawn with seed ``seed + i`` where the backend supports
     per-request seeds, so a resumed run samples what the uninterrupted one would."""
@@ -38,7 +47,10 @@ class GenerationRequest:
 
 @dataclass
 class Sample:
-    """One completion. ``logprobs[i]`` is the sampler's log-prob of ``output_ids[i]``.
+    """One completion of request ``rid``: ``output_ids`` (generated token ids, EOS
+    included when it stopped), ``logprobs`` (``logprobs[i]``: the sampler's log-prob of
+    ``output_ids[i]``), ``finish_reason`` ``stop`` (EOS), ``length`` (hit max_new_tokens) or
+    ``abort``.
 
     ``policy_version`` is the oldest policy that produced any of its tokens;
     ``policy_versions`` all of them, ascending (more than one when a generation was
@@ -97,7 +109,10 @@ class RolloutBackend(Protocol):
 
 @dataclass
 class RolloutContext:
-    """What a backend factory gets besides the config."""
+    """What a backend factory gets besides the config: ``tokenizer`` (the learner's,
+    a transformers tokenizer), ``model`` (the learner's module, for colocated backends;
+    else ``None``), ``device`` (``cpu``/``cuda``), ``log_dir`` (the run's log folder:
+    server logs go there), ``message`` (prints a status line for the user, or ``None``)."""
 
     tokenizer: Any
     model: Any | None = None  # the learner's module, for colocated backends
@@ -175,7 +190,8 @@ WeightSyncFactory = Callable[["TrainConfig"], WeightSync]
 
 @dataclass(frozen=True)
 class Example:
-    """A problem: the question shown to the model and the gold answer to grade against."""
+    """A problem: ``uid`` (unique in its split), ``question`` (shown to the model through
+    the task's ``user_message``) and ``gold`` (the answer reward functions grade against)."""
 
     uid: str
     question: str
@@ -183,6 +199,10 @@ class Example:
 
 
 class Task(Protocol):
+    """A dataset: ``name``; ``load()`` returns its examples (at most the dataset config's
+    ``max_samples``: the task applies it); ``user_message(example)`` the chat message.
+    May set ``literal_answers = True`` (see :data:`RewardFunction`)."""
+
     name: str
 
     def load(self) -> list[Example]: ...
@@ -194,13 +214,19 @@ TaskFactory = Callable[["DatasetConfig", int], Task]
 """``(dataset_config, seed) -> Task``."""
 
 RewardFunction = Callable[..., list[float | None]]
-"""``(prompts, completions, *, golds, **kwargs) -> list[float | None]``."""
+"""``(prompts, completions, *, golds, **kwargs) -> list[float | None]``: one score per
+completion (``None``: no opinion, counted as 0). It receives only the keywords of
+``grpo_plug.reward_call.REWARD_KEYWORDS`` that its signature names (all with ``**kwargs``)."""
 
 # ----------------------------------------------------------------------- logging
 
 
 @dataclass(frozen=True)
 class RunInfo:
+    """What a logger factory gets besides the config: ``experiment_name``, ``trial_name``,
+    ``log_dir`` (the run's log folder, created) and ``config`` (the whole config as plain
+    data, e.g. for a tracker's run parameters)."""
+
     experiment_name: str
     trial_name: str
     log_dir: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grpo_plug.config import TrainConfig
+from grpo_plug.config import SGLangConfig, TrainConfig
 from grpo_plug.hookspecs import hookimpl
 from grpo_plug.registry import ComponentRegistry
 from grpo_plug.types import RolloutBackend, RolloutBackendFactory, RolloutContext
@@ -17,4 +17,6 @@ def make_sglang_backend(cfg: TrainConfig, ctx: RolloutContext) -> RolloutBackend
 
 @hookimpl
 def register_rollout_backends(registry: ComponentRegistry[RolloutBackendFactory]) -> None:
-    registry.register("sglang", make_sglang_backend)
+    # Its section stays in the built-in schema (cfg.sglang), so `sglang.*` keys and
+    # presets work as before; declaring it records that the backend owns them.
+    registry.register("sglang", make_sglang_backend, config=SGLangConfig)

@@ -95,16 +95,18 @@ class DiskSync:
         path = self.save(model, version)  # before pausing: the servers may still serve
         t1 = time.perf_counter()
         surface.pause_generation()
+        old = self.current
         try:
             surface.update_weights_from_disk(str(path), version)
             t2 = time.perf_counter()
             if self.cfg.weight_sync.verify:
                 verify_weights(model, surface, version)
+            # Before resuming: a server restarted meanwhile reloads this version.
+            self.current, self.version = path, version
         finally:
             surface.continue_generation()
         t3 = time.perf_counter()
         backend.set_policy_version(version)
-        old, self.current, self.version = self.current, path, version
         if old is not None and old != path:
             shutil.rmtree(old, ignore_errors=True)
         if hasattr(backend, "resync"):  # a restarted server reloads the kept version

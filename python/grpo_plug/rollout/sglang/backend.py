@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from grpo_plug.rollout.sglang.client import ServerClient, disk_update_body, gene
 from grpo_plug.rollout.sglang.health import HealthPolicy, ServerMonitor
 from grpo_plug.types import GenerationRequest, RequestFailed, RolloutContext, Sample
 
+CPU_MAX_TOTAL_TOKENS = 16384  # KV pool of a CPU server unless sglang.max_total_tokens says
 WAIT_POLL_S = 0.5  # how often a request waiting for a server to come back looks again
 
 
@@ -56,12 +58,17 @@ class SGLangBackend:
         self.version = 0
         # Set by the weight-sync strategy: brings server i to the last synced weights.
         self.resync: Callable[[int], None] | None = None
+        # Held from pause_generation to continue_generation: a sync and a returning
+        # server's resync never interleave, so no server serves between two versions.
+        self.update_lock = threading.RLock()
+        self.missed: set[int] = set()  # servers an update skipped (down at the time)
+        self._paused = 0  # pause_generation calls not yet continued
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counted: dict[str, float] = {}
         self.monitor: ServerMonitor | None = None
         if health is not None:
             self.monitor = ServerMonitor(
-                self.clients, self.servers, health, resync=self._resync, message=message
+                self.clients, self.servers, health, bring_up=self._bring_up, message=message
             )
             self.monitor.start()
 
@@ -99,12 +106,20 @@ class SGLangBackend:
                 raise
         return out
 
-    def _resync(self, index: int) -> None:
-        """A restarted server starts from the model path, i.e. version 0."""
-        if self.resync is not None:
-            self.resync(index)
-        elif self.version != 0:
-            raise RuntimeError(f"no weight-sync strategy can bring it to version {self.version}")
+    def _bring_up(self, index: int, restarted: bool) -> None:
+        """Server ``index`` answers again: bring it to the current weights (a restarted
+        one starts from the model path, i.e. version 0), then route to it."""
+        assert self.monitor is not None
+        with self.update_lock:
+            if restarted or index in self.missed:
+                if self.resync is not None:
+                    self.resync(index)
+                elif self.version != 0 or not restarted:
+                    raise RuntimeError(
+                        f"no weight-sync strategy can bring it to version {self.version}"
+                    )
+            self.missed.discard(index)
+            self.monitor.state[index] = "up"
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]:
         raise NotImplementedError("the sglang backend is driven by the rollout controller")
@@ -138,7 +153,21 @@ class SGLangBackend:
         return self._dtype
 
     def _each(self, fn: Callable[[ServerClient], Any]) -> list[Any]:
-        return [fn(c) for c in self.clients]
+        """``fn`` on every server that is up. One that is down, or fails in transport and
+        can be restarted, is skipped and marked: it is resynced before it serves again."""
+        out = []
+        for i, c in enumerate(self.clients):
+            if self.monitor is not None and self.monitor.state[i] != "up":
+                self.missed.add(i)
+                continue
+            try:
+                out.append(fn(c))
+            except RequestFailed as e:
+                if not (e.retryable and self.monitor and self.monitor.can_restart(i)):
+                    raise
+                self.missed.add(i)
+                self.monitor.suspect(i)
+        return out
 
     def _each_parallel(self, fn: Callable[[int, ServerClient], Any]) -> list[Any]:
         """``fn`` on every server at once: distributed calls block until all ranks join."""
@@ -147,11 +176,25 @@ class SGLangBackend:
             return [f.result() for f in futures]
 
     def pause_generation(self) -> None:
-        # abort mode: in-flight requests return `abort` and the controller resubmits them.
-        self._each(lambda c: c.call("POST", "/pause_generation", {"mode": "abort"}))
+        self.update_lock.acquire()  # released by continue_generation
+        self._paused += 1
+        try:
+            # abort mode: in-flight requests return `abort`; the controller resubmits them.
+            self._each(lambda c: c.call("POST", "/pause_generation", {"mode": "abort"}))
+        except BaseException:
+            self._resume_lock()
+            raise
 
     def continue_generation(self) -> None:
-        self._each(lambda c: c.call("POST", "/continue_generation", {}))
+        try:
+            self._each(lambda c: c.call("POST", "/continue_generation", {}))
+        finally:
+            self._resume_lock()
+
+    def _resume_lock(self) -> None:
+        if self._paused:  # a continue without a pause (e.g. a user's) holds nothing
+            self._paused -= 1
+            self.update_lock.release()
 
     def update_weights_from_disk(self, path: str, version: int) -> None:
         body = disk_update_body(path, version)
@@ -246,6 +289,10 @@ def launch_args(cfg: TrainConfig, index: int, device: str) -> tuple[str, ...]:
         args += ["--context-length", str(sg.context_length)]
     if sg.max_total_tokens is not None:
         args += ["--max-total-tokens", str(sg.max_total_tokens)]
+    elif device == "cpu":
+        # From mem_fraction_static a CPU server takes most of the RAM for its KV pool
+        # (14.5 GB here) and the kernel's OOM killer ends it under a training run.
+        args += ["--max-total-tokens", str(CPU_MAX_TOTAL_TOKENS)]
     if sg.deterministic:
         if device == "cpu":
             # SGLang 0.5.23 refuses it for its CPU attention backend (intel_amx), and
@@ -298,13 +345,8 @@ def make_sglang_backend(cfg: TrainConfig, ctx: RolloutContext) -> SGLangBackend:
     else:
         specs = server_specs(cfg, resolve_model_path(cfg.actor.path), Path(ctx.log_dir))
         srv.install_cleanup()
-        launched = [srv.launch(s) for s in specs]
         start = time.monotonic()
-        try:
-            srv.wait_healthy(launched, cfg.sglang.startup_timeout, progress=ctx.message)
-        except BaseException:
-            srv.stop_all(launched)
-            raise
+        launched = srv.start(specs, cfg.sglang.startup_timeout, progress=ctx.message)
         if ctx.message is not None:
             ctx.message(
                 f"{len(launched)} SGLang server(s) healthy after {time.monotonic() - start:.0f}s: "

@@ -4,8 +4,9 @@ A thread checks every server each ``sglang.health_interval`` seconds: a launched
 server whose process exited is dead; one whose ``/health_generate`` fails or takes
 longer than ``sglang.health_timeout`` is hung. Either is taken out of rotation, killed
 (process group) and launched again on the same port, with a doubling backoff between
-tries; once healthy it is brought to the last synced weights (the strategy's resync
-hook) before it serves again. Requests it had in flight fail and the rollout
+tries; once healthy it is brought to the last synced weights (the backend's
+``bring_up``, which also resyncs a server that missed an update while it was out)
+before it serves again. Requests it had in flight fail and the rollout
 controller retries them on a server that is up, so each prompt group is answered
 exactly once. After ``sglang.max_restarts`` failed restarts, or when every server is
 down with none restarting, the backend fails with the cause and the server's log.
@@ -47,13 +48,14 @@ class ServerMonitor:
         servers: list[srv.Server | None],
         policy: HealthPolicy,
         *,
-        resync: Callable[[int], None],
+        bring_up: Callable[[int, bool], None],
         message: Callable[[str], None] | None = None,
     ) -> None:
         self.clients = list(clients)
         self.servers = servers  # shared with the backend: restarts replace entries
         self.policy = policy
-        self.resync = resync
+        # bring_up(i, restarted): to the current weights if needed, then state "up".
+        self.bring_up = bring_up
         self.message = message
         self.state: list[State] = ["up"] * len(clients)
         self.fatal: str | None = None  # why the backend must stop
@@ -75,6 +77,9 @@ class ServerMonitor:
 
     def up(self) -> list[int]:
         return [i for i, s in enumerate(self.state) if s == "up"]
+
+    def can_restart(self, index: int) -> bool:
+        return self.servers[index] is not None and self.policy.max_restarts > 0
 
     def suspect(self, index: int) -> None:
         """A request to server ``index`` failed in transport: stop routing to it and
@@ -99,7 +104,11 @@ class ServerMonitor:
     def _check(self, i: int) -> None:
         cause = self.problem(i)
         if cause is None:
-            self.state[i] = "up"  # a transport blip, or a restarted server answering
+            if self.state[i] != "up":  # a transport blip: back, resynced if it missed one
+                try:
+                    self.bring_up(i, False)
+                except Exception as e:
+                    self._fail(i, f"is back, but could not get the current weights: {e}")
             return
         self.health_failures += 1
         self._note(f"SGLang server {self.clients[i].addr} {cause}")
@@ -144,16 +153,16 @@ class ServerMonitor:
             self.servers[i] = old = new
             try:
                 srv.wait_healthy([new], self.policy.startup_timeout)
-                self.resync(i)  # the last synced weights before it serves again
             except srv.ServerError as e:
                 last = str(e)
                 continue
+            try:
+                self.bring_up(i, True)  # the last synced weights before it serves again
             except Exception as e:
                 self._fail(i, f"restarted, but could not get the current weights: {e}")
                 return
             self.restarts += 1
             self.restart_seconds.append(time.monotonic() - start)
-            self.state[i] = "up"
             self._note(f"SGLang server {new.spec.addr} back after {time.monotonic() - start:.0f}s")
             return
         self._fail(i, f"{cause}; {self.policy.max_restarts} restart(s) failed, last: {last}")

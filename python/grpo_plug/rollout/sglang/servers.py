@@ -200,6 +200,23 @@ def wait_healthy(
             time.sleep(1.0)
 
 
+def start(
+    specs: Sequence[ServerSpec],
+    timeout: float,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[Server]:
+    """Launch ``specs`` and wait until every one is healthy; on any failure (or Ctrl-C)
+    the ones started are stopped before the error goes on."""
+    servers = [launch(s) for s in specs]
+    try:
+        wait_healthy(servers, timeout, progress=progress)
+    except BaseException:
+        stop_all(servers)
+        raise
+    return servers
+
+
 # ----------------------------------------------------------------------- cleanup
 
 _LIVE: set[Server] = set()

@@ -1,17 +1,20 @@
-"""The learner: log-probs of packed micro-batches, the GRPO loss, AdamW.
+"""Log-probs of the completion tokens of one packed micro-batch, three ways.
 
-Micro-batches arrive packed (1-D arrays from the Rust packer). On CPU the learner
-unpacks each into a right-padded ``[S, L]`` batch with an attention mask built from
-lengths (SmolLM2's pad token equals EOS, so masks never come from token ids), runs the
-decoder once, and applies the LM head only at completion positions: the prompt's
-logits are never materialised.
+Micro-batches arrive packed (1-D arrays from the Rust packer). Every path applies the
+LM head only at completion positions: the prompt's logits are never materialised.
+
+- ``packed``: the micro-batch runs as it is, ``[1, T]``, no padding; position ids that
+  restart at 0 tell transformers where each document starts (a block-diagonal causal
+  mask for sdpa/eager/flex, cu_seqlens for flash-attention's varlen kernel). One root
+  ``forward`` per micro-batch, which is what FSDP2's hooks need.
+- ``padded`` (fallback): right-padded ``[S, L]`` chunks with a mask built from lengths
+  (SmolLM2's pad token equals EOS, so masks never come from token ids).
+- ``shared_prompt``: each distinct prompt runs once and its KV cache is repeated for the
+  group's samples; cheapest on one rank without gradient checkpointing.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,45 +22,6 @@ import torch
 
 from grpo_plug.batching import cache_kwarg, pad_batch
 from grpo_plug.config import ActorConfig
-from grpo_plug.loss import clipped_surrogate, kl_penalty, token_weights
-
-
-@dataclass
-class TokenBatch:
-    """Completion tokens of one micro-batch, flattened: every field is ``[N]``."""
-
-    logp: torch.Tensor
-    entropy: torch.Tensor  # detached
-    old_logp: torch.Tensor
-    adv: torch.Tensor
-    seq_lens: torch.Tensor  # completion length of each token's sequence
-
-
-def make_optimizer(model: Any, cfg: ActorConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=cfg.lr,
-        betas=(cfg.adam_beta1, cfg.adam_beta2),
-        eps=cfg.adam_eps,
-        weight_decay=cfg.weight_decay,
-    )
-
-
-def make_scheduler(
-    opt: torch.optim.Optimizer, cfg: ActorConfig, total_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = int(cfg.warmup_steps_proportion * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if cfg.lr_scheduler_type == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def completion_logprobs(
@@ -96,7 +60,14 @@ def _head_logprobs(
     head: Any, h: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of ``targets`` [N] (and entropy) from predicting hidden states ``h`` [N, H]."""
-    logits = head(h).float()  # [N, V]
+    return logits_logprobs(head(h), targets, temperature, with_entropy)
+
+
+def logits_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-prob of ``targets`` [N] (and entropy) under ``logits`` [N, V], in fp32."""
+    logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
     # cross_entropy is log_softmax + gather fused: autograd keeps one [N, V] buffer.
@@ -105,7 +76,7 @@ def _head_logprobs(
         return logp, None
     ents = []
     with torch.no_grad():  # in slices, so no extra [N, V] buffers pile up
-        for part in logits.detach().split(256):
+        for part in torch.split(logits.detach(), 256):
             lp = torch.log_softmax(part, dim=-1)
             ents.append(-(lp.exp() * lp).sum(-1))
     return logp, torch.cat(ents) if ents else logits.new_zeros(0)
@@ -193,93 +164,53 @@ def shared_prompt_logprobs(
     return logp_all, ent_all
 
 
-def learner_logprobs(
-    model: Any, mb: Any, cfg: ActorConfig, temperature: float, with_entropy: bool = True
+def packed_logprobs(
+    model: Any, mb: Any, *, temperature: float, with_entropy: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompt-sharing path unless gradient checkpointing (which forbids a cache) is on."""
-    if cfg.gradient_checkpointing:
-        return completion_logprobs(
-            model, mb, temperature=temperature, max_seqs=cfg.batch_size, with_entropy=with_entropy
-        )
-    return shared_prompt_logprobs(
+    """Like :func:`completion_logprobs`, with the micro-batch run packed as ``[1, T]``.
+
+    No attention mask: transformers reads the document boundaries from the position ids
+    (they restart at 0), so no token attends across sequences and none is padding.
+    """
+    device = next(model.parameters()).device
+    sel = np.flatnonzero(mb.loss_mask > 0)
+    if len(sel) and int(mb.position_ids[sel].min()) < 1:
+        raise ValueError("a completion token at position 0 has no prompt to be predicted from")
+    ids = torch.from_numpy(mb.input_ids)[None].to(device)  # [1, T]
+    pos = torch.from_numpy(mb.position_ids)[None].to(device)  # [1, T]
+    keep = torch.from_numpy(sel - 1).to(device)  # token t is predicted at t - 1  # [N]
+    out = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False)
+    targets = torch.from_numpy(mb.input_ids[sel]).to(device)
+    logp, ent = logits_logprobs(out.logits[0], targets, temperature, with_entropy)  # [N]
+    return logp, ent if ent is not None else torch.zeros_like(logp.detach())
+
+
+ATTENTION_PATHS = ("packed", "padded", "shared_prompt")
+
+
+def resolve_attention(cfg: ActorConfig, world_size: int) -> str:
+    """``actor.attention=auto``: prompt sharing on one rank without gradient
+    checkpointing (which forbids a cache), packed otherwise (always under FSDP, whose
+    hooks need exactly one root forward per micro-batch)."""
+    if cfg.attention != "auto":
+        if world_size > 1 and cfg.attention != "packed":
+            raise ValueError(
+                f"actor.attention={cfg.attention}: with {world_size} learner ranks (FSDP) "
+                "only 'packed' (or 'auto') is supported"
+            )
+        return cfg.attention
+    if world_size == 1 and not cfg.gradient_checkpointing:
+        return "shared_prompt"
+    return "packed"
+
+
+def learner_logprobs(
+    model: Any, mb: Any, cfg: ActorConfig, temperature: float, *, path: str, with_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs (and entropies) of the completion tokens of ``mb`` by ``path``, ``[N]``."""
+    if path == "packed":
+        return packed_logprobs(model, mb, temperature=temperature, with_entropy=with_entropy)
+    fn = completion_logprobs if path == "padded" else shared_prompt_logprobs
+    return fn(
         model, mb, temperature=temperature, max_seqs=cfg.batch_size, with_entropy=with_entropy
     )
-
-
-def token_batch(model: Any, mb: Any, cfg: ActorConfig, temperature: float) -> TokenBatch:
-    sel = mb.loss_mask > 0
-    logp, ent = learner_logprobs(model, mb, cfg, temperature)
-    device = logp.device
-    lens = np.diff(mb.cu_seqlens.astype(np.int64))
-    comp_lens = np.add.reduceat(mb.loss_mask, mb.cu_seqlens[:-1].astype(np.int64))
-    per_tok_len = np.repeat(comp_lens, lens)[sel]
-    return TokenBatch(
-        logp=logp,
-        entropy=ent,
-        old_logp=torch.from_numpy(mb.old_logprobs[sel]).to(device),
-        adv=torch.from_numpy(mb.advantages[sel]).to(device),
-        seq_lens=torch.from_numpy(per_tok_len.astype(np.float32)).to(device),
-    )
-
-
-@dataclass
-class MinibatchStats:
-    loss: float = 0.0
-    kl: float = 0.0
-    clip_ratio: float = 0.0
-    entropy: float = 0.0
-    ratio_mean: float = 0.0
-    logp_diff: float = 0.0  # mean |learner logp - sampler logp| before the update
-    tokens: int = 0
-
-
-def train_minibatch(
-    model: Any,
-    ref_model: Any | None,
-    microbatches: Sequence[Any],
-    cfg: ActorConfig,
-    *,
-    temperature: float,
-    max_new_tokens: int,
-) -> MinibatchStats:
-    """Forward/backward every micro-batch of one minibatch (gradients accumulate)."""
-    total_tokens = int(sum(float(mb.loss_mask.sum()) for mb in microbatches))
-    total_seqs = sum(len(mb.seq_indices) for mb in microbatches)
-    eps_high = cfg.eps_clip_higher if cfg.eps_clip_higher is not None else cfg.eps_clip
-    st = MinibatchStats(tokens=total_tokens)
-    for mb in microbatches:
-        tb = token_batch(model, mb, cfg, temperature)
-        w = token_weights(
-            tb.seq_lens,
-            cfg.loss_agg_mode,
-            total_tokens=total_tokens,
-            total_seqs=total_seqs,
-            max_new_tokens=max_new_tokens,
-        )
-        pg, clipped, ratio = clipped_surrogate(tb.logp, tb.old_logp, tb.adv, cfg.eps_clip, eps_high)
-        per_tok = pg
-        if ref_model is not None and cfg.kl_ctl > 0:
-            with torch.no_grad():
-                ref_logp, _ = learner_logprobs(ref_model, mb, cfg, temperature, False)
-            kl = kl_penalty(tb.logp, ref_logp, cfg.kl_estimator)
-            per_tok = pg + cfg.kl_ctl * kl
-            st.kl += float((kl.detach() * w).sum())
-        loss = (per_tok * w).sum()
-        loss.backward()  # type: ignore[no-untyped-call]
-        n = len(tb.logp) / max(total_tokens, 1)
-        st.loss += float(loss.detach())
-        st.clip_ratio += float(clipped.mean()) * n
-        st.entropy += float(tb.entropy.mean()) * n
-        st.ratio_mean += float(ratio.detach().mean()) * n
-        st.logp_diff += float((tb.logp.detach() - tb.old_logp).abs().mean()) * n
-    return st
-
-
-@torch.no_grad()
-def recompute_old_logprobs(
-    model: Any, microbatches: Sequence[Any], cfg: ActorConfig, temperature: float
-) -> None:
-    """Overwrite the sampler's log-probs with the learner's (``actor.recompute_logprob``)."""
-    for mb in microbatches:
-        logp, _ = learner_logprobs(model, mb, cfg, temperature, with_entropy=False)
-        mb.old_logprobs[mb.loss_mask > 0] = logp.float().cpu().numpy()

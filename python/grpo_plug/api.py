@@ -1,0 +1,67 @@
+"""The one import for plugin authors: hook marker, registry, component interfaces, data
+types, config helpers and errors.
+
+    from grpo_plug.api import hookimpl, ComponentRegistry, RewardFunction, option
+
+docs/plugins.md is the guide; ``grpo_plug.testing`` checks and runs what you write.
+"""
+
+from __future__ import annotations
+
+from grpo_plug.config import ConfigError, DatasetConfig, TrainConfig, option
+from grpo_plug.hookspecs import hookimpl
+from grpo_plug.registry import ComponentRegistry, Entry, PluginError
+from grpo_plug.reward_call import REWARD_KEYWORDS, RewardError
+from grpo_plug.types import (
+    DistributedUpdateSurface,
+    Example,
+    FinishReason,
+    GenerationRequest,
+    Logger,
+    LoggerFactory,
+    RequestFailed,
+    RewardFunction,
+    RolloutBackend,
+    RolloutBackendFactory,
+    RolloutContext,
+    RunInfo,
+    Sample,
+    SamplingParams,
+    Task,
+    TaskFactory,
+    WeightSync,
+    WeightSyncFactory,
+    WeightUpdateSurface,
+)
+
+__all__ = [
+    "REWARD_KEYWORDS",
+    "ComponentRegistry",
+    "ConfigError",
+    "DatasetConfig",
+    "DistributedUpdateSurface",
+    "Entry",
+    "Example",
+    "FinishReason",
+    "GenerationRequest",
+    "Logger",
+    "LoggerFactory",
+    "PluginError",
+    "RequestFailed",
+    "RewardError",
+    "RewardFunction",
+    "RolloutBackend",
+    "RolloutBackendFactory",
+    "RolloutContext",
+    "RunInfo",
+    "Sample",
+    "SamplingParams",
+    "Task",
+    "TaskFactory",
+    "TrainConfig",
+    "WeightSync",
+    "WeightSyncFactory",
+    "WeightUpdateSurface",
+    "hookimpl",
+    "option",
+]

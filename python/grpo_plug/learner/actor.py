@@ -1,0 +1,192 @@
+"""The learner: model, reference model, optimizer, scheduler and one GRPO train step.
+
+On one rank it is a plain module on one device. Under torchrun with more than one
+rank every rank builds the same model from ``actor.path``, shards it with FSDP2 and
+gets the same :class:`LearnerBatch`; the Rust packer gives each rank the same number
+of micro-batches (balanced by tokens), so no rank waits in a collective, and every
+token's weight uses the global counts, so the update does not depend on the number of
+ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from grpo_plug import core
+from grpo_plug.checkpoint import fault_point
+from grpo_plug.config import ActorConfig, TrainConfig
+from grpo_plug.learner import fsdp
+from grpo_plug.learner.dist import DistInfo, all_reduce_sum
+from grpo_plug.learner.logprobs import resolve_attention
+from grpo_plug.learner.step import (
+    MinibatchStats,
+    count_real,
+    recompute_old_logprobs,
+    train_minibatch,
+)
+from grpo_plug.metrics import names as mn
+from grpo_plug.models import load_model
+
+# The Rust packer's message when the ranks cannot get equal micro-batch counts.
+_INFEASIBLE = "the same number of micro-batches"
+
+
+@dataclass
+class LearnerBatch:
+    """One rollout batch as the learner needs it, ``B*G`` sequences (picklable, so
+    rank 0 can broadcast it)."""
+
+    prompts: list[list[int]]
+    completions: list[list[int]]
+    logprobs: list[list[float]]
+    advantages: np.ndarray  # float32 [B*G]
+    kept: np.ndarray  # int64 [K]: indices of the sequences that train (groups with signal)
+
+
+def make_optimizer(model: Any, cfg: ActorConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.lr,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        eps=cfg.adam_eps,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def make_scheduler(
+    opt: torch.optim.Optimizer, cfg: ActorConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = int(cfg.warmup_steps_proportion * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if cfg.lr_scheduler_type == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def pack_for_ranks(
+    batch: LearnerBatch, idx: np.ndarray, max_tokens: int, n_ranks: int
+) -> tuple[list[list[core.MicroBatch]], int]:
+    """``[rank][micro_batch]`` of the sequences ``idx``, and how many are real.
+
+    With too few sequences for equal micro-batch counts, copies of the shortest one are
+    added as zero-weight filler: every rank still runs the same forwards and backwards.
+    """
+    prompts = [batch.prompts[i] for i in idx]
+    comps = [batch.completions[i] for i in idx]
+    lps = [batch.logprobs[i] for i in idx]
+    adv = [float(batch.advantages[i]) for i in idx]
+    n_real = len(prompts)
+    shortest = int(np.argmin([len(p) + len(c) for p, c in zip(prompts, comps, strict=True)]))
+    for _ in range(4 * n_ranks + 1):
+        try:
+            packed = core.pack_microbatches(
+                prompts, comps, lps, np.asarray(adv), max_tokens=max_tokens, n_ranks=n_ranks
+            )
+            return packed, n_real
+        except ValueError as e:
+            if _INFEASIBLE not in str(e):
+                raise
+        prompts.append(prompts[shortest])
+        comps.append(comps[shortest])
+        lps.append(lps[shortest])
+        adv.append(0.0)
+    raise RuntimeError(f"could not pack {n_real} sequences for {n_ranks} ranks")
+
+
+class Learner:
+    """Owns the trained model and everything that changes it."""
+
+    def __init__(self, cfg: TrainConfig, total_steps: int, info: DistInfo) -> None:
+        self.cfg, self.actor, self.info = cfg, cfg.actor, info
+        device = str(info.device)
+        dtype = cfg.actor.dtype
+        if info.distributed and cfg.actor.mixed_precision and info.device.type == "cuda":
+            dtype = "float32"  # master weights; FSDP computes in bf16
+        self.model = load_model(cfg.actor.path, dtype=dtype, device=device)
+        if cfg.actor.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.model.config.use_cache = True
+        self.ref_model: Any | None = None
+        if cfg.actor.kl_ctl > 0:
+            self.ref_model = load_model(cfg.actor.path, dtype=dtype, device=device)
+            self.ref_model.requires_grad_(False).eval()
+        if info.distributed:
+            fsdp.shard_model(self.model, info, mixed_precision=cfg.actor.mixed_precision)
+            if self.ref_model is not None:
+                fsdp.shard_model(self.ref_model, info, mixed_precision=cfg.actor.mixed_precision)
+        self.path = resolve_attention(cfg.actor, info.world_size)
+        self.optimizer = make_optimizer(self.model, cfg.actor)
+        self.scheduler = make_scheduler(self.optimizer, cfg.actor, total_steps)
+
+    @property
+    def temperature(self) -> float:
+        t = self.cfg.gconfig.temperature
+        return t if t > 0 else 1.0
+
+    def train_step(self, batch: LearnerBatch) -> dict[str, float]:
+        """Minibatch by minibatch: pack, forward/backward, clip, AdamW; then the LR step.
+
+        Returns the step's metrics (loss and friends only when something trained).
+        """
+        stats: dict[str, float] = {}
+        if len(batch.kept) > 0:
+            stats = self._minibatches(batch)
+        stats[mn.LR] = float(self.scheduler.get_last_lr()[0])
+        with warnings.catch_warnings():
+            # The schedule follows global steps, also those with no optimizer step.
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
+        return stats
+
+    def _minibatches(self, batch: LearnerBatch) -> dict[str, float]:
+        a = self.actor
+        self.model.train()
+        chunks = np.array_split(batch.kept, min(a.ppo_n_minibatches, len(batch.kept)))
+        acc = torch.zeros(len(MinibatchStats().as_tensor()), dtype=torch.float64)
+        norms = []
+        for idx in chunks:
+            per_rank, n_real = pack_for_ranks(batch, idx, a.mb_max_tokens, self.info.world_size)
+            mine = per_rank[self.info.rank]
+            if a.recompute_logprob:
+                recompute_old_logprobs(self.model, mine, a, self.temperature, self.path)
+            st = train_minibatch(
+                self.model,
+                self.ref_model,
+                mine,
+                a,
+                temperature=self.temperature,
+                max_new_tokens=self.cfg.gconfig.max_new_tokens,
+                path=self.path,
+                counts=count_real([mb for r in per_rank for mb in r], n_real),
+                n_real=n_real,
+            )
+            max_norm = a.max_grad_norm if a.max_grad_norm > 0 else float("inf")
+            norms.append(fsdp.grad_norm_and_clip(self.model, max_norm))
+            fault_point("mid_optimizer_step")
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            acc += st.as_tensor() / len(chunks)
+        total = MinibatchStats.from_tensor(all_reduce_sum(acc, self.info))
+        return {
+            mn.LOSS: total.loss,
+            mn.KL: total.kl,
+            mn.CLIP_RATIO: total.clip_ratio,
+            mn.ENTROPY: total.entropy,
+            mn.IMPORTANCE_WEIGHT: total.ratio_mean,
+            mn.LOGPROB_DIFF: total.logp_diff,
+            # Over all minibatches of the step, not the last one only.
+            mn.GRAD_NORM: float(np.mean(norms)),
+        }

@@ -1,0 +1,158 @@
+"""The hf rollout backend's fast paths against the reference ones, on a tiny model:
+the preallocated KV cache decodes what transformers' growing cache does, log-probs
+are the learner's formula at the sampled token, and the bf16 sampling copy stays
+close to the fp32 learner and follows it after an optimizer step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from grpo_plug import config as cfgmod
+from grpo_plug.rollout.hf import HFBackend, make_hf_backend, resolve_sample_dtype
+from grpo_plug.testing import build_tiny_model
+from grpo_plug.types import GenerationRequest, RolloutContext, Sample, SamplingParams
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = build_tiny_model(tmp_path_factory.mktemp("hf") / "tiny", hidden=64)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    # At its init scale the random model repeats one token; larger weights make its
+    # greedy answers vary, so rows stop at different steps.
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for w in model.parameters():
+            if w.dim() == 2:
+                w.normal_(0, 3.0 / w.shape[-1] ** 0.5)
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+PROMPTS = [[1, 5, 6, 7, 2, 1], [1, 9, 2, 1], [1, 4, 4, 4, 4, 4, 4, 2, 1]]  # unequal lengths
+
+
+def requests(sp: SamplingParams, n: int = 3) -> list[GenerationRequest]:
+    return [GenerationRequest(f"r{i}", p, n, sp) for i, p in enumerate(PROMPTS)]
+
+
+def backend(model: Any, tok: Any, **kw: Any) -> HFBackend:
+    b = HFBackend(model, tok, **kw)
+    # Stop tokens the random model says at different steps, so rows leave the batch
+    # (the cache's row removal) while others go on.
+    b.eos_ids = [0, 12]
+    return b
+
+
+def flat(groups: list[list[Sample]]) -> list[Sample]:
+    return [s for g in groups for s in g]
+
+
+def learner_logprobs(model: Any, prompt: list[int], out: list[int], temp: float) -> torch.Tensor:
+    """log_softmax(logits / T) of the full sequence at each generated token, one forward."""
+    ids = torch.tensor([prompt + out])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+    logp = torch.log_softmax(logits / temp, dim=-1)
+    return logp.gather(-1, torch.tensor(out).unsqueeze(-1)).squeeze(-1)
+
+
+def test_greedy_prealloc_cache_decodes_what_the_dynamic_cache_does(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    sp = SamplingParams(max_new_tokens=24, temperature=0.0)
+    ref = flat(backend(model, tok, cache="dynamic").generate(requests(sp)))
+    new = flat(backend(model, tok, cache="prealloc").generate(requests(sp)))
+    lengths = {len(s.output_ids) for s in ref}
+    assert len(lengths) > 1, "no row left the batch early: the test checks nothing"
+    assert [s.output_ids for s in new] == [s.output_ids for s in ref]
+    assert [s.finish_reason for s in new] == [s.finish_reason for s in ref]
+    for a, b in zip(new, ref, strict=True):
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs))
+
+
+def test_sampled_logprobs_are_the_learners_formula(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    temp = 0.7
+    sp = SamplingParams(max_new_tokens=16, temperature=temp)
+    torch.manual_seed(0)
+    samples = backend(model, tok).generate(requests(sp, n=2))
+    for prompt, group in zip(PROMPTS, samples, strict=True):
+        for s in group:
+            want = learner_logprobs(model, prompt, s.output_ids, temp)
+            torch.testing.assert_close(torch.tensor(s.logprobs), want, atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_sampler_logprobs_are_close_to_the_fp32_learners(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    b16 = backend(model, tok, sample_dtype=torch.bfloat16)
+    assert next(b16.sampler().parameters()).dtype == torch.bfloat16
+    assert next(model.parameters()).dtype == torch.float32  # the learner stays fp32
+    torch.manual_seed(0)
+    groups = b16.generate(requests(SamplingParams(max_new_tokens=16, temperature=1.0)))
+    diffs = torch.cat(
+        [
+            (torch.tensor(s.logprobs) - learner_logprobs(model, prompt, s.output_ids, 1.0)).abs()
+            for prompt, group in zip(PROMPTS, groups, strict=True)
+            for s in group
+        ]
+    )
+    assert 0 < diffs.mean() < 0.05  # bf16 rounding, not another model
+    assert diffs.max() < 0.5
+
+
+def test_bf16_copy_follows_the_learner_after_an_optimizer_step(tiny: tuple[Any, Any]) -> None:
+    import copy
+
+    model = copy.deepcopy(tiny[0])
+    b16 = backend(model, tiny[1], sample_dtype=torch.bfloat16)
+
+    def same_as_learner() -> bool:
+        return all(
+            torch.equal(c, p.detach().to(torch.bfloat16))
+            for c, p in zip(b16.sampler().parameters(), model.parameters(), strict=True)
+        )
+
+    assert same_as_learner()
+    before = [p.detach().clone() for p in b16.sampler().parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(input_ids=torch.tensor([PROMPTS[0]])).logits.sum().backward()
+    opt.step()
+    assert same_as_learner()  # refreshed from the tensors' versions, no sync call
+    after = b16.sampler().parameters()
+    changed = [not torch.equal(a, b) for a, b in zip(before, after, strict=True)]
+    assert sum(changed) > len(changed) // 2
+    with torch.no_grad():  # a checkpoint load writes in place, too
+        for p in model.parameters():
+            p.mul_(0.5)
+    assert same_as_learner()
+
+
+def test_bf16_config_switches_on_recompute_logprob() -> None:
+    assert not cfgmod.load(overrides=["rollout.sample_dtype=float32"]).actor.recompute_logprob
+    cfg = cfgmod.load(overrides=["rollout.sample_dtype=bfloat16"])
+    assert cfg.actor.recompute_logprob
+    with pytest.raises(cfgmod.ConfigError):
+        cfgmod.load(overrides=["rollout.sample_dtype=float16"])
+
+
+def test_auto_samples_in_bf16_only_on_a_cpu_with_native_bf16(
+    tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import grpo_plug.rollout.hf as hf
+
+    assert resolve_sample_dtype("auto", "cuda") == torch.float32
+    assert resolve_sample_dtype("float32", "cpu") == torch.float32
+    for native, want in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(hf, "native_bf16_cpu", lambda native=native: native)
+        assert resolve_sample_dtype("auto", "cpu") == want
+        cfg = cfgmod.load(overrides=["rollout.sample_dtype=auto"])
+        assert not cfg.actor.recompute_logprob
+        ctx = RolloutContext(tokenizer=tiny[1], model=tiny[0], device="cpu", log_dir=str(tmp_path))
+        b = make_hf_backend(cfg, ctx)
+        assert b.sample_dtype == want
+        # The learner reads this same ActorConfig: bf16 samples mean recomputed log-probs.
+        assert cfg.actor.recompute_logprob == (want == torch.bfloat16)

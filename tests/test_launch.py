@@ -1,0 +1,82 @@
+"""`grpo-plug train --dry-run`: the processes and devices an allocation would use."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from grpo_plug import config as cfgmod
+from grpo_plug import launch
+from grpo_plug.cli import app
+from grpo_plug.learner import dist
+
+
+def plan(*overrides: str, preset: str = "fast") -> launch.LaunchPlan:
+    return launch.plan(cfgmod.load(preset=preset, overrides=list(overrides)))
+
+
+def test_local_cpu_is_one_process_on_the_cpu() -> None:
+    p = plan(preset="cpu")
+    assert p.learner_ranks == 1
+    (proc,) = p.processes
+    assert proc.role == "learner" and proc.gpus == () and "torchrun" not in proc.command
+
+
+def test_single_gpu_shares_it_between_server_and_learner() -> None:
+    p = plan()  # the seed's sglang.d1p1t1+d1p1t1 on one GPU
+    assert [(x.role, x.gpus) for x in p.processes] == [("sglang", (0,)), ("learner", (0,))]
+    assert any("share GPU 0" in n for n in p.notes)
+
+
+def test_servers_take_the_first_gpus_and_torchrun_the_next() -> None:
+    p = plan("allocation_mode=sglang.d2p1t2+d4p1t1", "cluster.n_gpus_per_node=8")
+    servers = [x for x in p.processes if x.role == "sglang"]
+    (learner,) = [x for x in p.processes if x.role == "learner"]
+    assert [s.gpus for s in servers] == [(0, 1), (2, 3)]
+    assert learner.gpus == (4, 5, 6, 7)
+    assert "torchrun --standalone --nproc-per-node 4" in learner.command
+    # The ranks get exactly those devices: local rank r -> cuda:(4 + r).
+    cfg = cfgmod.load(preset="fast", overrides=["allocation_mode=sglang.d2p1t2+d4p1t1"])
+    assert launch.learner_gpu_offset(cfg, 0) == 4
+    import torch
+
+    if torch.cuda.device_count() < 5:  # this machine cannot hold that layout: said plainly
+        with pytest.raises(ValueError, match="needs GPU 4"):
+            dist.from_env({"WORLD_SIZE": "1"}, cuda=True, gpu_offset=4)
+
+
+def test_two_nodes_rendezvous_and_attached_servers() -> None:
+    p = plan(
+        "allocation_mode=sglang.d1p1t1+d4p1t1", "cluster.n_gpus_per_node=4", "cluster.n_nodes=2"
+    )
+    learners = [x for x in p.processes if x.role == "learner"]
+    assert [(x.node, x.gpus) for x in learners] == [(0, (1, 2)), (1, (0, 1))]
+    assert all("--nnodes 2" in x.command for x in learners)
+    p = plan("allocation_mode=sglang.d2p1t1+d2p1t1", "rollout.server_addrs=[10.0.0.1:30000]")
+    assert [x.role for x in p.processes] == ["learner"]
+
+
+def test_allocations_that_do_not_fit_are_refused() -> None:
+    with pytest.raises(cfgmod.ConfigError, match="needs 4 generation \\+ 4 learner GPUs"):
+        plan("allocation_mode=sglang.d4p1t1+d4p1t1", "cluster.n_gpus_per_node=4")
+    with pytest.raises(cfgmod.ConfigError, match="FSDP only"):
+        plan("allocation_mode=sglang.d1p1t1+d1p1t2", "cluster.n_gpus_per_node=4")
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing() -> None:
+    args = ["train", "--dry-run", "--preset", "full", "allocation_mode=sglang.d2p1t1+d2p1t1"]
+    res = CliRunner().invoke(app, [*args, "cluster.n_gpus_per_node=4"])
+    assert res.exit_code == 0, res.output
+    assert "learner ranks: 2" in res.output
+    assert res.output.count("sglang.launch_server") == 2
+    assert "GPU 2,3" in res.output and "torchrun" in res.output
+
+
+def test_an_allocation_for_more_ranks_than_started_is_refused() -> None:
+    from grpo_plug.preflight import SetupError, check_world_size
+
+    cfg = cfgmod.load(preset="fast", overrides=["allocation_mode=sglang.d1p1t1+d2p1t1"])
+    with pytest.raises(SetupError, match=r"trains on 2 learner rank.*has 1.*--nproc-per-node 2"):
+        check_world_size(cfg, 1)
+    check_world_size(cfg, 2)
+    check_world_size(cfgmod.load(preset="cpu"), 2)  # local: any number of ranks

@@ -1,0 +1,38 @@
+"""The whole trainer under torchrun on the tiny model and the ``seven`` task
+(tests/test_distributed.py): rank 0 trains, the other ranks follow.
+
+    torchrun --standalone --nproc-per-node 2 tests/train_driver.py TMP MODEL key=value...
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from grpo_plug.learner import dist
+from grpo_plug.learner.group import follow
+from grpo_plug.plugins import get_host
+from tests.test_train import SevenPlugin, tiny_config
+
+
+def main() -> int:
+    tmp, model, *overrides = sys.argv[1:]
+    cfg = tiny_config(Path(tmp), Path(model), *overrides)
+    if not dist.from_env().is_main:
+        follow(cfg)
+        return 0
+    from grpo_plug.trainer import Trainer
+
+    host = get_host()
+    host.register(SevenPlugin(), name="seven")
+    trainer = Trainer(cfg, host=host, loggers=[])
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    print(f"steps={summary.steps} checkpoint={summary.checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
