@@ -135,7 +135,12 @@ class WandbLogger:
         pass
 
     def close(self) -> None:
+        import wandb
+
         self._run.finish()
+        # finish() returns before the service has flushed the run file; teardown waits
+        # for it, so the data is on disk when close() returns (and no atexit is needed).
+        wandb.teardown()
 
 
 class TensorBoardLogger:
