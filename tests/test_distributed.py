@@ -6,6 +6,7 @@ Each test starts real processes (``torchrun --standalone``) running
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -129,3 +130,115 @@ def test_trainer_under_torchrun_resumes_bit_identically(model: Path, tmp_path: P
     ]
     (logs,) = (tmp_path / "full" / "out" / "logs").glob("*/*/*")
     assert (logs / "summary.json").is_file()  # written once, by rank 0
+
+
+# ------------------------------------------------- through `grpo-plug train` itself
+
+CLI_DRIVER = ROOT / "tests" / "cli_driver.py"
+MARK = "GRPO_PLUG_TEST_MARK"  # inherited by everything a run starts: finds orphans
+
+
+def cli_config(tmp: Path, model: Path) -> Path:
+    """A 2-rank colocated run (allocation_mode=d2p1t1) of the tiny model on ``seven``."""
+    from grpo_plug import config as cfgmod
+    from tests.test_train import tiny_config
+
+    keys = ("total_train_steps=3", "recover.mode=auto", "recover.freq_steps=1")
+    keys += ("saver.freq_steps=3", "valid_dataset.max_samples=4", *OVERRIDES)
+    keys += ("allocation_mode=d2p1t1", "loggers=[jsonl]", "seed=1")  # seed 1: every step trains
+    path = tmp / "run.yaml"
+    tmp.mkdir(parents=True, exist_ok=True)
+    path.write_text(cfgmod.dump_yaml(tiny_config(tmp, model, *keys)))
+    return path
+
+
+def cli_env(mark: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPO_PLUG_FAULT")}
+    return {**env, "OMP_NUM_THREADS": "1", MARK: mark, **extra}
+
+
+def cli_train(config: Path, mark: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(CLI_DRIVER), "train", "--config", str(config), "--no-tui"]
+    return subprocess.run(
+        cmd, cwd=ROOT, env=cli_env(mark, **extra), capture_output=True, text=True, timeout=600
+    )
+
+
+def marked(mark: str) -> list[int]:
+    """Live processes started by the run marked ``mark``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"{MARK}={mark}".encode() in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def final_weights(tmp: Path) -> dict[str, torch.Tensor]:
+    (ckpt,) = (tmp / "out" / "checkpoints").glob("*/*/*/default/epoch0epochstep3globalstep3")
+    return load_file(str(ckpt / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_train_starts_torchrun_and_a_killed_rank_resumes_bit_identically(
+    model: Path, tmp_path: Path
+) -> None:
+    """`grpo-plug train` with allocation_mode=d2p1t1 starts 2 gloo ranks by itself. Rank 1
+    SIGKILLed mid-step stops the whole run (no orphan); the same command then resumes
+    and ends with exactly the weights of the uninterrupted 2-rank run."""
+    full = cli_train(cli_config(tmp_path / "full", model), "full")
+    ok(full)
+    assert "starting 2 learner ranks" in full.stderr
+    assert "-m torch.distributed.run --standalone --nproc-per-node 2" in full.stderr
+    (metrics,) = (tmp_path / "full" / "out" / "logs").glob("*/*/*/metrics.jsonl")
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert len([r for r in rows if "grpo_actor/loss" in r]) == 3  # every step trained
+    (recover,) = (tmp_path / "full" / "out" / "checkpoints").glob("*/*/*/recover_checkpoint")
+    assert sorted(p.name for p in recover.glob("rng_rank*.json")) == [
+        "rng_rank0.json",
+        "rng_rank1.json",
+    ]
+
+    config = cli_config(tmp_path / "crash", model)
+    fault = {"GRPO_PLUG_FAULT_AT": "mid_optimizer_step:3", "GRPO_PLUG_FAULT_RANK": "1"}
+    killed = cli_train(config, "crash", **fault)
+    assert killed.returncode != 0, killed.stdout[-2000:] + killed.stderr[-2000:]
+    assert "the learner ranks ended with exit code" in killed.stderr
+    assert marked("crash") == []  # torchrun stopped rank 0; nothing outlived the run
+    resumed = cli_train(config, "resume")
+    ok(resumed)
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "crash")
+    assert sorted(a) == sorted(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_sigterm_to_train_stops_every_rank(model: Path, tmp_path: Path) -> None:
+    """SIGTERM to the `grpo-plug train` that started torchrun: every rank stops."""
+    import signal
+    import time
+
+    config = cli_config(tmp_path, model)
+    cmd = [sys.executable, str(CLI_DRIVER), "train", "--config", str(config), "--no-tui"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=cli_env("term"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(marked("term")) < 3 and time.monotonic() < deadline:  # torchrun + 2 ranks
+            time.sleep(0.5)
+        assert len(marked("term")) >= 3, "the ranks never started"
+        time.sleep(3)  # well into start-up: models loading, the process group joined
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr.decode()[-2000:]
+    assert "stopped every learner rank on request" in stderr.decode()
+    assert marked("term") == []

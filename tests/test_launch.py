@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -34,7 +37,7 @@ def test_servers_take_the_first_gpus_and_torchrun_the_next() -> None:
     (learner,) = [x for x in p.processes if x.role == "learner"]
     assert [s.gpus for s in servers] == [(0, 1), (2, 3)]
     assert learner.gpus == (4, 5, 6, 7)
-    assert "torchrun --standalone --nproc-per-node 4" in learner.command
+    assert "-m torch.distributed.run --standalone --nproc-per-node 4" in learner.command
     # The ranks get exactly those devices: local rank r -> cuda:(4 + r).
     cfg = cfgmod.load(preset="fast", overrides=["allocation_mode=sglang.d2p1t2+d4p1t1"])
     assert launch.learner_gpu_offset(cfg, 0) == 4
@@ -69,7 +72,7 @@ def test_dry_run_prints_the_plan_and_starts_nothing() -> None:
     assert res.exit_code == 0, res.output
     assert "learner ranks: 2" in res.output
     assert res.output.count("sglang.launch_server") == 2
-    assert "GPU 2,3" in res.output and "torchrun" in res.output
+    assert "GPU 2,3" in res.output and "torch.distributed.run" in res.output
 
 
 def test_an_allocation_for_more_ranks_than_started_is_refused() -> None:
@@ -80,3 +83,66 @@ def test_an_allocation_for_more_ranks_than_started_is_refused() -> None:
         check_world_size(cfg, 1)
     check_world_size(cfg, 2)
     check_world_size(cfgmod.load(preset="cpu"), 2)  # local: any number of ranks
+
+
+def test_colocated_ranks_run_under_torchrun_started_by_train() -> None:
+    """d2p1t1: 2 FSDP learner ranks, generation in rank 0; `train` execs exactly this."""
+    p = plan("allocation_mode=d2p1t1", preset="cpu")
+    assert p.learner_ranks == 2
+    (learner,) = p.processes
+    assert list(learner.argv) == [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
+        *("--nproc-per-node", "2", "-m", "grpo_plug", "train"),
+    ]
+    cfg = cfgmod.load(preset="cpu", overrides=["allocation_mode=d2p1t1"])
+    assert launch.needs_torchrun(cfg, {})
+    assert not launch.needs_torchrun(cfg, {"LOCAL_RANK": "0", "TORCHELASTIC_RUN_ID": "x"})
+    assert not launch.needs_torchrun(cfgmod.load(preset="cpu"), {})
+    with pytest.raises(cfgmod.ConfigError, match="d<N>p1t1"):
+        cfgmod.load(preset="cpu", overrides=["allocation_mode=d2p1t2"])
+
+
+def test_two_node_rendezvous_comes_from_the_environment() -> None:
+    cfg = cfgmod.load(preset="cpu", overrides=["allocation_mode=d4p1t1", "cluster.n_nodes=2"])
+    env = {"MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29400", "NODE_RANK": "1"}
+    p = launch.plan(cfg, ["--preset", "cpu"], env)
+    argv = list(p.learner(1).argv)
+    i = argv.index("--nnodes")
+    assert argv[i : i + 10] == [
+        *("--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1"),
+        *("--master-port", "29400", "--nproc-per-node", "2"),
+    ]
+    assert launch.this_node(cfg, env) == 1
+    with pytest.raises(cfgmod.ConfigError, match=r"set MASTER_ADDR .* and NODE_RANK"):
+        launch.this_node(cfg, {"NODE_RANK": "1"})
+    with pytest.raises(cfgmod.ConfigError, match="NODE_RANK"):
+        launch.this_node(cfg, {"MASTER_ADDR": "h", "NODE_RANK": "2"})
+    assert "$MASTER_ADDR" in launch.plan(cfg, [], {}).learner(0).command  # dry run, no env
+
+
+def test_ranks_rerun_the_script_that_started_train(tmp_path: Path) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text("")
+    assert launch.entry_argv(str(script)) == [str(script.resolve())]
+    assert launch.entry_argv("/venv/bin/grpo-plug") == ["-m", "grpo_plug"]
+    assert launch.entry_argv("/x/grpo_plug/__main__.py") == ["-m", "grpo_plug"]
+
+
+def test_dry_run_prints_the_exact_torchrun_command() -> None:
+    args = ["train", "--dry-run", "--preset", "cpu", "allocation_mode=d2p1t1", "--no-tui"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert (
+        f"{sys.executable} -m torch.distributed.run --standalone --nproc-per-node 2 -m "
+        "grpo_plug train --preset cpu allocation_mode=d2p1t1 --no-tui"
+    ) in res.output
+    assert "rollouts run in rank 0's learner process" in res.output
+
+
+def test_colocated_layout_checks_the_ranks_started() -> None:
+    from grpo_plug.preflight import SetupError, check_world_size
+
+    cfg = cfgmod.load(preset="cpu", overrides=["allocation_mode=d2p1t1"])
+    with pytest.raises(SetupError, match=r"trains on 2 learner rank.*has 1"):
+        check_world_size(cfg, 1)
+    check_world_size(cfg, 2)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from grpo_plug import models
-from grpo_plug.cli import embedded_model_check
+from grpo_plug.doctor import embedded_model_check
 
 
 @pytest.fixture()

@@ -184,9 +184,13 @@ def test_plugin_that_fails_to_import(monkeypatch: pytest.MonkeyPatch) -> None:
         return [FakeEP()] if kw.get("group") == "grpo_plug" else real(**kw)
 
     monkeypatch.setattr(metadata, "entry_points", fake)
+    host = PluginHost()
+    host.load()  # set aside: `plugins` and `doctor` still list what did load
+    assert set(host.broken()) == {"badplugin"}
     with pytest.raises(PluginError) as info:
-        PluginHost().load()
+        host.tasks()
     assert str(info.value).startswith("plugin 'badplugin' (does_not_exist.module) failed to import")
+    assert str(info.value).endswith("disable it with GRPO_PLUG_DISABLE_PLUGINS=badplugin")
 
 
 def test_trace_switch(host: PluginHost, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

@@ -124,8 +124,7 @@ class _Dupes(_NoCut):
 
 
 def test_broken_tasks_are_named() -> None:
-    with pytest.raises(ContractError, match="task 'nocut': load\\(\\) gave 10 examples with"):
-        check_task(_NoCut)
+    assert len(check_task(_NoCut).load()) == 10  # max_samples: the trainer cuts the list
     with pytest.raises(ContractError, match=r"load\(\)\[1\].uid 'same' repeats"):
         check_task(_Dupes)
 

@@ -81,6 +81,31 @@ def test_options_run(tmp_path: Path, seven_host: PluginHost, extra: tuple[str, .
     assert all(v is None or np.isfinite(v) for v in losses)
 
 
+def test_recompute_logprob_reports_the_sampler_mismatch(
+    tmp_path: Path, seven_host: PluginHost
+) -> None:
+    model = build_tiny_model(tmp_path / "tiny")
+    rows = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = tiny_config(
+            tmp_path / dtype,
+            model,
+            "total_train_steps=8",
+            "actor.ppo_n_minibatches=2",
+            "actor.recompute_logprob=true",
+            f"rollout.sample_dtype={dtype}",
+            "actor.lr=1e-3",
+        )
+        _, cap = run(cfg, seven_host)
+        rows[dtype] = [r for r in cap.rows if "grpo_actor/loss" in r]
+        assert rows[dtype], f"no step trained with {dtype}"
+    # fp32 sampler = the learner before the step's first update, for every minibatch
+    # (a recompute after minibatch 1's update would add that update's drift).
+    diff = {k: [r["grpo_actor/sampler_logprob_abs_diff"] for r in v] for k, v in rows.items()}
+    assert max(diff["float32"]) < 1e-6, diff
+    assert min(diff["bfloat16"]) > 1e-5, diff  # bf16 rounding, measured 3e-4 to 6e-4
+
+
 def test_gpu_preset_on_cpu_machine_says_what_is_missing() -> None:
     import torch
 

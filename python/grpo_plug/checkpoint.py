@@ -63,10 +63,14 @@ def fault_point(name: str) -> None:
     """Die with SIGKILL here when ``GRPO_PLUG_FAULT_AT`` names this point (crash tests).
 
     ``GRPO_PLUG_FAULT_AT=mid_rollout:3`` kills the process at the third time it passes
-    ``mid_rollout``. Costs one dictionary lookup when unset.
+    ``mid_rollout``. Costs one dictionary lookup when unset. Under torchrun,
+    ``GRPO_PLUG_FAULT_RANK=1`` limits it to that rank.
     """
     spec = os.environ.get("GRPO_PLUG_FAULT_AT")
     if not spec:
+        return
+    only = os.environ.get("GRPO_PLUG_FAULT_RANK")
+    if only is not None and only != os.environ.get("RANK", "0"):
         return
     want, _, count = spec.partition(":")
     if want != name:

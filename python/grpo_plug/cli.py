@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import platform
 import shlex
-import shutil
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -21,6 +18,7 @@ from rich.table import Table
 
 from grpo_plug import __version__
 from grpo_plug import config as cfgmod
+from grpo_plug.doctor import doctor_checks
 from grpo_plug.interactive import resume_command
 from grpo_plug.metrics import commands as metric_commands
 from grpo_plug.plugins import get_host
@@ -198,19 +196,22 @@ def train(
     try:
         name = preset if preset or config else "cpu"
         cfg = cfgmod.load(preset=name, config_file=config, overrides=overrides or [])
-        if dry_run:
-            from grpo_plug import launch
+        from grpo_plug import launch
 
-            source = ["--config", str(config)] if config else ["--preset", name]
-            args = shlex.join([*source, *(overrides or [])])
-            out.print(escape(launch.describe(launch.plan(cfg, args))), highlight=False)
+        source = ["--config", str(config)] if config else ["--preset", name]
+        train_args = [*source, *(overrides or []), *(["--no-tui"] if no_tui else [])]
+        if dry_run:
+            out.print(escape(launch.describe(launch.plan(cfg, train_args))), highlight=False)
+            return
+        if launch.needs_torchrun(cfg):  # more than one learner rank: torchrun starts them
+            _run_learners(cfg, train_args)
             return
         from grpo_plug.learner import dist
 
+        if launch.under_torchrun():
+            launch.die_with_parent()  # no rank outlives torchrun
         if not dist.from_env().is_main:  # under torchrun: rank 0 trains, the others follow
-            from grpo_plug.learner.group import follow
-
-            follow(cfg)
+            _follow(cfg)
             return
         from grpo_plug.trainer import Trainer
 
@@ -236,6 +237,37 @@ def train(
     if summary is None:
         raise typer.Exit(130)
     print_summary(cfg, summary)
+
+
+def _run_learners(cfg: cfgmod.TrainConfig, train_args: list[str]) -> None:
+    """This node's learner ranks under torchrun, supervised; exits with their code."""
+    from grpo_plug import launch
+
+    rc = launch.run_learners(cfg, train_args, say=lambda m: err.print(escape(m)))
+    if rc == 0:
+        return
+    resume = escape(shlex.join(["grpo-plug", "train", *train_args]))
+    if rc in (130, 143):  # stopped on request (second Ctrl-C, SIGTERM)
+        err.print(f"stopped every learner rank on request; resume with: {resume}")
+    else:
+        err.print(
+            f"[red]error:[/red] the learner ranks ended with exit code {rc} (torchrun's report "
+            "above names the rank that failed); every rank is stopped. The last recover point "
+            f"(if any) is kept; after fixing the cause, resume with: {resume}"
+        )
+    raise typer.Exit(rc)
+
+
+def _follow(cfg: cfgmod.TrainConfig) -> None:
+    """A rank other than 0: follow rank 0; an out-of-memory ends with the advice."""
+    from grpo_plug.learner.group import follow
+    from grpo_plug.learner.oom import OutOfMemory
+
+    try:
+        follow(cfg)
+    except OutOfMemory as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(1) from None
 
 
 def print_summary(cfg: cfgmod.TrainConfig, summary: Any) -> None:
@@ -313,15 +345,16 @@ def eval_cmd(
     from rich.progress import Progress
 
     try:
-        from grpo_plug.evaluation import evaluate
+        from grpo_plug.evaluation import build_task, evaluate, load_examples
         from grpo_plug.models import load_model, load_tokenizer
 
         base = {"task": task, "path": data, "split": split, "max_samples": max_samples}
         prefixed = [f"valid_dataset.{o}" for o in overrides or []]
         nested = cfgmod.apply_overrides({"valid_dataset": base}, prefixed)
-        ds = cfgmod.from_dict(nested).valid_dataset
-        task_obj = get_host().tasks().get(task)(ds, seed)
-        examples = task_obj.load()
+        eval_cfg = cfgmod.from_dict(nested)
+        ds = eval_cfg.valid_dataset
+        task_obj = build_task(get_host().tasks().get(task), ds, seed, eval_cfg)
+        examples = load_examples(task_obj, ds)
         tok = load_tokenizer(model_path)
         import torch
 
@@ -430,7 +463,7 @@ def plugins(
         "register_reward_functions",
         "register_loggers",
     ):
-        for entry in host.collect(hook):
+        for entry in host.collect(hook, strict=False):  # list what loads, beside the broken
             components.setdefault(entry.plugin, []).append(
                 {"kind": host_kind(hook), "name": entry.name, "description": entry.description}
             )
@@ -443,6 +476,11 @@ def plugins(
         }
         for p in host.plugins()
     ]
+    broken = host.broken()
+    rows += [
+        {"name": n, "source": "broken", "hooks": [], "components": [], "error": why}
+        for n, why in sorted(broken.items())
+    ]
     if as_json:
         out.print(json.dumps(rows, indent=2), markup=False)
         return
@@ -454,8 +492,12 @@ def plugins(
         regs = ", ".join(f"{c['kind']} {c['name']}" for c in row["components"])
         if not regs:
             regs = ", ".join(row["hooks"])
+        if "error" in row:
+            regs = f"[red]{escape(row['error'])}[/red]"
         table.add_row(row["name"], row["source"], regs)
     out.print(table)
+    if broken:
+        err.print(f"[red]{len(broken)} broken[/red]: {escape(host.disable_hint())}")
 
 
 @plugins_app.command("new")
@@ -484,122 +526,27 @@ def host_kind(hook: str) -> str:
 # ----------------------------------------------------------------------- doctor
 
 
-def embedded_model_check(name: str = "smollm2-135m") -> tuple[str, str, str, str]:
-    """Does ``embedded:NAME`` resolve, and is it converted in the cache yet?"""
-    from grpo_plug import models
-
-    check = f"embedded:{name}"
-    try:
-        gguf = models.embedded_gguf(name)
-    except models.ModelError as e:
-        return (check, "fail", str(e).removeprefix("actor.path: "), "make setup")
-    target = models.embedded_cache_dir(name)
-    if models.is_converted(target):
-        return (check, "ok", f"{gguf.name}, converted in {target}", "")
-    return (
-        check,
-        "ok",
-        f"{gguf} (not converted yet)",
-        f"the first `grpo-plug train --preset cpu` converts it into {target} (~15 s, once)",
-    )
-
-
-def doctor_checks(fileroot: str) -> list[tuple[str, str, str, str]]:
-    """(check, status ok|warn|fail, detail, hint) rows."""
-    rows: list[tuple[str, str, str, str]] = []
-    py_ok = sys.version_info >= (3, 11)
-    rows.append(
-        (
-            "python",
-            "ok" if py_ok else "fail",
-            platform.python_version(),
-            "" if py_ok else "grpo-plug needs Python >= 3.11",
-        )
-    )
-    try:
-        import torch
-
-        rows.append(("torch", "ok", torch.__version__, ""))
-        if torch.cuda.is_available():
-            n = torch.cuda.device_count()
-            for i in range(n):
-                free, total = torch.cuda.mem_get_info(i)
-                rows.append(
-                    (
-                        f"cuda:{i}",
-                        "ok",
-                        f"{torch.cuda.get_device_name(i)}, "
-                        f"{free / 2**30:.1f}/{total / 2**30:.1f} GiB free",
-                        "",
-                    )
-                )
-        else:
-            rows.append(
-                (
-                    "cuda",
-                    "warn",
-                    "no CUDA device",
-                    "GPU presets need CUDA; use `grpo-plug train --preset cpu`",
-                )
-            )
-    except Exception as e:  # a broken torch install should be reported, not crash doctor
-        rows.append(("torch", "fail", f"{type(e).__name__}: {e}", "reinstall: make setup"))
-    try:
-        from grpo_plug import _core
-
-        rows.append(("rust core", "ok", f"grpo_plug._core {_core.__version__}", ""))
-    except Exception as e:
-        rows.append(("rust core", "fail", f"{type(e).__name__}: {e}", "build it: make build"))
-    try:
-        listed = get_host().plugins()
-        rows.append(("plugins", "ok", f"{len(listed)} loaded", ""))
-    except PluginError as e:
-        rows.append(("plugins", "fail", str(e), "fix or block it with GRPO_PLUG_DISABLE_PLUGINS"))
-    root = Path(fileroot).resolve()
-    probe = root
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free_gb = shutil.disk_usage(probe).free / 2**30
-    rows.append(
-        (
-            "disk",
-            "ok" if free_gb >= 5 else ("warn" if free_gb >= 1 else "fail"),
-            f"{free_gb:.1f} GiB free at {probe}",
-            "" if free_gb >= 5 else "checkpoints need room; set cluster.fileroot elsewhere",
-        )
-    )
-    rows.append(embedded_model_check())
-    has_sglang = importlib.util.find_spec("sglang") is not None
-    rows.append(
-        (
-            "sglang",
-            "ok" if has_sglang else "warn",
-            "importable" if has_sglang else "not installed",
-            "" if has_sglang else "GPU presets need it: pip install 'grpo-plug[sglang]'",
-        )
-    )
-    from grpo_plug.builtin.loggers import wandb_has_credentials
-
-    has_key = wandb_has_credentials()
-    rows.append(
-        (
-            "wandb",
-            "ok" if has_key else "warn",
-            "credentials found" if has_key else "no credentials",
-            "" if has_key else "set WANDB_API_KEY or keep wandb.mode=disabled/offline",
-        )
-    )
-    return rows
-
-
 @app.command()
 def doctor(
     fileroot: Annotated[
         str, typer.Option(help="Where checkpoints go (checked for free space).")
     ] = "outputs/grpo",
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    overrides: OverridesArg = None,
 ) -> None:
-    """Check this machine: Python, torch, CUDA, Rust core, plugins, disk, SGLang, WandB."""
-    rows = doctor_checks(fileroot)
+    """Check this machine: Python, torch, CUDA, Rust core, plugins, disk, SGLang, WandB;
+    on a GPU, whether the configured model's training state fits (default config, or
+    --preset / --config / key=value)."""
+    cfg: cfgmod.TrainConfig | None = None
+    try:
+        cfg = cfgmod.load(preset=preset, config_file=config, overrides=overrides or [])
+    except cfgmod.ConfigError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    except PluginError:
+        pass  # a broken plugin: the plugins row names it and how to disable it
+    rows = doctor_checks(fileroot, cfg)
     colour = {"ok": "green", "warn": "yellow", "fail": "red"}
     for check, status, detail, hint in rows:
         line = f"[{colour[status]}]{status:>4}[/{colour[status]}]  {check:<10} {escape(detail)}"

@@ -6,11 +6,44 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from grpo_plug import core
 from grpo_plug.rollout.controller import RolloutController
-from grpo_plug.types import Example, GenerationRequest, RolloutBackend, SamplingParams, Task
+from grpo_plug.types import (
+    Example,
+    GenerationRequest,
+    RolloutBackend,
+    SamplingParams,
+    Task,
+    TaskFactory,
+)
+
+if TYPE_CHECKING:
+    from grpo_plug.config import DatasetConfig, TrainConfig
+
+
+def build_task(
+    factory: TaskFactory, dataset: DatasetConfig, seed: int, cfg: TrainConfig | None = None
+) -> Task:
+    """``factory(dataset, seed)``; a factory that names a ``config`` keyword also gets
+    ``config=cfg``, so a task can read its own section with ``cfg.section(Cls)``."""
+    import inspect
+
+    if cfg is None:
+        return factory(dataset, seed)
+    try:
+        inspect.signature(factory).bind(dataset, seed, config=cfg)
+    except (TypeError, ValueError):  # no `config` keyword (or no signature to read)
+        return factory(dataset, seed)
+    return factory(dataset, seed, config=cfg)  # type: ignore[call-arg]
+
+
+def load_examples(task: Task, dataset: DatasetConfig) -> list[Example]:
+    """``task.load()`` cut to ``dataset.max_samples``: the trainer applies it, so a task
+    need not (one that stops early for speed is cut again, harmlessly)."""
+    examples = list(task.load())
+    return examples if dataset.max_samples is None else examples[: dataset.max_samples]
 
 
 def build_prompt(tokenizer: Any, task: Task, ex: Example) -> list[int]:
@@ -79,32 +112,56 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+class RewardSpec(NamedTuple):
+    """One configured reward function: ``correctness`` as registered (see
+    :meth:`grpo_plug.registry.ComponentRegistry.register`)."""
+
+    name: str
+    fn: Any
+    weight: float
+    correctness: bool = False
+
+
+@dataclass
+class Scores:
+    """Every sample's scores, float32 ``[B*G]`` each: ``reward`` (weighted sum),
+    ``task_reward`` (the first correctness function's values = accuracy; 0 without
+    one) and ``per_function`` (name -> unweighted values, as summed)."""
+
+    reward: Any
+    task_reward: Any
+    per_function: dict[str, Any]
+
+
 def score_samples(
-    reward_fns: Sequence[tuple[str, Any, float]],
+    reward_fns: Sequence[RewardSpec],
     task: Task,
     prompts: list[str],
     texts: list[str],
     golds: list[str],
     no_eos: Any,
-    reward_cfg: Any,
-) -> tuple[Any, Any]:
-    """(weighted reward, task reward = accuracy) of every sample, float32 ``[B*G]`` each.
+    cfg: TrainConfig,
+) -> Scores:
+    """Score every sample with every reward function; ``None`` counts 0.
 
-    ``reward_fns`` are ``(name, function, weight)``; ``None`` from a function counts 0.
-    A completion cut at max_new_tokens (``no_eos``) gets ``reward_cfg.no_eos_reward``
-    from the math grader when that is set.
-    """
+    A completion cut at max_new_tokens (``no_eos``) gets ``cfg.reward.no_eos_reward``
+    from each correctness function when that is set."""
     import numpy as np
 
     rewards = np.zeros(len(texts), dtype=np.float32)
-    task_reward = np.zeros(len(texts), dtype=np.float32)
+    task_reward: Any = None
+    per_function: dict[str, Any] = {}
     literal = literal_answers(task)
-    for name, fn, weight in reward_fns:
-        got = fn(prompts, texts, golds=golds, literal_answers=literal)
+    for spec in reward_fns:
+        got = spec.fn(prompts, texts, golds=golds, literal_answers=literal, config=cfg)
         vals = np.array([0.0 if v is None else v for v in got], dtype=np.float32)
-        if name == "math_accuracy":  # the seed's task reward = accuracy
-            task_reward = vals.copy()
-            if reward_cfg.no_eos_reward is not None:
-                vals[no_eos] = reward_cfg.no_eos_reward
-        rewards += weight * vals
-    return rewards, task_reward
+        if spec.correctness:
+            if task_reward is None:  # the seed's task reward = accuracy
+                task_reward = vals.copy()
+            if cfg.reward.no_eos_reward is not None:
+                vals[no_eos] = cfg.reward.no_eos_reward
+        per_function[spec.name] = vals
+        rewards += spec.weight * vals
+    if task_reward is None:
+        task_reward = np.zeros(len(texts), dtype=np.float32)
+    return Scores(rewards, task_reward, per_function)

@@ -68,8 +68,9 @@ def register_reward_functions(registry: ComponentRegistry[RewardFunction]) -> No
 
     ``None`` means "no opinion on this sample" and counts as 0 for that function. A
     function gets the keywords of ``grpo_plug.reward_call.REWARD_KEYWORDS`` that its
-    signature names; its answer is checked (length, type) at every call.
-    Built-ins: ``math_accuracy`` (Rust grader), ``format``.
+    signature names; its answer is checked (length, type) at every call. One that grades
+    correctness registers with ``correctness=True``: it is then the task reward.
+    Built-ins: ``math_accuracy`` (Rust grader, ``correctness=True``), ``format``.
     """
 
 

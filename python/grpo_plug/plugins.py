@@ -23,6 +23,10 @@ Environment switches
                                (empty string: none); the built-ins still load.
 ``GRPO_PLUG_DISABLE_PLUGINS``  comma list of plugins (installed or ``builtin.*``) to skip.
 ``GRPO_PLUG_TRACE_PLUGINS=1``  print every hook call (plugin, hook, time) to stderr.
+
+An installed plugin that fails to import (or is invalid) is set aside, not fatal:
+``--help``, ``doctor`` and ``plugins`` report it; anything that collects components
+(config loading, train, eval) stops with :meth:`PluginHost.check_broken`'s line.
 """
 
 from __future__ import annotations
@@ -112,6 +116,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self._loaded = False
         self._sources: dict[str, str] = {}
+        self._broken: dict[str, str] = {}  # installed plugin -> why it did not load
 
     # -- loading -----------------------------------------------------------------
 
@@ -134,13 +139,31 @@ class PluginHost:
             try:
                 obj = ep.load()
             except Exception as e:
-                raise PluginError(
-                    f"plugin {ep.name!r} ({ep.value}) failed to import: {type(e).__name__}: {e}"
-                ) from None
+                why = f"{type(e).__name__}: {e}"
+                self._broken[ep.name] = f"plugin {ep.name!r} ({ep.value}) failed to import: {why}"
+                continue
             dist = ep.dist
             source = f"entry point {dist.name} {dist.version}" if dist else "entry point"
-            self._register(obj, ep.name, source)
+            try:
+                self._register(obj, ep.name, source)
+            except PluginError as e:
+                self._broken[ep.name] = str(e)
         self._loaded = True
+
+    def broken(self) -> dict[str, str]:
+        """Installed plugins that did not load -> the one-line reason."""
+        self.load()
+        return dict(self._broken)
+
+    def disable_hint(self) -> str:
+        """How to skip the broken plugins, keeping what is already disabled."""
+        names = sorted((_env_list("GRPO_PLUG_DISABLE_PLUGINS") or set()) | set(self._broken))
+        return f"fix it or disable it with GRPO_PLUG_DISABLE_PLUGINS={','.join(names)}"
+
+    def check_broken(self) -> None:
+        """Raise one PluginError naming every broken plugin and how to disable it."""
+        if self.broken():
+            raise PluginError(f"{'; '.join(self._broken.values())}; {self.disable_hint()}")
 
     def _register(self, obj: object, name: str, source: str) -> None:
         try:
@@ -189,10 +212,13 @@ class PluginHost:
                     file=sys.stderr,
                 )
 
-    def collect(self, hook_name: str) -> ComponentRegistry[Any]:
-        """Run a ``register_*`` hook over all plugins into a fresh registry."""
+    def collect(self, hook_name: str, *, strict: bool = True) -> ComponentRegistry[Any]:
+        """Run a ``register_*`` hook over all plugins into a fresh registry; ``strict``
+        (what a run needs): first stop if an installed plugin failed to load."""
         if hook_name not in REGISTRY_HOOKS:
             raise KeyError(hook_name)
+        if strict:
+            self.check_broken()
         adapt: Callable[[Any, str, str], Any] | None = None
         if hook_name == _REWARDS:  # checked at every call, naming function and plugin
             from grpo_plug.reward_call import adapt_reward

@@ -63,11 +63,15 @@ def check_machine(cfg: TrainConfig) -> None:
 def check_world_size(cfg: TrainConfig, world_size: int) -> None:
     """The learner ranks the allocation asks for are the ranks torchrun started."""
     from grpo_plug.config import parse_allocation
+    from grpo_plug.config.validate import colocated_ranks
 
+    if cfg.allocation_mode == "local":  # any number of ranks (torchrun started by hand)
+        return
     alloc = parse_allocation(cfg.allocation_mode)
-    if alloc is not None and alloc.train_dp != world_size:
+    want = alloc.train_dp if alloc is not None else colocated_ranks(cfg.allocation_mode)
+    if want != world_size:
         raise SetupError(
-            f"allocation_mode={cfg.allocation_mode} trains on {alloc.train_dp} learner rank(s) "
-            f"but this run has {world_size}; start it as `grpo-plug train --dry-run` prints "
-            f"(torchrun --nproc-per-node {alloc.train_dp} -m grpo_plug train ...)"
+            f"allocation_mode={cfg.allocation_mode} trains on {want} learner rank(s) "
+            f"but this run has {world_size}; start it with `grpo-plug train`, which starts "
+            f"them (torchrun --nproc-per-node {want} -m grpo_plug train ...; see --dry-run)"
         )

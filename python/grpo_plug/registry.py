@@ -29,13 +29,15 @@ class Entry(Generic[T]):
     """One registered component: ``name`` (what the config picks it by), ``factory``
     (for reward functions: the function, wrapped to be checked at every call),
     ``plugin`` (the plugin that registered it), ``description`` (one line, shown by
-    ``grpo-plug plugins``) and ``config`` (its config section, keys ``<name>.*``)."""
+    ``grpo-plug plugins``), ``config`` (its config section, keys ``<name>.*``) and, for
+    reward functions, ``correctness`` (see :meth:`ComponentRegistry.register`)."""
 
     name: str
     factory: T
     plugin: str
     description: str
     config: type | None = None
+    correctness: bool = False
 
 
 class ComponentRegistry(Generic[T]):
@@ -48,13 +50,24 @@ class ComponentRegistry(Generic[T]):
         self._adapt = adapt  # wraps each factory (name, plugin known), e.g. reward checks
 
     def register(
-        self, name: str, factory: T, *, description: str = "", config: type | None = None
+        self,
+        name: str,
+        factory: T,
+        *,
+        description: str = "",
+        config: type | None = None,
+        correctness: bool = False,
     ) -> None:
         """Add ``factory`` under ``name``; a second plugin using the same name is an error.
 
         ``config``: a dataclass whose fields (made with :func:`grpo_plug.config.option`)
         become the keys ``<name>.<field>``, validated like the built-ins' and read by
-        the factory with ``cfg.section(ThatClass)``."""
+        the factory with ``cfg.section(ThatClass)``.
+
+        ``correctness`` (reward functions only): the function grades whether the answer
+        is right (1 right, 0 wrong), like ``math_accuracy``. Its values are the task
+        reward (``grpo_actor/task_reward/avg`` = accuracy) and a completion cut at
+        ``max_new_tokens`` gets ``reward.no_eos_reward`` from it instead of a grade."""
         if not isinstance(name, str) or not name:
             raise PluginError(
                 f"plugin {self._current_plugin!r} registered a {self.kind} with an invalid "
@@ -73,10 +86,15 @@ class ComponentRegistry(Generic[T]):
                 f"plugin {self._current_plugin!r} registered {self.kind} {name!r} with "
                 f"config={config!r}: expected a dataclass"
             )
+        if correctness and self.kind != "reward function":
+            raise PluginError(
+                f"plugin {self._current_plugin!r} registered {self.kind} {name!r} with "
+                "correctness=True: only reward functions take it"
+            )
         doc = description or (getattr(factory, "__doc__", None) or "").strip().split("\n")[0]
         if self._adapt is not None:
             factory = self._adapt(factory, name, self._current_plugin)
-        self._entries[name] = Entry(name, factory, self._current_plugin, doc, config)
+        self._entries[name] = Entry(name, factory, self._current_plugin, doc, config, correctness)
 
     def get(self, name: str) -> T:
         return self.entry(name).factory

@@ -22,6 +22,8 @@ from grpo_plug.types import RewardFunction
 REWARD_KEYWORDS: dict[str, str] = {
     "golds": "list[str]: the gold answer of each completion's problem, same order",
     "literal_answers": "bool: the task's flag; an answer computed inside a box grades 0",
+    "config": "TrainConfig: the run's config; `config.section(Cls)` reads the section the "
+    "function was registered with (`config=Cls`)",
 }
 """Every keyword a reward function may receive, with its type and meaning."""
 
@@ -30,7 +32,7 @@ class RewardError(PluginError):
     """A reward function raised or answered with the wrong shape or type."""
 
 
-def _accepted(fn: Callable[..., Any]) -> frozenset[str] | None:
+def accepted_keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
     """Keywords ``fn`` takes by name; ``None`` when it takes ``**kwargs`` (all of them)."""
     try:
         params = inspect.signature(fn).parameters.values()
@@ -64,7 +66,7 @@ def adapt_reward(fn: RewardFunction, name: str, plugin: str) -> RewardFunction:
     """``fn`` wrapped to receive only the keywords it takes and to have its answer checked."""
     if not callable(fn):
         raise PluginError(f"plugin {plugin!r} registered reward function {name!r}: not callable")
-    accepted = _accepted(fn)
+    accepted = accepted_keywords(fn)
     where = f"reward function {name!r} (plugin {plugin!r})"
 
     @functools.wraps(fn)

@@ -156,7 +156,8 @@ class ${Class}Task:
     def load(self) -> list[Example]:
         rng = random.Random(f"$name:{self.seed}:{self.cfg.split}")
         out = []
-        for i in range(self.cfg.max_samples or 100):  # the task honours max_samples
+        # The trainer cuts the list to max_samples; stopping early only saves time.
+        for i in range(self.cfg.max_samples or 100):
             a, b = rng.randint(1, 9), rng.randint(1, 9)
             uid = f"$name-{self.cfg.split}-{i}"
             out.append(Example(uid=uid, question=f"{a} {b}", gold=str(a + b)))

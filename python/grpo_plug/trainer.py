@@ -49,8 +49,11 @@ from grpo_plug.config import DatasetConfig, TrainConfig
 # Re-exported: callers and plugins import these from the trainer.
 from grpo_plug.evaluation import (
     EvalResult,
+    RewardSpec,
     build_prompt,
+    build_task,
     evaluate,
+    load_examples,
     score_samples,
     write_jsonl,
 )
@@ -133,11 +136,12 @@ class Trainer:
 
         # Components by name, validated before any heavy work.
         tasks = self.host.tasks()
-        self.train_task: Task = tasks.get(cfg.train_dataset.task)(cfg.train_dataset, cfg.seed)
-        self.valid_task: Task = tasks.get(cfg.valid_dataset.task)(cfg.valid_dataset, cfg.seed)
+        train_ds, valid_ds = cfg.train_dataset, cfg.valid_dataset
+        self.train_task: Task = build_task(tasks.get(train_ds.task), train_ds, cfg.seed, cfg)
+        self.valid_task: Task = build_task(tasks.get(valid_ds.task), valid_ds, cfg.seed, cfg)
         rewards = self.host.reward_functions()
         self.reward_fns = [
-            (n, rewards.get(n), w)
+            RewardSpec(n, rewards.get(n), w, rewards.entry(n).correctness)
             for n, w in zip(cfg.reward.functions, cfg.reward.weights, strict=True)
         ]
         backend_factory = self.host.rollout_backends().get(cfg.rollout.backend)
@@ -152,8 +156,8 @@ class Trainer:
         self.loggers = list(loggers)
         self.fanout = LoggerFanout(self.loggers, self.events, quiet=quiet)
 
-        self.train_data = self.train_task.load()
-        self.valid_data = self.valid_task.load()
+        self.train_data = load_examples(self.train_task, train_ds)
+        self.valid_data = load_examples(self.valid_task, valid_ds)
         if len(self.train_data) < cfg.train_dataset.batch_size:
             raise SetupError(
                 f"train_dataset.batch_size: {cfg.train_dataset.batch_size} is larger than the "
@@ -332,9 +336,10 @@ class Trainer:
         # 2. reward: weighted sum of reward plugins                         # [B*G]
         self.events.stage("reward", self.global_step + 1)
         prompt_texts = [ex.question for ex in batch for _ in range(G)]
-        rewards, task_reward = score_samples(
-            self.reward_fns, self.train_task, prompt_texts, texts, golds, no_eos, cfg.reward
+        scores = score_samples(
+            self.reward_fns, self.train_task, prompt_texts, texts, golds, no_eos, cfg
         )
+        rewards, task_reward = scores.reward, scores.task_reward
         t2 = time.perf_counter()
 
         # 3. advantages, group-relative                                      # [B*G]
@@ -373,6 +378,7 @@ class Trainer:
         phases = getattr(self.weight_sync, "seconds", {})
         return {
             **step_metrics(rewards, task_reward, lens, no_eos, group_has_signal, stats),
+            **{mn.reward_function(n): float(v.mean()) for n, v in scores.per_function.items()},
             mn.POLICY_VERSION: float(self.global_step),
             **times,
             **{mn.weight_sync_phase(phase): secs for phase, secs in phases.items()},

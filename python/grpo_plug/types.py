@@ -199,8 +199,8 @@ class Example:
 
 
 class Task(Protocol):
-    """A dataset: ``name``; ``load()`` returns its examples (at most the dataset config's
-    ``max_samples``: the task applies it); ``user_message(example)`` the chat message.
+    """A dataset: ``name``; ``load()`` returns its examples (the trainer cuts them to the
+    dataset config's ``max_samples``); ``user_message(example)`` the chat message.
     May set ``literal_answers = True`` (see :data:`RewardFunction`)."""
 
     name: str
@@ -211,7 +211,8 @@ class Task(Protocol):
 
 
 TaskFactory = Callable[["DatasetConfig", int], Task]
-"""``(dataset_config, seed) -> Task``."""
+"""``(dataset_config, seed) -> Task``; one that also takes a ``config`` keyword gets the
+run's TrainConfig (to read its own section with ``config.section(Cls)``)."""
 
 RewardFunction = Callable[..., list[float | None]]
 """``(prompts, completions, *, golds, **kwargs) -> list[float | None]``: one score per

@@ -42,5 +42,5 @@ def boxed_format(
 
 @hookimpl
 def register_reward_functions(registry: ComponentRegistry[RewardFunction]) -> None:
-    registry.register("math_accuracy", math_accuracy)
+    registry.register("math_accuracy", math_accuracy, correctness=True)
     registry.register("format", boxed_format)

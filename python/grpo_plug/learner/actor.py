@@ -24,6 +24,7 @@ from grpo_plug.config import ActorConfig, TrainConfig
 from grpo_plug.learner import fsdp
 from grpo_plug.learner.dist import DistInfo, all_reduce_sum
 from grpo_plug.learner.logprobs import resolve_attention
+from grpo_plug.learner.oom import oom_advice
 from grpo_plug.learner.step import (
     MinibatchStats,
     count_real,
@@ -143,7 +144,8 @@ class Learner:
         """
         stats: dict[str, float] = {}
         if len(batch.kept) > 0:
-            stats = self._minibatches(batch)
+            with oom_advice(self.cfg, self.info.device):
+                stats = self._minibatches(batch)
         stats[mn.LR] = float(self.scheduler.get_last_lr()[0])
         with warnings.catch_warnings():
             # The schedule follows global steps, also those with no optimizer step.
@@ -157,11 +159,15 @@ class Learner:
         chunks = np.array_split(batch.kept, min(a.ppo_n_minibatches, len(batch.kept)))
         acc = torch.zeros(len(MinibatchStats().as_tensor()), dtype=torch.float64)
         norms = []
-        for idx in chunks:
-            per_rank, n_real = pack_for_ranks(batch, idx, a.mb_max_tokens, self.info.world_size)
+        packed = [pack_for_ranks(batch, i, a.mb_max_tokens, self.info.world_size) for i in chunks]
+        mismatch = torch.zeros(2, dtype=torch.float64)  # sum |sampler - learner|, tokens
+        if a.recompute_logprob:  # all before the first update: pi_old is the sampling policy
+            for per_rank, _ in packed:
+                mine = per_rank[self.info.rank]
+                got = recompute_old_logprobs(self.model, mine, a, self.temperature, self.path)
+                mismatch += torch.tensor(got, dtype=torch.float64)
+        for per_rank, n_real in packed:
             mine = per_rank[self.info.rank]
-            if a.recompute_logprob:
-                recompute_old_logprobs(self.model, mine, a, self.temperature, self.path)
             st = train_minibatch(
                 self.model,
                 self.ref_model,
@@ -180,7 +186,12 @@ class Learner:
             self.optimizer.zero_grad(set_to_none=True)
             acc += st.as_tensor() / len(chunks)
         total = MinibatchStats.from_tensor(all_reduce_sum(acc, self.info))
+        extra: dict[str, float] = {}
+        if a.recompute_logprob:
+            diff_sum, n_tok = all_reduce_sum(mismatch, self.info).tolist()
+            extra[mn.SAMPLER_LOGPROB_DIFF] = diff_sum / max(n_tok, 1.0)
         return {
+            **extra,
             mn.LOSS: total.loss,
             mn.KL: total.kl,
             mn.CLIP_RATIO: total.clip_ratio,

@@ -147,8 +147,17 @@ def train_minibatch(
 @torch.no_grad()
 def recompute_old_logprobs(
     model: Any, microbatches: Sequence[Any], cfg: ActorConfig, temperature: float, path: str
-) -> None:
-    """Overwrite the sampler's log-probs with the learner's (``actor.recompute_logprob``)."""
+) -> tuple[float, int]:
+    """Overwrite the sampler's log-probs with the learner's (``actor.recompute_logprob``).
+
+    Returns (sum of |sampler - learner| over the loss tokens, their count): the mismatch
+    the recompute hides, e.g. of a bf16 sampling copy."""
+    total, count = 0.0, 0
     for mb in microbatches:
         logp, _ = learner_logprobs(model, mb, cfg, temperature, path=path, with_entropy=False)
-        mb.old_logprobs[mb.loss_mask > 0] = logp.float().cpu().numpy()
+        mask = mb.loss_mask > 0
+        mine = logp.float().cpu().numpy()
+        total += float(np.abs(mb.old_logprobs[mask] - mine).sum())
+        count += int(mask.sum())
+        mb.old_logprobs[mask] = mine
+    return total, count

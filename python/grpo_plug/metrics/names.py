@@ -20,6 +20,8 @@ NO_EOS = "grpo_actor/no_eos_ratio"
 ZERO_ADV = "grpo_actor/zero_adv_ratio"
 IMPORTANCE_WEIGHT = "grpo_actor/importance_weight"
 LOGPROB_DIFF = "grpo_actor/logprob_abs_diff"
+# Sampler's vs learner's log-probs before the update (only with actor.recompute_logprob).
+SAMPLER_LOGPROB_DIFF = "grpo_actor/sampler_logprob_abs_diff"
 POLICY_VERSION = "grpo_actor/policy_version"
 GEN_TOKENS_PER_S = "grpo_actor/gen_tokens_per_s"
 EVAL_ACCURACY = "grpo-eval/task_reward/avg"
@@ -30,6 +32,12 @@ TIME_REWARD = "timeperf/reward"
 TIME_TRAIN = "timeperf/train_step"
 TIME_WEIGHT_SYNC = "timeperf/weight_sync"
 TIME_STEP = "timeperf/step"
+
+
+def reward_function(name: str) -> str:
+    """Unweighted mean of reward function ``name`` (``None`` counted 0): ``REWARD`` is
+    the sum of these times ``reward.weights``."""
+    return f"grpo_actor/reward/{name}/avg"
 
 
 def weight_sync_phase(phase: str) -> str:

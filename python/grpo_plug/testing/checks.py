@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast, get_args
 
 from grpo_plug import config as cfgmod
-from grpo_plug.reward_call import REWARD_KEYWORDS, RewardError, adapt_reward
+from grpo_plug.reward_call import REWARD_KEYWORDS, RewardError, accepted_keywords, adapt_reward
 from grpo_plug.types import (
     Example,
     FinishReason,
@@ -77,26 +77,27 @@ def check_reward_function(
     completions: Sequence[str] = _COMPLETIONS,
     golds: Sequence[str] = _GOLDS,
     name: str = "under test",
+    cfg: cfgmod.TrainConfig | None = None,
 ) -> list[float | None]:
-    """Call ``fn`` as the trainer does (every documented keyword, plus one added later
-    that a ``**kwargs`` function must tolerate) and on an empty batch; return its scores
-    for ``completions``."""
+    """Call ``fn`` as the trainer does (every documented keyword, ``config`` = ``cfg``
+    or the defaults, plus one added later that a ``**kwargs`` function must tolerate)
+    and on an empty batch; return its scores for ``completions``."""
     what = f"reward function {name!r}"
     if not callable(fn):
         raise _fail(what, f"is not callable ({type(fn).__name__})")
-    try:
-        inspect.signature(fn).bind([], [], golds=[])
-    except TypeError:
-        try:
-            inspect.signature(fn).bind([], [])
-        except TypeError as e:
-            raise _fail(what, f"must take (prompts, completions, **keywords): {e}") from None
-    call = adapt_reward(fn, name, "under test")
-    keywords: dict[str, Any] = {"golds": list(golds), "literal_answers": False}
+    config = cfg or _default_config()
+    keywords: dict[str, Any] = {"golds": list(golds), "literal_answers": False, "config": config}
     assert set(keywords) == set(REWARD_KEYWORDS), "check_reward_function is out of date"
+    accepted = accepted_keywords(fn)
+    named = {k: v for k, v in keywords.items() if accepted is None or k in accepted}
+    try:
+        inspect.signature(fn).bind([], [], **named)
+    except TypeError as e:
+        raise _fail(what, f"must take (prompts, completions, **keywords): {e}") from None
+    call = adapt_reward(fn, name, "under test")
     try:
         scores = call(list(prompts), list(completions), **keywords, **{_FUTURE_KEYWORD: 1})
-        empty = call([], [], golds=[], literal_answers=False)
+        empty = call([], [], golds=[], literal_answers=False, config=config)
     except RewardError as e:
         raise ContractError(str(e)) from e
     if empty != []:
@@ -108,19 +109,25 @@ def check_reward_function(
 
 
 def check_task(
-    component: Task | Callable[[cfgmod.DatasetConfig, int], Task],
+    component: Task | Callable[..., Task],
     dataset: cfgmod.DatasetConfig | None = None,
     seed: int = 1,
+    cfg: cfgmod.TrainConfig | None = None,
 ) -> Task:
-    """Build the task (from its factory with ``dataset``, default ``max_samples=5``),
-    load it and check the examples, ``max_samples`` and ``user_message``."""
+    """Build the task (from its factory with ``dataset``, default ``max_samples=5``, and
+    ``config=cfg`` if it takes that keyword), load it and check the examples and
+    ``user_message``. ``max_samples`` need not be applied: the trainer cuts the list."""
+    from grpo_plug.evaluation import build_task
+
     what = "task"
     dataset = dataset or cfgmod.DatasetConfig(max_samples=5)
     if hasattr(component, "load") and not isinstance(component, type):  # built already
         task = cast(Task, component)
     else:
         factory = cast(Callable[..., Task], component)
-        task = _call(what, "the factory (dataset_config, seed)", factory, dataset, seed)
+        config = cfg or _default_config()
+        step = "the factory (dataset_config, seed)"
+        task = _call(what, step, build_task, factory, dataset, seed, config)
     what = f"task {_name(what, task)!r}"
     examples = _call(what, "load()", task.load)
     if not isinstance(examples, list) or not examples:
@@ -135,10 +142,6 @@ def check_task(
         if ex.uid in uids:
             raise _fail(what, f"load()[{i}].uid {ex.uid!r} repeats an earlier one")
         uids.add(ex.uid)
-    if dataset.max_samples is not None and len(examples) > dataset.max_samples:
-        raise _fail(
-            what, f"load() gave {len(examples)} examples with max_samples={dataset.max_samples}"
-        )
     message = _call(what, "user_message()", task.user_message, examples[0])
     if not isinstance(message, str) or not message.strip():
         raise _fail(what, f"user_message() must return a non-empty str, got {message!r}")

@@ -1,0 +1,1 @@
+"""grpo-plug rollout backend ``openai``: OpenAI-compatible ``/v1/completions`` servers."""

@@ -1,0 +1,80 @@
+"""Typed configuration: one schema, YAML presets, dotted ``key=value`` overrides.
+
+Every field carries its help text (shown by ``grpo-plug config keys``) and, where it
+makes sense, a range. Anything wrong (an unknown key, a wrong type, a value out of
+range) raises :class:`ConfigError` with a one-line message naming the key, before any
+work starts. ``schema`` holds the types, ``validate`` builds them from plain data and
+``sources`` reads presets, files and overrides.
+"""
+
+from grpo_plug.config.schema import (
+    ActorConfig,
+    ClusterConfig,
+    ConfigError,
+    DatasetConfig,
+    EvaluatorConfig,
+    GenerationConfig,
+    RecoverConfig,
+    RewardConfig,
+    RolloutConfig,
+    SaverConfig,
+    SGLangConfig,
+    TrainConfig,
+    WandbConfig,
+    WeightSyncConfig,
+    option,
+)
+from grpo_plug.config.sources import (
+    CONFIGS_DIR,
+    apply_overrides,
+    dump_yaml,
+    load,
+    parse_override,
+    preset_names,
+    preset_path,
+    read_yaml,
+)
+from grpo_plug.config.validate import (
+    Allocation,
+    all_keys,
+    builtin_sections,
+    field_help,
+    from_dict,
+    parse_allocation,
+    plugin_sections,
+    to_dict,
+)
+
+__all__ = [
+    "CONFIGS_DIR",
+    "ActorConfig",
+    "Allocation",
+    "ClusterConfig",
+    "ConfigError",
+    "DatasetConfig",
+    "EvaluatorConfig",
+    "GenerationConfig",
+    "RecoverConfig",
+    "RewardConfig",
+    "RolloutConfig",
+    "SGLangConfig",
+    "SaverConfig",
+    "TrainConfig",
+    "WandbConfig",
+    "WeightSyncConfig",
+    "all_keys",
+    "apply_overrides",
+    "builtin_sections",
+    "dump_yaml",
+    "field_help",
+    "from_dict",
+    "load",
+    "option",
+    "parse_allocation",
+    "parse_override",
+    "plugin_sections",
+    "preset_names",
+    "preset_path",
+    "read_yaml",
+    "to_dict",
+]

@@ -1,0 +1,116 @@
+"""Where a config comes from: a preset or YAML file, then ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from grpo_plug.config.schema import ConfigError, TrainConfig
+from grpo_plug.config.validate import (
+    all_keys,
+    from_dict,
+    plugin_sections,
+    read_number,
+    to_dict,
+    unknown_key,
+)
+
+# `presets` is a link to the repository's configs/ so wheels and checkouts see the same files.
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "presets"
+
+
+def parse_override(arg: str) -> tuple[str, Any]:
+    """``actor.lr=1e-6`` -> ``("actor.lr", 1e-6)``; the value is read as YAML."""
+    if "=" not in arg:
+        raise ConfigError(f"{arg}: overrides look like key=value")
+    key, _, raw = arg.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"{arg}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, read_number(value)
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], sections: Mapping[str, type] | None = None
+) -> dict[str, Any]:
+    valid = all_keys(sections=sections)
+    groups = {k.rsplit(".", 1)[0] for k in valid if "." in k}
+    for arg in overrides:
+        key, value = parse_override(arg)
+        if key not in valid:
+            if key in groups:
+                raise ConfigError(f"{key}: is a section; set one of its keys, e.g. {key}.<name>")
+            raise unknown_key(key, valid)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    path = CONFIGS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = preset_names()
+        hint = difflib.get_close_matches(name, names, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"--preset: unknown preset {name!r}{extra}; one of {', '.join(names)}")
+    return path
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config: {path} does not exist") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    sections: Mapping[str, type] | None = None,
+) -> TrainConfig:
+    """Resolve a preset or config file plus overrides into a validated config;
+    ``sections`` as in :func:`from_dict`."""
+    if preset and config_file:
+        raise ConfigError("--preset and --config: give one, not both")
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        data = read_yaml(Path(config_file))
+    elif preset is not None:
+        data = read_yaml(preset_path(preset))
+    sections = plugin_sections(sections)
+    data = apply_overrides(data, list(overrides), sections)
+    return from_dict(data, sections)
+
+
+def dump_yaml(cfg: TrainConfig) -> str:
+    """The config as YAML, plugin sections included (``load`` reads it back)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,331 @@
+"""Plain data -> a validated :class:`TrainConfig`: types coerced, ranges checked,
+cross-key rules applied; every failure is a :class:`ConfigError` naming its key."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import math
+import operator
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import yaml
+
+from grpo_plug.config.schema import ConfigError, TrainConfig
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list[{_type_name(typing.get_args(tp)[0])}]"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Return ``value`` as type ``tp`` or raise a ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, arg, value)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            hint = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(
+                f"{key}: {value!r} is not one of {', '.join(map(repr, allowed))}{extra}"
+            )
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if isinstance(value, str):  # `reward.weights=1,0.5`: the comma form the docs show
+            value = [_list_item(v.strip()) for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return [_coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            # YAML turns `trial_name=1` into an int; names are strings.
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return str(value)
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp!r}")
+
+
+def _check_range(key: str, meta: typing.Mapping[str, Any], value: Any) -> None:
+    if value is None or isinstance(value, (str, bool, list)):
+        return
+    checks: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
+        ("ge", operator.ge, ">="),
+        ("gt", operator.gt, ">"),
+        ("le", operator.le, "<="),
+        ("lt", operator.lt, "<"),
+    )
+    for bound, ok, word in checks:
+        if bound in meta and not ok(value, meta[bound]):
+            raise ConfigError(f"{key}: {value!r} is out of range (must be {word} {meta[bound]})")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _fields(cls: type) -> list[dataclasses.Field[Any]]:
+    """The fields a user can set (not the internal ones)."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def builtin_sections(cls: type = TrainConfig) -> dict[str, Any]:
+    """Top-level names of the built-in schema (no plugin section may take one) -> type."""
+    hints = _hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def plugin_sections(sections: Mapping[str, type] | None = None) -> Mapping[str, type]:
+    """``sections``, or when ``None`` those the process-wide plugin host declares."""
+    if sections is not None:
+        return sections
+    from grpo_plug.plugins import get_host
+
+    return get_host().config_sections()
+
+
+def all_keys(
+    cls: type = TrainConfig, prefix: str = "", sections: Mapping[str, type] | None = None
+) -> list[str]:
+    """Every dotted leaf key of the schema (with the plugins' sections at the root)."""
+    out: list[str] = []
+    hints = _hints(cls)
+    for f in _fields(cls):
+        tp = hints[f.name]
+        if _is_section(tp):
+            out.extend(all_keys(tp, f"{prefix}{f.name}.", {}))
+        else:
+            out.append(f"{prefix}{f.name}")
+    if cls is TrainConfig and not prefix:
+        for name, sec in plugin_sections(sections).items():
+            out.extend(all_keys(sec, f"{name}.", {}))
+    return out
+
+
+def unknown_key(key: str, valid: list[str]) -> ConfigError:
+    hint = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(f"{key}: unknown config key{extra}")
+
+
+def _build(cls: type, data: Any, prefix: str, valid: list[str]) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: expected a mapping, got {data!r}")
+    hints = _hints(cls)
+    names = {f.name: f for f in _fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = str(raw_key)
+        if key not in names:
+            raise unknown_key(prefix + key, valid)
+        f = names[key]
+        tp = hints[key]
+        if _is_section(tp):
+            kwargs[key] = _build(tp, value, f"{prefix}{key}.", valid)
+        else:
+            coerced = _coerce(prefix + key, tp, value)
+            _check_range(prefix + key, f.metadata, coerced)
+            kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """``sglang.d{dp}p{pp}t{tp}+d{dp}p{pp}t{tp}``: generation layout + training layout."""
+
+    gen_dp: int
+    gen_pp: int
+    gen_tp: int
+    train_dp: int
+    train_pp: int
+    train_tp: int
+
+    @property
+    def gen_gpus(self) -> int:
+        return self.gen_dp * self.gen_pp * self.gen_tp
+
+    @property
+    def train_gpus(self) -> int:
+        return self.train_dp * self.train_pp * self.train_tp
+
+
+_ALLOCATION = re.compile(r"sglang[.:]d(\d+)p(\d+)t(\d+)\+d(\d+)p(\d+)t(\d+)")
+
+
+_COLOCATED = re.compile(r"d(\d+)p(\d+)t(\d+)")
+
+
+def colocated_ranks(mode: str) -> int | None:
+    """Learner ranks of a colocated layout: 1 for ``local``, N for ``dNp1t1`` (the
+    rollout backend runs in rank 0's process); None for an SGLang layout."""
+    if mode == "local":
+        return 1
+    m = _COLOCATED.fullmatch(mode)
+    if m is None:
+        return None
+    dp, pp, tp = (int(g) for g in m.groups())
+    if min(dp, pp, tp) < 1 or pp != 1 or tp != 1:
+        raise ConfigError(
+            f"allocation_mode: {mode!r}: a colocated training layout is d<N>p1t1 (N learner "
+            "ranks sharded with FSDP, generation in rank 0's process)"
+        )
+    return dp
+
+
+def parse_allocation(mode: str) -> Allocation | None:
+    """``None`` for a colocated layout (``local``, ``dNp1t1``); a ConfigError naming
+    ``allocation_mode`` if malformed."""
+    if colocated_ranks(mode) is not None:
+        return None
+    m = _ALLOCATION.fullmatch(mode)
+    if m is None or min(int(g) for g in m.groups()) < 1:
+        raise ConfigError(
+            f"allocation_mode: {mode!r} is neither 'local' nor like 'sglang.d1p1t1+d1p1t1' "
+            "(servers x pipeline x tensor parallel, + the same for training) or 'd2p1t1' "
+            "(learner ranks, generation colocated)"
+        )
+    if int(m.group(2)) != 1:
+        raise ConfigError(f"allocation_mode: {mode!r}: pipeline-parallel SGLang is not supported")
+    return Allocation(*(int(g) for g in m.groups()))
+
+
+def _check_rollout(cfg: TrainConfig) -> None:
+    alloc = parse_allocation(cfg.allocation_mode)
+    if alloc is not None and cfg.rollout.backend == "hf":
+        raise ConfigError(
+            f"allocation_mode: {cfg.allocation_mode!r} runs SGLang servers but rollout.backend "
+            "is 'hf' (set rollout.backend=sglang, or allocation_mode=local)"
+        )
+    for addr in cfg.rollout.server_addrs:
+        host, _, port = addr.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"rollout.server_addrs: {addr!r} is not host:port")
+    if cfg.rollout.server_addrs and cfg.rollout.backend != "sglang":
+        raise ConfigError("rollout.server_addrs: only the sglang backend attaches to servers")
+    if cfg.rollout.backend == "hf" and cfg.rollout.sample_dtype == "bfloat16":
+        # The sampler's bf16 log-probs are not the learner's: the loss recomputes them.
+        cfg.actor.recompute_logprob = True
+
+
+def _cross_checks(cfg: TrainConfig) -> None:
+    _check_rollout(cfg)
+    if len(cfg.reward.functions) != len(cfg.reward.weights):
+        raise ConfigError(
+            f"reward.weights: has {len(cfg.reward.weights)} entries but reward.functions "
+            f"has {len(cfg.reward.functions)}"
+        )
+    if not cfg.reward.functions:
+        raise ConfigError("reward.functions: at least one reward function is needed")
+    for op in cfg.train_dataset.arith_ops + cfg.valid_dataset.arith_ops:
+        if op not in "+-*":
+            raise ConfigError(f"train_dataset.arith_ops: {op!r} is not one of + - *")
+    for key in ("experiment_name", "trial_name"):
+        val = getattr(cfg, key)
+        if not val or "/" in val or val in (".", ".."):
+            raise ConfigError(f"{key}: {val!r} is not a valid folder name")
+
+
+def from_dict(data: dict[str, Any], sections: Mapping[str, type] | None = None) -> TrainConfig:
+    """Validate a nested mapping into a :class:`TrainConfig`; ``sections``: the plugins'
+    config sections (``None``: those of the process-wide plugin host)."""
+    sections = plugin_sections(sections)
+    valid = all_keys(sections=sections)
+    rest = dict(data)
+    built = {
+        name: _build(cls, rest.pop(name, None), f"{name}.", valid) for name, cls in sections.items()
+    }
+    cfg: TrainConfig = _build(TrainConfig, rest, "", valid)
+    cfg.plugin_sections = built
+    _cross_checks(cfg)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain data; plugin sections sit at the root, as they are typed."""
+    out = dataclasses.asdict(cfg)
+    out.update(out.pop("plugin_sections", None) or {})
+    return out
+
+
+def read_number(value: Any) -> Any:
+    # YAML 1.1 reads 1e-6 as a string; numbers written that way are common on the CLI.
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value) if any(c in value.lower() for c in ".e") else int(value)
+    return value
+
+
+def _list_item(raw: str) -> Any:
+    """One item of ``a,b,c`` on the command line, read like a whole value."""
+    try:
+        return read_number(yaml.safe_load(raw))
+    except yaml.YAMLError:
+        return raw
+
+
+def field_help(
+    cls: type = TrainConfig, prefix: str = "", sections: Mapping[str, type] | None = None
+) -> list[tuple[str, str, str, Any]]:
+    """(key, type, help, default) for every leaf, for docs and `config keys`."""
+    rows: list[tuple[str, str, str, Any]] = []
+    hints = _hints(cls)
+    for f in _fields(cls):
+        tp = hints[f.name]
+        if _is_section(tp):
+            rows.extend(field_help(tp, f"{prefix}{f.name}.", {}))
+        else:
+            factory: Any = f.default_factory
+            default = f.default if f.default is not dataclasses.MISSING else factory()
+            rows.append((prefix + f.name, _type_name(tp), f.metadata.get("help", ""), default))
+    if cls is TrainConfig and not prefix:
+        for name, sec in plugin_sections(sections).items():
+            rows.extend(field_help(sec, f"{name}.", {}))
+    return rows

@@ -1,0 +1,223 @@
+"""The plugin author's kit: correctness rewards, per-function reward metrics, the
+trainer's max_samples, config sections for rewards and tasks, broken installed plugins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from grpo_plug import config as cfgmod
+from grpo_plug.api import ComponentRegistry, DatasetConfig, Example, TrainConfig, hookimpl, option
+from grpo_plug.evaluation import RewardSpec, score_samples
+from grpo_plug.metrics import names as mn
+from grpo_plug.plugins import PluginHost
+from grpo_plug.registry import PluginError
+from grpo_plug.testing import check_reward_function, check_task, run_training_step
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Task:
+    name = "t"
+    literal_answers = False
+
+    def load(self) -> list[Example]:
+        return []
+
+    def user_message(self, example: Example) -> str:
+        return ""
+
+
+def test_math_accuracy_declares_correctness(host: PluginHost) -> None:
+    reg = host.reward_functions()
+    assert reg.entry("math_accuracy").correctness
+    assert not reg.entry("format").correctness
+
+
+def test_correctness_is_for_reward_functions_only() -> None:
+    reg: ComponentRegistry[Any] = ComponentRegistry("logger")
+    with pytest.raises(PluginError, match="correctness=True: only reward functions take it"):
+        reg.register("x", object, correctness=True)
+
+
+def test_a_third_party_correctness_reward_is_the_task_reward() -> None:
+    def right(p: Sequence[str], c: Sequence[str], **kw: Any) -> list[float | None]:
+        return [1.0, 0.0, 1.0]
+
+    def half(p: Sequence[str], c: Sequence[str], **kw: Any) -> list[float | None]:
+        return [0.5, None, 0.5]
+
+    cfg = cfgmod.load(overrides=["reward.no_eos_reward=-1"], sections={})
+    no_eos = np.array([False, False, True])
+    args = (_Task(), ["q"] * 3, ["a"] * 3, ["1"] * 3, no_eos, cfg)
+    got = score_samples(
+        [RewardSpec("right", right, 1.0, True), RewardSpec("half", half, 2.0)], *args
+    )
+    assert got.task_reward.tolist() == [1.0, 0.0, 1.0]  # graded, before no_eos_reward
+    assert got.per_function["right"].tolist() == [1.0, 0.0, -1.0]
+    assert got.per_function["half"].tolist() == [0.5, 0.0, 0.5]  # not a correctness function
+    assert got.reward.tolist() == [2.0, 0.0, 0.0]
+    plain = score_samples([RewardSpec("right", right, 1.0)], *args)  # not declared: no accuracy
+    assert plain.task_reward.tolist() == [0.0, 0.0, 0.0] and plain.reward.tolist() == [1, 0, 1]
+
+
+# A plugin using the whole kit: a task that ignores max_samples and reads its section,
+# and two reward functions, one a correctness reward, one reading its section.
+
+
+@dataclass
+class KitTaskConfig:
+    """Keys `kit_task.*`."""
+
+    answer: int = option(7, "The gold answer of every question.")
+
+
+@dataclass
+class KitRewardConfig:
+    """Keys `kit_reward.*`."""
+
+    value: float = option(0.5, "The score of every completion.")
+
+
+class KitTask:
+    name = "kit_task"
+
+    def __init__(self, cfg: DatasetConfig, seed: int, *, config: TrainConfig) -> None:
+        self.gold = str(config.section(KitTaskConfig).answer)
+
+    def load(self) -> list[Example]:
+        return [Example(f"kit-{i}", "1 2 3", self.gold) for i in range(50)]  # no max_samples
+
+    def user_message(self, example: Example) -> str:
+        return example.question
+
+
+def kit_correct(
+    prompts: Sequence[str], completions: Sequence[str], *, golds: Sequence[str]
+) -> list[float | None]:
+    """1.0 when the gold is the section's answer (so always, here)."""
+    return [1.0 if g == "9" else 0.0 for g in golds]
+
+
+def kit_reward(
+    prompts: Sequence[str], completions: Sequence[str], *, config: TrainConfig
+) -> list[float | None]:
+    return [config.section(KitRewardConfig).value] * len(completions)
+
+
+class KitPlugin:
+    @hookimpl
+    def register_tasks(self, registry: ComponentRegistry[Any]) -> None:
+        registry.register("kit_task", KitTask, config=KitTaskConfig)
+
+    @hookimpl
+    def register_reward_functions(self, registry: ComponentRegistry[Any]) -> None:
+        registry.register("kit_correct", kit_correct, correctness=True)
+        registry.register("kit_reward", kit_reward, config=KitRewardConfig)
+
+
+def test_reward_and_task_read_their_sections() -> None:
+    cfg = cfgmod.load(
+        overrides=["kit_reward.value=0.25", "kit_task.answer=3"],
+        sections={"kit_reward": KitRewardConfig, "kit_task": KitTaskConfig},
+    )
+    assert check_reward_function(kit_reward, cfg=cfg) == [0.25, 0.25, 0.25]
+    task = check_task(KitTask, DatasetConfig(max_samples=5), cfg=cfg)
+    assert len(task.load()) == 50 and task.load()[0].gold == "3"  # the trainer cuts, not the task
+
+
+def test_a_step_logs_each_reward_function_and_cuts_max_samples(tmp_path: Path) -> None:
+    res = run_training_step(
+        KitPlugin(),
+        workdir=tmp_path,
+        overrides=(
+            "train_dataset.task=kit_task",
+            "train_dataset.max_samples=8",
+            "valid_dataset.task=kit_task",
+            "kit_task.answer=9",
+            "reward.functions=kit_correct,kit_reward",
+            "reward.weights=1,2",
+            "kit_reward.value=0.25",
+        ),
+    )
+    m = res.metrics
+    assert m[mn.reward_function("kit_correct")] == 1.0
+    assert m[mn.reward_function("kit_reward")] == 0.25
+    assert m[mn.REWARD] == pytest.approx(1.0 + 2 * 0.25)  # the weighted sum, readable
+    assert m[mn.TASK_REWARD] == 1.0  # kit_correct declared correctness=True
+    assert res.summary.n_eval == 4  # valid_dataset.max_samples=4 (the harness's)
+    assert any("kit_task (8 examples)" in msg for msg in res.messages)
+
+
+def test_only_listed_installed_plugins_load_but_builtins_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GRPO_PLUG_PLUGINS", "")
+    names = {p.name for p in PluginHost().plugins()}
+    assert "builtin.rewards" in names and "example" not in names
+
+
+# ----------------------------------------------------------------------- a broken plugin
+
+
+@pytest.fixture()
+def broken_env(tmp_path: Path) -> dict[str, str]:
+    """An installed plugin `badplug` (a real dist-info entry point) whose module fails
+    to import, on PYTHONPATH for the real `grpo-plug` command."""
+    (tmp_path / "badplug_mod").mkdir()
+    (tmp_path / "badplug_mod" / "__init__.py").write_text("")
+    (tmp_path / "badplug_mod" / "plugin.py").write_text("import no_such_module_xyz\n")
+    dist = tmp_path / "badplug-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: badplug\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[grpo_plug]\nbadplug = badplug_mod.plugin\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200", "TERM": "dumb"}
+    env.pop("GRPO_PLUG_PLUGINS", None)
+    env.pop("GRPO_PLUG_DISABLE_PLUGINS", None)
+    return env
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "grpo_plug", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+BROKEN = (
+    "plugin 'badplug' (badplug_mod.plugin) failed to import: ModuleNotFoundError: No module "
+    "named 'no_such_module_xyz'; fix it or disable it with GRPO_PLUG_DISABLE_PLUGINS=badplug"
+)
+
+
+def test_a_broken_plugin_leaves_help_doctor_and_plugins_working(
+    broken_env: dict[str, str],
+) -> None:
+    res = _cli(broken_env, "--help")
+    assert res.returncode == 0 and "train" in res.stdout, res.stderr
+    res = _cli(broken_env, "doctor", "--fileroot", "/tmp")
+    fail = [line for line in res.stdout.splitlines() if "plugins" in line]
+    assert fail and fail[0].lstrip().startswith("fail"), res.stdout
+    assert "plugin 'badplug' (badplug_mod.plugin) failed to import" in fail[0]
+    assert "GRPO_PLUG_DISABLE_PLUGINS=badplug" in fail[0]
+    res = _cli(broken_env, "plugins", "--json")
+    assert res.returncode == 0, res.stderr
+    assert '"source": "broken"' in res.stdout and '"name": "builtin.rewards"' in res.stdout
+
+
+def test_a_broken_plugin_stops_train_and_eval_with_one_line(
+    broken_env: dict[str, str],
+) -> None:
+    for args in (["train", "--preset", "cpu"], ["eval", "--max-samples", "1"]):
+        res = _cli(broken_env, *args)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert res.stderr.strip().splitlines() == [f"error: {BROKEN}"]
+    disabled = {**broken_env, "GRPO_PLUG_DISABLE_PLUGINS": "badplug"}
+    res = _cli(disabled, "config", "show", "total_train_steps=1")
+    assert res.returncode == 0 and "total_train_steps: 1" in res.stdout, res.stderr
