@@ -17,28 +17,12 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_check import time_steps
+from gpu_check import synthetic_batch, time_steps
 from grpo_plug import config as cfgmod
-from grpo_plug.learner import Learner, LearnerBatch, dist
+from grpo_plug.learner import Learner, dist
 from grpo_plug.models import resolve_model_path
-
-
-def cpu_batch(prompts: int, group: int, max_new: int, vocab: int) -> LearnerBatch:
-    rng = np.random.default_rng(0)
-    p_ids, c_ids, lps = [], [], []
-    for _ in range(prompts):
-        prompt = rng.integers(10, vocab, size=int(rng.integers(60, 80))).tolist()
-        for _ in range(group):
-            c = rng.integers(10, vocab, size=int(rng.integers(max_new // 2, max_new + 1)))
-            p_ids.append(prompt)
-            c_ids.append(c.tolist())
-            lps.append((-rng.uniform(0.5, 2.0, size=len(c))).tolist())
-    adv = rng.normal(size=len(p_ids)).astype(np.float32)
-    return LearnerBatch(p_ids, c_ids, lps, adv, np.arange(len(p_ids)))
 
 
 def main() -> None:
@@ -50,8 +34,12 @@ def main() -> None:
     info = dist.from_env(cuda=False)
     base = cfgmod.load(preset="cpu", overrides=[f"actor.path={args.model}"])
     path = str(resolve_model_path(base.actor.path))
-    batch = cpu_batch(
-        base.train_dataset.batch_size, base.gconfig.n_samples, base.gconfig.max_new_tokens, 49152
+    batch = synthetic_batch(
+        base.train_dataset.batch_size,
+        base.gconfig.n_samples,
+        base.gconfig.max_new_tokens,
+        49152,
+        prompt_len=(60, 80),  # the arith task's chat-templated prompts
     )
     tokens = sum(len(p) + len(c) for p, c in zip(batch.prompts, batch.completions, strict=True))
     print(f"batch: {len(batch.prompts)} sequences, {tokens} tokens; model {path}")

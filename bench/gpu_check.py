@@ -59,12 +59,14 @@ def build_model(shape: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def synthetic_batch(prompts: int, group: int, max_new: int, vocab: int) -> LearnerBatch:
-    """GSM8K-like lengths: ~150-token prompts, completions up to ``max_new``."""
+def synthetic_batch(
+    prompts: int, group: int, max_new: int, vocab: int, prompt_len: tuple[int, int] = (100, 200)
+) -> LearnerBatch:
+    """GSM8K-like lengths by default: ~150-token prompts, completions up to ``max_new``."""
     rng = np.random.default_rng(0)
     p_ids, c_ids, lps = [], [], []
     for _ in range(prompts):
-        prompt = rng.integers(10, vocab, size=int(rng.integers(100, 200))).tolist()
+        prompt = rng.integers(10, vocab, size=int(rng.integers(*prompt_len))).tolist()
         for _ in range(group):
             c = rng.integers(10, vocab, size=int(rng.integers(max_new // 2, max_new + 1)))
             p_ids.append(prompt)
