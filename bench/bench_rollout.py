@@ -16,8 +16,9 @@ achieved GFLOP/s = tokens/s x 2 x params; the fraction of the limit is against t
 fp32 figure of the microbenchmark. Medians of ``--repeats`` rounds, each round running
 every variant once (ratios are against the first ``--hf`` variant, in the same process).
 ``--hf`` picks the backend's variants: sampling dtype (fp32 = the learner's weights,
-bf16 = the sampling copy) and KV cache (dynamic = transformers' growing cache, as
-before; prealloc = written in place).
+bf16 = the sampling copy), KV cache (dynamic = transformers' growing cache, as
+before; prealloc = written in place) and, with ``/multinomial``, the former sampler
+(``torch.multinomial`` instead of the inverse-CDF draw).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from grpo_plug import config as cfgmod
 from grpo_plug.evaluation import build_prompt
 from grpo_plug.models import load_model, load_tokenizer, resolve_model_path
 from grpo_plug.plugins import get_host
-from grpo_plug.rollout.hf import HFBackend
+from grpo_plug.rollout.hf import HFBackend, native_bf16_cpu
 from grpo_plug.types import GenerationRequest, SamplingParams
 
 
@@ -57,6 +58,11 @@ def matmul_gflops(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 1
 def limits(hidden: int, inter: int) -> dict[str, float]:
     out = {}
     for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        if dtype == torch.bfloat16 and not native_bf16_cpu():
+            # Emulated bf16 runs at ~0.3 GFLOP/s on such CPUs: a 2048^3 product takes
+            # about a minute, so only a small one shows how slow it is.
+            out[f"{label} 256^3 (not native)"] = matmul_gflops(256, 256, 256, dtype, 0.5)
+            continue
         out[f"{label} 2048^3"] = matmul_gflops(2048, 2048, 2048, dtype)
         out[f"{label} decode 64x{hidden}x{inter}"] = matmul_gflops(64, hidden, inter, dtype)
     return out
@@ -115,6 +121,16 @@ def backend_runner(
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+VARIANTS = [
+    f"{d}/{c}{m}" for d in DTYPES for c in ("dynamic", "prealloc") for m in ("", "/multinomial")
+]
+
+
+def default_variants() -> list[str]:
+    """The original backend (the baseline), last version's default, today's default,
+    and the bf16 copy where this CPU multiplies bf16 natively."""
+    out = ["fp32/dynamic/multinomial", "fp32/prealloc/multinomial", "fp32/prealloc"]
+    return out + (["bf16/prealloc"] if native_bf16_cpu() else [])
 
 
 def timed(fns: dict[str, Callable[[], int]], repeats: int) -> dict[str, tuple[float, float]]:
@@ -168,10 +184,12 @@ def main() -> None:
     ap.add_argument(
         "--hf",
         nargs="+",
-        default=["fp32/dynamic", "fp32/prealloc", "bf16/prealloc"],
-        choices=[f"{d}/{c}" for d in DTYPES for c in ("dynamic", "prealloc")],
-        help="hf backend variants, sampling dtype/KV cache (the first is the baseline: "
-        "fp32/dynamic is the backend before the preallocated cache and the bf16 copy)",
+        default=None,
+        choices=VARIANTS,
+        help="hf backend variants, sampling dtype/KV cache[/multinomial: the former "
+        "sampler] (the first is the baseline; default: fp32/dynamic/multinomial, the "
+        "original backend, then fp32/prealloc/multinomial, fp32/prealloc, and "
+        "bf16/prealloc where bf16 is native)",
     )
     args = ap.parse_args()
 
@@ -190,14 +208,15 @@ def main() -> None:
 
     ids = prompts(tok, args.prompts, seed=1)
     runners: dict[str, Callable[[int], Callable[[], int]]] = {}
-    for variant in args.hf:
-        dtype, cache = variant.split("/")
+    for variant in args.hf or default_variants():
+        dtype, cache, *draw = variant.split("/")
         hf = HFBackend(
             model,
             tok,
             max_batch_size=args.prompts * args.n,
             sample_dtype=DTYPES[dtype],
             cache="dynamic" if cache == "dynamic" else "prealloc",
+            draw="multinomial" if draw else "cdf",
         )
         runners[f"hf {variant}"] = backend_runner(hf.generate, ids, args.n, "h")
     if not args.skip_generate:
@@ -210,7 +229,7 @@ def main() -> None:
         print(f"sglang server start-up {start_s:.0f}s (not counted)")
         runners["sglang server"] = backend_runner(ctl.generate, ids, args.n, "s")
     try:
-        print(f"\n{'rollout':16s} {'new':>4s} {'tokens':>7s} {'tok/s':>8s} {'GFLOP/s':>8s} limit%")
+        print(f"\n{'rollout':28s} {'new':>4s} {'tokens':>7s} {'tok/s':>8s} {'GFLOP/s':>8s} limit%")
         first = next(iter(runners))
         for new in args.new_tokens:
             for fn in runners.values():  # warm-up: allocator, oneDNN kernels, bf16 copy
@@ -221,7 +240,7 @@ def main() -> None:
                 gf = rate * flop_per_token / 1e9
                 frac = 100 * gf / peak
                 print(
-                    f"{name:16s} {new:4d} {count:7.0f} {rate:8.1f} {gf:8.1f} {frac:5.1f}%"
+                    f"{name:28s} {new:4d} {count:7.0f} {rate:8.1f} {gf:8.1f} {frac:5.1f}%"
                     f"  x{rate / base:.2f} vs {first}"
                 )
     finally:

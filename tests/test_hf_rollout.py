@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from grpo_plug import config as cfgmod
-from grpo_plug.rollout.hf import HFBackend, make_hf_backend, resolve_sample_dtype
+from grpo_plug.rollout.hf import HFBackend, draw_from, make_hf_backend, resolve_sample_dtype
 from grpo_plug.testing import build_tiny_model
 from grpo_plug.types import GenerationRequest, RolloutContext, Sample, SamplingParams
 
@@ -74,12 +74,13 @@ def test_greedy_prealloc_cache_decodes_what_the_dynamic_cache_does(tiny: tuple[A
         torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs))
 
 
-def test_sampled_logprobs_are_the_learners_formula(tiny: tuple[Any, Any]) -> None:
+@pytest.mark.parametrize("draw", ["cdf", "multinomial"])
+def test_sampled_logprobs_are_the_learners_formula(tiny: tuple[Any, Any], draw: str) -> None:
     model, tok = tiny
     temp = 0.7
     sp = SamplingParams(max_new_tokens=16, temperature=temp)
     torch.manual_seed(0)
-    samples = backend(model, tok).generate(requests(sp, n=2))
+    samples = backend(model, tok, draw=draw).generate(requests(sp, n=2))
     for prompt, group in zip(PROMPTS, samples, strict=True):
         for s in group:
             want = learner_logprobs(model, prompt, s.output_ids, temp)
@@ -156,3 +157,19 @@ def test_auto_samples_in_bf16_only_on_a_cpu_with_native_bf16(
         assert b.sample_dtype == want
         # The learner reads this same ActorConfig: bf16 samples mean recomputed log-probs.
         assert cfg.actor.recompute_logprob == (want == torch.bfloat16)
+
+
+def test_cdf_draw_matches_the_distribution_and_never_draws_a_masked_token() -> None:
+    """The inverse-CDF draw that replaced ``torch.multinomial``: frequencies over many
+    rows match the probabilities, and zero-probability entries are never chosen."""
+    torch.manual_seed(0)
+    probs = torch.tensor([0.0, 0.1, 0.0, 0.6, 0.3, 0.0])
+    rows = 40_000
+    tok = draw_from(probs.expand(rows, -1).contiguous())
+    counts = torch.bincount(tok, minlength=probs.numel()).double() / rows
+    assert counts[probs == 0].sum().item() == 0.0
+    # 4 standard errors of a binomial proportion at p = 0.6 over 40,000 draws: ~0.01.
+    assert torch.allclose(counts, probs.double(), atol=0.01), counts
+    unnormalised = torch.tensor([[0.0, 2.0, 0.0], [5.0, 0.0, 0.0]])
+    for _ in range(200):
+        assert draw_from(unnormalised).tolist() == [1, 0]
