@@ -88,6 +88,13 @@ def test_sharded_recover_point_resumes_bit_identically(model: Path, tmp_path: Pa
     assert "saved by 2 learner rank(s) but this run has 1" in one.stderr
 
 
+def trained_steps(tmp: Path) -> int:
+    """Steps of the run under ``tmp`` whose learner step ran (a loss was logged)."""
+    (metrics,) = (tmp / "out" / "logs").glob("*/*/*/metrics.jsonl")
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    return len([r for r in rows if "grpo_actor/loss" in r])
+
+
 def train(
     n_ranks: int, model: Path, tmp: Path, *overrides: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -107,7 +114,10 @@ def test_trainer_under_torchrun_resumes_bit_identically(model: Path, tmp_path: P
     wrote the run's files."""
     keys = ("total_train_steps=3", "recover.mode=auto", "recover.freq_steps=1")
     keys += ("saver.freq_steps=3", "valid_dataset.max_samples=4", *OVERRIDES)
-    ok(train(2, model, tmp_path / "full", *keys))
+    keys += ("reward.functions=[math_accuracy,spread]", "reward.weights=[1.0,1.0]")
+    full_run = train(2, model, tmp_path / "full", *keys)
+    ok(full_run)
+    assert "steps=3 trained=3 " in full_run.stdout  # or bit-identity would hold trivially
     killed = train(
         2, model, tmp_path / "crash", *keys, env={"GRPO_PLUG_FAULT_AT": "between_steps:2"}
     )
@@ -145,7 +155,8 @@ def cli_config(tmp: Path, model: Path) -> Path:
 
     keys = ("total_train_steps=3", "recover.mode=auto", "recover.freq_steps=1")
     keys += ("saver.freq_steps=3", "valid_dataset.max_samples=4", *OVERRIDES)
-    keys += ("allocation_mode=d2p1t1", "loggers=[jsonl]", "seed=1")  # seed 1: every step trains
+    keys += ("allocation_mode=d2p1t1", "loggers=[jsonl]", "seed=1")
+    keys += ("reward.functions=[math_accuracy,spread]", "reward.weights=[1.0,1.0]")  # all train
     path = tmp / "run.yaml"
     tmp.mkdir(parents=True, exist_ok=True)
     path.write_text(cfgmod.dump_yaml(tiny_config(tmp, model, *keys)))
@@ -195,9 +206,7 @@ def test_train_starts_torchrun_and_a_killed_rank_resumes_bit_identically(
     ok(full)
     assert "starting 2 learner ranks" in full.stderr
     assert "-m torch.distributed.run --standalone --nproc-per-node 2" in full.stderr
-    (metrics,) = (tmp_path / "full" / "out" / "logs").glob("*/*/*/metrics.jsonl")
-    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert len([r for r in rows if "grpo_actor/loss" in r]) == 3  # every step trained
+    assert trained_steps(tmp_path / "full") == 3
     (recover,) = (tmp_path / "full" / "out" / "checkpoints").glob("*/*/*/recover_checkpoint")
     assert sorted(p.name for p in recover.glob("rng_rank*.json")) == [
         "rng_rank0.json",

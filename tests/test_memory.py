@@ -59,7 +59,8 @@ def test_oom_in_a_real_learner_step_ends_with_the_advice(
 ) -> None:
     host.register(SevenPlugin(), name="seven")
     model = build_tiny_model(tmp_path / "tiny", seed=1)
-    cfg = tiny_config(tmp_path, model, "total_train_steps=2", "seed=1", "loggers=[jsonl]")
+    keys = ("total_train_steps=2", "loggers=[jsonl]", "reward.functions=[spread]")
+    cfg = tiny_config(tmp_path, model, *keys, "reward.weights=[1.0]")  # spread: steps train
     path = tmp_path / "run.yaml"
     path.write_text(cfgmod.dump_yaml(cfg))
     monkeypatch.setattr(actor, "train_minibatch", _oom)  # where the forward/backward runs

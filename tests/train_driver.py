@@ -12,6 +12,7 @@ from pathlib import Path
 from grpo_plug.learner import dist
 from grpo_plug.learner.group import follow
 from grpo_plug.plugins import get_host
+from grpo_plug.testing.fixtures import CaptureLogger
 from tests.test_train import SevenPlugin, tiny_config
 
 
@@ -25,12 +26,14 @@ def main() -> int:
 
     host = get_host()
     host.register(SevenPlugin(), name="seven")
-    trainer = Trainer(cfg, host=host, loggers=[])
+    capture = CaptureLogger()
+    trainer = Trainer(cfg, host=host, loggers=[capture])
     try:
         summary = trainer.train()
     finally:
         trainer.close()
-    print(f"steps={summary.steps} checkpoint={summary.checkpoint}")
+    trained = sum("grpo_actor/loss" in row for row in capture.rows)  # steps whose learner ran
+    print(f"steps={summary.steps} trained={trained} checkpoint={summary.checkpoint}")
     return 0
 
 

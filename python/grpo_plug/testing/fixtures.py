@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import types
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from grpo_plug.registry import ComponentRegistry
 from grpo_plug.types import (
     Example,
     LoggerFactory,
+    RewardFunction,
     RolloutBackend,
     RunInfo,
     TaskFactory,
@@ -36,6 +38,13 @@ class SevenTask:
 
     def user_message(self, example: Example) -> str:
         return example.question
+
+
+def spread_reward(prompts: list[str], completions: list[str], **kwargs: object) -> list[float]:
+    """A score in [0, 1) from a hash of the completion: any group with two different
+    completions has signal, so a test that needs its steps to train does not depend on
+    which completions one seed's sampling stream happens to draw."""
+    return [zlib.crc32(text.encode()) / 2**32 for text in completions]
 
 
 class CaptureLogger:
@@ -89,6 +98,10 @@ class TestingPlugin:
         registry.register("seven", SevenTask, description="test task: every answer is 7")
 
     @hookimpl
+    def register_reward_functions(self, registry: ComponentRegistry[RewardFunction]) -> None:
+        registry.register("spread", spread_reward, description="test reward: a text hash")
+
+    @hookimpl
     def register_loggers(self, registry: ComponentRegistry[LoggerFactory]) -> None:
         def capture(cfg: cfgmod.TrainConfig, run: RunInfo) -> CaptureLogger:
             return self.capture
@@ -102,11 +115,15 @@ class TestingPlugin:
         registry.register("version_only", VersionOnlySync)
 
 
-# Kept under its old name for tests that register only the task.
+# Kept under its old name for tests that register only the task (and ``spread``).
 class SevenPlugin:
     @hookimpl
     def register_tasks(self, registry: ComponentRegistry[TaskFactory]) -> None:
         registry.register("seven", SevenTask)
+
+    @hookimpl
+    def register_reward_functions(self, registry: ComponentRegistry[RewardFunction]) -> None:
+        registry.register("spread", spread_reward)
 
 
 def plugin_name(plugin: object) -> str:
