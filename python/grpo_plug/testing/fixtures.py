@@ -40,7 +40,9 @@ class SevenTask:
         return example.question
 
 
-def spread_reward(prompts: list[str], completions: list[str], **kwargs: object) -> list[float]:
+def spread_reward(
+    prompts: list[str], completions: list[str], **kwargs: object
+) -> list[float | None]:
     """A score in [0, 1) from a hash of the completion: any group with two different
     completions has signal, so a test that needs its steps to train does not depend on
     which completions one seed's sampling stream happens to draw."""
