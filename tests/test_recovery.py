@@ -32,8 +32,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
-def write_config(root: Path, model: Path) -> Path:
-    data = {
+def write_config(root: Path, model: Path, **sections: dict[str, Any]) -> Path:
+    data: dict[str, Any] = {
         "experiment_name": "crash",
         "trial_name": "t0",
         "seed": 5,
@@ -48,6 +48,7 @@ def write_config(root: Path, model: Path) -> Path:
         "reward": {"no_eos_reward": None},
         "evaluator": {"eval_before": True},
         "recover": {"mode": "auto", "freq_steps": 2, "freq_epochs": None, "freq_secs": None},
+        **sections,
     }
     path = root / "run.yaml"
     path.write_text("# grpo-plug train --config run.yaml\n" + yaml.safe_dump(data))
@@ -138,6 +139,39 @@ def test_killed_run_resumes_bit_identical(
     assert_same(got["optimizer"], reference["optimizer"], "optimizer")
     assert got["state"]["global_step"] == reference["state"]["global_step"] == 8
     assert got["metrics"] == reference["metrics"]
+
+
+DYNAMIC = {"dynamic_sampling": {"max_rounds": 2}}
+
+
+@pytest.fixture(scope="module")
+def dynamic_reference(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("dynamic")
+    res = launch(write_config(root, tiny, **DYNAMIC))
+    assert res.returncode == 0, res.stderr[-3000:]
+    ref = outcome(root)
+    rounds = [row.get("rollout/dynamic_rounds", 0) for row in ref["metrics"]]
+    assert sum(rounds) >= 2, ref["metrics"]  # extra rounds ran, so resume must redo them
+    return ref
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["mid_rollout:16", "between_steps:3"])
+def test_killed_run_with_dynamic_sampling_resumes_bit_identical(
+    fault: str, tiny: Path, tmp_path: Path, dynamic_reference: dict[str, Any]
+) -> None:
+    """Extra rounds draw their prompts and noise from (seed, step, round) alone."""
+    config = write_config(tmp_path, tiny, **DYNAMIC)
+    killed = launch(config, fault)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    resumed = launch(config)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = re.search(r"resumed from \S+ at global step (\d+)", resumed.stderr + resumed.stdout)
+    assert said is not None and 2 <= int(said.group(1)) < 8, resumed.stderr[-3000:]
+    got = outcome(tmp_path)
+    assert_same(got["model"], dynamic_reference["model"], "model")
+    assert_same(got["optimizer"], dynamic_reference["optimizer"], "optimizer")
+    assert got["metrics"] == dynamic_reference["metrics"]
 
 
 # ----------------------------------------------------------------------- in-process checks

@@ -149,3 +149,23 @@ def test_a_failing_logger_warns_once_and_training_goes_on(
     assert st.end is not None and st.end["status"] == "done"
     assert st.sample is not None and "completion" in st.sample
     assert st.progress.get("done") == st.progress.get("total") == 8  # the final eval
+
+
+def test_dynamic_sampling_draws_rounds_until_groups_have_signal(
+    tmp_path: Path, seven_host: PluginHost
+) -> None:
+    """The untrained tiny model rarely says 7, so most groups start without signal:
+    steps sample up to 2 more rounds of 4 prompts until 4 groups have signal."""
+    model = build_tiny_model(tmp_path / "tiny")
+    keys = ("total_train_steps=4", "dynamic_sampling.max_rounds=2", "recover.mode=disabled")
+    _, cap = run(tiny_config(tmp_path, model, *keys), seven_host)
+    steps = [r for r in cap.rows if "grpo_actor/policy_version" in r]
+    assert len(steps) == 4
+    for row in steps:
+        rounds, signal = row["rollout/dynamic_rounds"], row["grpo_actor/signal_groups"]
+        sampled = 4 * (rounds + 1)  # groups: batch_size 4 per round
+        assert row["rollout/samples_current_version"] == sampled * 8  # n_samples 8
+        assert row["grpo_actor/zero_adv_ratio"] == pytest.approx(1 - signal / sampled)
+        assert signal >= 4 or rounds == 2  # stopped when enough, or out of rounds
+        assert ("grpo_actor/loss" in row) == (signal > 0)
+    assert any(r["rollout/dynamic_rounds"] > 0 for r in steps), steps  # it did draw more

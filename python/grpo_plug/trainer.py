@@ -21,7 +21,8 @@ Where this departs from the GRPO paper (Shao et al., 2024):
   enabled it is added to the per-token loss (k3 by default), not to the reward.
 - Groups whose rewards are all equal have zero advantage; their sequences are dropped
   from the learner batch (they would only dilute the token mean and cost compute).
-  ``grpo_actor/zero_adv_ratio`` reports the fraction.
+  ``grpo_actor/zero_adv_ratio`` reports the fraction. With ``dynamic_sampling`` set, a
+  step short of groups with signal samples more prompts (``rollout/groups.py``).
 - Completions cut at ``max_new_tokens`` get ``reward.no_eos_reward`` (0 by default) from
   the math grader instead of being graded, and stay in the loss so the policy learns
   to stop. ``grpo_actor/no_eos_ratio`` reports them.
@@ -54,7 +55,7 @@ from grpo_plug.evaluation import (
     build_task,
     evaluate,
     load_examples,
-    score_samples,
+    score_samples,  # noqa: F401  (re-exported)
     write_jsonl,
 )
 from grpo_plug.launch import learner_dist
@@ -73,6 +74,7 @@ from grpo_plug.models import load_tokenizer
 from grpo_plug.plugins import PluginHost, get_host
 from grpo_plug.preflight import SetupError, check_machine, check_world_size, run_dirs
 from grpo_plug.recovery import Checkpointer
+from grpo_plug.rollout import groups
 from grpo_plug.rollout.controller import RolloutController, limits_from_config
 from grpo_plug.rollout.watchdog import ZeroRewardWatchdog
 from grpo_plug.types import (
@@ -306,54 +308,30 @@ class Trainer:
 
     def step(self, batch: Sequence[Example], epoch: int) -> dict[str, float]:
         cfg = self.cfg
-        G = cfg.gconfig.n_samples
         t0 = time.perf_counter()
         # Sampling noise depends only on (seed, step), so a resumed run samples the same.
         torch.manual_seed(cfg.seed * 1_000_003 + self.global_step)
 
-        # 1. rollout: B prompts x G samples
-        sp = SamplingParams(
-            cfg.gconfig.max_new_tokens,
-            cfg.gconfig.temperature,
-            cfg.gconfig.top_p,
-            cfg.gconfig.top_k,
-        )
-        reqs = [
-            GenerationRequest(ex.uid, self.prompt_ids(ex), G, sp, seed=self.request_seed(i))
-            for i, ex in enumerate(batch)
-        ]
-        self.events.stage("rollout", self.global_step + 1, total=len(reqs) * G)
-        groups = self.rollout.generate(reqs)
-        samples = [s for g in groups for s in g]  # [B*G], grouped by prompt
-        prompts = [list(r.prompt_ids) for r in reqs for _ in range(G)]
-        golds = [ex.gold for ex in batch for _ in range(G)]
-        texts = [self.tokenizer.decode(s.output_ids, skip_special_tokens=True) for s in samples]
-        # Cut at max_new_tokens; the controller has resubmitted every abort.
-        no_eos = np.array([s.finish_reason == "length" for s in samples])
+        # 1-3. rollout (B prompts x G samples), reward, group advantages       # [B*G]
+        rounds = [self.sample_round(batch, 0)]
+        while groups.wants_another_round(cfg, rounds):  # dynamic sampling
+            extra = groups.extra_prompts(
+                self.train_data, cfg.seed, self.global_step, len(rounds), len(batch)
+            )
+            rounds.append(self.sample_round(extra, sum(len(r.examples) for r in rounds)))
+        got = groups.merge(rounds)
+        samples, rewards, adv = got.samples, got.rewards, got.advantages
         rollout_stats = {**self.rollout.pop_metrics(), **version_metrics(samples, self.global_step)}
-        t1 = time.perf_counter()
-
-        # 2. reward: weighted sum of reward plugins                         # [B*G]
-        self.events.stage("reward", self.global_step + 1)
-        prompt_texts = [ex.question for ex in batch for _ in range(G)]
-        scores = score_samples(
-            self.reward_fns, self.train_task, prompt_texts, texts, golds, no_eos, cfg
-        )
-        rewards, task_reward = scores.reward, scores.task_reward
+        rollout_stats[mn.DYNAMIC_ROUNDS] = float(len(rounds) - 1)
+        rollout_stats[mn.SIGNAL_GROUPS] = float(got.has_signal.sum())
+        keep = np.repeat(got.has_signal, cfg.gconfig.n_samples)
         t2 = time.perf_counter()
-
-        # 3. advantages, group-relative                                      # [B*G]
-        adv = core.group_advantages(
-            rewards, G, mode=cfg.actor.adv_mode, normalize_batch=cfg.actor.adv_batch_norm
-        )
-        group_has_signal = np.abs(adv.reshape(-1, G)).max(axis=1) > 0  # [B]
-        keep = np.repeat(group_has_signal, G)
 
         # 4+5. pack and learn, minibatch by minibatch (the learner)
         self.events.stage("train", self.global_step + 1)
         stats = self.group.train_step(
             LearnerBatch(
-                prompts=prompts,
+                prompts=got.prompts,
                 completions=[list(s.output_ids) for s in samples],
                 logprobs=[list(s.logprobs) for s in samples],
                 advantages=adv,
@@ -370,23 +348,46 @@ class Trainer:
 
         # 7. metrics
         lens = np.array([len(s.output_ids) for s in samples], dtype=np.float64)
+        last = got.texts[-1]
         self.events.sample(
-            prompt_texts[-1], texts[-1], core.extract_answer(texts[-1]), float(rewards[-1])
+            got.question_texts[-1], last, core.extract_answer(last), float(rewards[-1])
         )
-        times = {mn.TIME_ROLLOUT: t1 - t0, mn.TIME_REWARD: t2 - t1, mn.TIME_TRAIN: t3 - t2}
+        times = {mn.TIME_ROLLOUT: got.seconds_rollout, mn.TIME_REWARD: got.seconds_reward}
+        times[mn.TIME_TRAIN] = t3 - t2
         times[mn.TIME_WEIGHT_SYNC] = t4 - t3
         phases = getattr(self.weight_sync, "seconds", {})
         return {
-            **step_metrics(rewards, task_reward, lens, no_eos, group_has_signal, stats),
-            **{mn.reward_function(n): float(v.mean()) for n, v in scores.per_function.items()},
+            **step_metrics(rewards, got.task_reward, lens, got.no_eos, got.has_signal, stats),
+            **{mn.reward_function(n): float(v.mean()) for n, v in got.per_function.items()},
             mn.POLICY_VERSION: float(self.global_step),
             **times,
             **{mn.weight_sync_phase(phase): secs for phase, secs in phases.items()},
             mn.TIME_STEP: t4 - t0,
-            mn.GEN_TOKENS_PER_S: float(lens.sum() / max(t1 - t0, 1e-9)),
+            mn.GEN_TOKENS_PER_S: float(lens.sum() / max(got.seconds_rollout, 1e-9)),
             mn.PEAK_RSS_GB: peak_rss_gb(),
             **rollout_stats,
         }
+
+    def sample_round(self, batch: Sequence[Example], first_index: int) -> groups.ScoredGroups:
+        """Stages 1-3 for ``batch``; its requests are numbered from ``first_index``."""
+        cfg = self.cfg
+        G = cfg.gconfig.n_samples
+        sp = SamplingParams(
+            cfg.gconfig.max_new_tokens,
+            cfg.gconfig.temperature,
+            cfg.gconfig.top_p,
+            cfg.gconfig.top_k,
+        )
+        reqs = [
+            GenerationRequest(
+                ex.uid, self.prompt_ids(ex), G, sp, seed=self.request_seed(first_index + i)
+            )
+            for i, ex in enumerate(batch)
+        ]
+        self.events.stage("rollout", self.global_step + 1, total=len(reqs) * G)
+        return groups.sample_groups(
+            self.rollout, self.tokenizer, self.train_task, self.reward_fns, cfg, batch, reqs
+        )
 
     def request_seed(self, index: int) -> int:
         """Seed of request ``index`` this step (backends with per-request seeds): the

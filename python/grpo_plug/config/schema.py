@@ -129,6 +129,23 @@ class DatasetConfig:
 
 
 @dataclass
+class DynamicSamplingConfig:
+    max_rounds: int = _f(
+        0,
+        "Extra rounds of train_dataset.batch_size prompts a step may sample while fewer "
+        "than min_groups of its groups have signal (DAPO dynamic sampling; extra prompts "
+        "drawn at random from the training set); 0 = off.",
+        ge=0,
+    )
+    min_groups: int | None = _f(
+        None,
+        "Groups with non-zero advantage a step wants before it trains; "
+        "null = train_dataset.batch_size.",
+        ge=1,
+    )
+
+
+@dataclass
 class RolloutConfig:
     backend: str = _f("hf", "Rollout backend plugin: hf (in-process) or sglang (HTTP).")
     max_concurrent_rollouts: int = _f(
@@ -310,6 +327,9 @@ class TrainConfig:
     train_dataset: DatasetConfig = _sub(DatasetConfig, "Training data.")
     valid_dataset: DatasetConfig = _sub(DatasetConfig, "Evaluation data.")
     rollout: RolloutConfig = _sub(RolloutConfig, "Rollout backend.")
+    dynamic_sampling: DynamicSamplingConfig = _sub(
+        DynamicSamplingConfig, "More prompts for steps whose groups have too little signal."
+    )
     sglang: SGLangConfig = _sub(SGLangConfig, "SGLang server settings.")
     weight_sync: WeightSyncConfig = _sub(WeightSyncConfig, "Weight sync to the rollout backend.")
     saver: SaverConfig = _sub(SaverConfig, "Hugging Face checkpoints.")

@@ -267,6 +267,13 @@ def _cross_checks(cfg: TrainConfig) -> None:
     for op in cfg.train_dataset.arith_ops + cfg.valid_dataset.arith_ops:
         if op not in "+-*":
             raise ConfigError(f"train_dataset.arith_ops: {op!r} is not one of + - *")
+    ds, bs = cfg.dynamic_sampling, cfg.train_dataset.batch_size
+    if ds.min_groups is not None and ds.min_groups > (ds.max_rounds + 1) * bs:
+        raise ConfigError(
+            f"dynamic_sampling.min_groups: {ds.min_groups} is more than the "
+            f"{(ds.max_rounds + 1) * bs} groups a step can sample ((max_rounds {ds.max_rounds}"
+            f" + 1) x train_dataset.batch_size {bs}); raise max_rounds or lower min_groups"
+        )
     for key in ("experiment_name", "trial_name"):
         val = getattr(cfg, key)
         if not val or "/" in val or val in (".", ".."):

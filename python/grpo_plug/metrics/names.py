@@ -17,7 +17,9 @@ LR = "grpo_actor/lr"
 SEQ_LEN = "grpo_actor/seq_len/avg"
 SEQ_LEN_MAX = "grpo_actor/seq_len/max"
 NO_EOS = "grpo_actor/no_eos_ratio"
-ZERO_ADV = "grpo_actor/zero_adv_ratio"
+ZERO_ADV = "grpo_actor/zero_adv_ratio"  # of all groups the step sampled
+SIGNAL_GROUPS = "grpo_actor/signal_groups"  # groups with non-zero advantage: trained on
+DYNAMIC_ROUNDS = "rollout/dynamic_rounds"  # extra rounds of prompts (dynamic_sampling)
 IMPORTANCE_WEIGHT = "grpo_actor/importance_weight"
 LOGPROB_DIFF = "grpo_actor/logprob_abs_diff"
 # Sampler's vs learner's log-probs before the update (only with actor.recompute_logprob).
