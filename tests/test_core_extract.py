@@ -207,7 +207,7 @@ def test_arith_task_rewards_refuse_the_copied_question() -> None:
     task = ArithTask(DatasetConfig(task="arith", arith_style="plain", arith_size=4), seed=1)
     assert literal_answers(task)
     ex = task.load()[0]
-    expr = ex.question.removeprefix("What is ").removesuffix("?")
+    expr = ex.question.removeprefix("What is ").split("?")[0]
     texts = [f"\\boxed{{{expr}}}", f"\\boxed{{{ex.gold}}}"]
     got = math_accuracy([ex.question] * 2, texts, golds=[ex.gold] * 2, literal_answers=True)
     assert got == [0.0, 1.0]
@@ -367,3 +367,26 @@ def test_pool_survives_fork() -> None:
 def _grade_in_child(queue: multiprocessing.queues.Queue[list[float]]) -> None:
     scores = core.grade(["\\boxed{1}"] * 20_000 + ["2"], ["1"] * 20_000 + ["3"])
     queue.put([float(scores[0]), float(scores[-1])])
+
+
+def test_arith_examples_carry_their_operation_and_the_negative_hint() -> None:
+    from grpo_plug.builtin.tasks import ArithTask
+    from grpo_plug.config import DatasetConfig
+    from grpo_plug.evaluation import accuracy_by_category
+
+    cfg = DatasetConfig(task="arith", arith_style="plain", arith_size=60, arith_ops="+-*")
+    examples = ArithTask(cfg, seed=1).load()
+    assert {e.category for e in examples} == {"+", "-", "*"}
+    for e in examples:
+        assert f" {e.category} " in e.question
+        assert e.question.endswith("(The answer may be negative.)") == (e.category == "-")
+    three = DatasetConfig(task="arith", arith_n_operands=3, arith_size=40, arith_ops="*+")
+    cats = {e.category for e in ArithTask(three, seed=1).load()}
+    assert "*+" in cats and "+*" not in cats  # arith_ops order, each op once
+    records = [
+        {"category": "+", "correct": True},
+        {"category": "+", "correct": False},
+        {"category": "*", "correct": False},
+        {"correct": True},  # a task without categories adds nothing
+    ]
+    assert accuracy_by_category(records) == {"+": (1, 2), "*": (0, 1)}

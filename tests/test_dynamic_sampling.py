@@ -15,6 +15,7 @@ def scored(signal: list[bool]) -> groups.ScoredGroups:
     zeros = np.zeros(n * 2, dtype=np.float32)
     return groups.ScoredGroups(
         examples=[Example(str(i), "q", "1") for i in range(n)],
+        questions=["q"] * (2 * n),
         prompts=[[1]] * (2 * n),
         samples=[],
         texts=[""] * (2 * n),

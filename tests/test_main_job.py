@@ -44,6 +44,11 @@ def test_main_job_smoke(tmp_path: Path) -> None:
     m = re.search(r"before (\d+\.\d)% -> after (\d+\.\d)%", out)
     assert m, out
     assert "held-out accuracy on 16 arith problems" in out
+    # One line per operation; together they are the 16 problems and the "after" figure.
+    cats = re.findall(r"^ +([-+*]+): +[\d.]+% -> +[\d.]+% \((\d+)/(\d+)\)$", out, re.M)
+    assert cats and {c[0] for c in cats} <= {"+", "-", "*"}, out
+    assert sum(int(c[2]) for c in cats) == 16
+    assert f"{100 * sum(int(c[1]) for c in cats) / 16:.1f}" == m.group(2)
 
     log_dir = tmp_path / "out" / "logs"
     (metrics_file,) = log_dir.rglob("metrics.jsonl")

@@ -287,3 +287,33 @@ def test_config_diff_ignores_resumable_keys() -> None:
         cfgmod.load(preset="cpu", overrides=["recover.freq_steps=9", "total_train_steps=80"])
     )
     assert ckpt.config_diff(a, b) == []
+
+
+def test_a_fresh_start_sets_an_earlier_attempts_metrics_aside(tmp_path: Path, tiny: Path) -> None:
+    """A trial run again from step 0 (no recover point) must not append to the old rows:
+    the eval-before row and steps 1.. would appear twice in metrics.jsonl."""
+    from grpo_plug.trainer import Trainer
+
+    host = PluginHost()
+    host.register(SevenPlugin(), name="seven")
+    cfg = tiny_config(
+        tmp_path,
+        tiny,
+        "total_train_steps=2",
+        "recover.mode=disabled",
+        "loggers=[jsonl]",
+        "evaluator.eval_before=true",
+        "valid_dataset.max_samples=2",
+    )
+    for _ in range(2):
+        tr = Trainer(cfg, host=host, quiet=True)
+        tr.train()
+        tr.close()
+    metrics = tr.log_dir / "metrics.jsonl"
+
+    def steps(path: Path) -> list[int]:
+        return [json.loads(line)["global_step"] for line in path.read_text().splitlines()]
+
+    assert steps(metrics) == steps(metrics.with_name("metrics.jsonl.1"))
+    assert steps(metrics).count(0) == 1 and max(steps(metrics)) == 2
+    assert not metrics.with_name("metrics.jsonl.2").exists()

@@ -291,10 +291,37 @@ def print_summary(cfg: cfgmod.TrainConfig, summary: Any) -> None:
             f"before {100 * summary.accuracy_before:.1f}% -> after "
             f"{100 * summary.accuracy_after:.1f}% ({delta:+.1f} points)"
         )
+        print_categories(Path(summary.log_dir))
     out.print(f"metrics and predictions: {summary.log_dir}")
     if summary.checkpoint:
         out.print(f"trained model (Hugging Face format): {summary.checkpoint}")
         out.print(f"evaluate it: {escape(eval_hint(cfg, summary.checkpoint))}")
+
+
+def print_categories(log_dir: Path) -> None:
+    """Per-category accuracy before -> after, from the run's eval files (which survive a
+    resume, unlike anything held in memory)."""
+    from grpo_plug.evaluation import read_jsonl
+
+    paths = [log_dir / "eval_before.jsonl", log_dir / "eval_after.jsonl"]
+    if all(p.is_file() for p in paths):
+        print_category_rows(read_jsonl(paths[1]), read_jsonl(paths[0]))
+
+
+def print_category_rows(
+    records: list[dict[str, Any]], before: list[dict[str, Any]] | None = None
+) -> None:
+    """One line per example category: accuracy (before -> after when ``before`` is given)."""
+    from grpo_plug.evaluation import accuracy_by_category
+
+    now, then = accuracy_by_category(records), accuracy_by_category(before or [])
+    for cat in sorted(now, key=lambda c: (len(c), c)):
+        ok, n = now[cat]
+        line = f"  {escape(cat):>4}: "
+        if before is not None:
+            ok0, n0 = then.get(cat, (0, 0))
+            line += f"{100 * ok0 / max(1, n0):5.1f}% -> "
+        out.print(line + f"{100 * ok / n:5.1f}% ({ok}/{n})")
 
 
 def eval_hint(cfg: cfgmod.TrainConfig, checkpoint: str) -> str:
@@ -385,6 +412,7 @@ def eval_cmd(
         f"accuracy {100 * res.accuracy:.1f}% ({sum(r['correct'] for r in res.records)}"
         f"/{res.n}) on {task} {split}; predictions in {path}"
     )
+    print_category_rows(res.records)
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -99,10 +99,29 @@ def evaluate(
                     "correct": bool(score > 0.5),
                 }
             )
+            if ex.category is not None:
+                records[-1]["category"] = ex.category
         if progress is not None:
             progress(len(records), len(examples))
     acc = sum(r["correct"] for r in records) / max(1, len(records))
     return EvalResult(acc, len(records), records)
+
+
+def accuracy_by_category(records: Iterable[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """``category -> (correct, total)`` over eval records that carry a category."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in records:
+        cat = r.get("category")
+        if cat is None:
+            continue
+        ok, n = out.get(str(cat), (0, 0))
+        out[str(cat)] = (ok + bool(r.get("correct")), n + 1)
+    return out
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:

@@ -55,7 +55,6 @@ from grpo_plug.evaluation import (
     build_task,
     evaluate,
     load_examples,
-    score_samples,  # noqa: F401  (re-exported)
     write_jsonl,
 )
 from grpo_plug.launch import learner_dist
@@ -287,6 +286,10 @@ class Trainer:
         """Apply ``recover.mode`` (see :meth:`Checkpointer.resume`)."""
         res = self.checkpointer.resume()
         if res is None:
+            for lg in self.loggers:
+                fresh = getattr(lg, "start_fresh", None)
+                if fresh is not None:
+                    fresh()
             return
         self.global_step = res.global_step
         self.accuracy_before = res.accuracy_before
@@ -349,9 +352,7 @@ class Trainer:
         # 7. metrics
         lens = np.array([len(s.output_ids) for s in samples], dtype=np.float64)
         last = got.texts[-1]
-        self.events.sample(
-            got.question_texts[-1], last, core.extract_answer(last), float(rewards[-1])
-        )
+        self.events.sample(got.questions[-1], last, core.extract_answer(last), float(rewards[-1]))
         times = {mn.TIME_ROLLOUT: got.seconds_rollout, mn.TIME_REWARD: got.seconds_reward}
         times[mn.TIME_TRAIN] = t3 - t2
         times[mn.TIME_WEIGHT_SYNC] = t4 - t3

@@ -191,11 +191,14 @@ WeightSyncFactory = Callable[["TrainConfig"], WeightSync]
 @dataclass(frozen=True)
 class Example:
     """A problem: ``uid`` (unique in its split), ``question`` (shown to the model through
-    the task's ``user_message``) and ``gold`` (the answer reward functions grade against)."""
+    the task's ``user_message``), ``gold`` (the answer reward functions grade against) and
+    an optional ``category`` (e.g. the operation), by which evaluation also reports
+    accuracy."""
 
     uid: str
     question: str
     gold: str
+    category: str | None = None
 
 
 class Task(Protocol):
@@ -236,7 +239,8 @@ class RunInfo:
 
 class Logger(Protocol):
     """Receives metrics. May also define ``resume(global_step)``, called after a recover
-    point is restored, to drop what it logged after that step."""
+    point is restored, to drop what it logged after that step, and ``start_fresh()``,
+    called when the run starts at step 0 instead, to set aside an earlier attempt's rows."""
 
     name: str
 

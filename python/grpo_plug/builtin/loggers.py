@@ -85,6 +85,19 @@ class JsonlLogger:
         os.replace(tmp, self.path)
         self._fh = self.path.open("a", encoding="utf-8")
 
+    def start_fresh(self) -> None:
+        """The run starts at step 0: rows left by an earlier attempt (one that died before
+        its first recover point, or a re-run of a finished trial) move to
+        ``metrics.jsonl.<k>`` rather than mixing with this run's."""
+        if self.path.stat().st_size == 0:
+            return
+        self._fh.close()
+        k = 1
+        while self.path.with_name(f"{self.path.name}.{k}").exists():
+            k += 1
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.{k}"))
+        self._fh = self.path.open("a", encoding="utf-8")
+
     def close(self) -> None:
         self._fh.close()
 

@@ -122,7 +122,9 @@ class ArithTask:
         self.cfg = cfg
         self.seed = seed
 
-    def _problem(self, rng: random.Random) -> tuple[str, int]:
+    def _problem(self, rng: random.Random) -> tuple[str, int, str]:
+        """(question, value, category): the category is the operations used, in
+        ``arith_ops`` order ("*", "+-")."""
         n = self.cfg.arith_n_operands
         nums = [rng.randint(1, self.cfg.arith_max_operand) for _ in range(n)]
         ops = [rng.choice(self.cfg.arith_ops) for _ in range(n - 1)]
@@ -130,11 +132,14 @@ class ArithTask:
         for op, x in zip(ops, nums[1:], strict=True):
             expr += f" {op} {x}"
         value = eval(expr, {"__builtins__": {}})  # digits and + - * only, built above
+        category = "".join(op for op in self.cfg.arith_ops if op in ops)
         style = self.cfg.arith_style
         if style == "mixed":
             style = "plain" if rng.random() < 0.5 else "word"
+        # Without the hint the model never answers a negative (0/29 solved).
+        hint = " (The answer may be negative.)" if "-" in ops else ""
         if style == "plain":
-            return f"What is {expr}?", int(value)
+            return f"What is {expr}?{hint}", int(value), category
         if n == 2:
             name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
             a, b = nums
@@ -146,8 +151,8 @@ class ArithTask:
                 "*": f"{name} has {a} boxes with {b} {item} in each box. How many {item} "
                 f"does {name} have in total?",
             }[ops[0]]
-            return text, int(value)
-        return f"Compute {expr}.", int(value)
+            return text, int(value), category
+        return f"Compute {expr}.{hint}", int(value), category
 
     def _generate(self, split: str, count: int, exclude: set[str]) -> list[Example]:
         rng = random.Random(f"arith:{self.seed}:{split}")
@@ -156,11 +161,12 @@ class ArithTask:
         attempts = 0
         while len(out) < count and attempts < count * 50:
             attempts += 1
-            text, value = self._problem(rng)
+            text, value, ops = self._problem(rng)
             if text in seen:
                 continue
             seen.add(text)
-            out.append(Example(uid=f"arith-{split}-{len(out)}", question=text, gold=str(value)))
+            uid = f"arith-{split}-{len(out)}"
+            out.append(Example(uid=uid, question=text, gold=str(value), category=ops))
         return out
 
     def load(self) -> list[Example]:

@@ -12,6 +12,7 @@ and a resumed run's batches stay what they were.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ class ScoredGroups:
     """``B`` prompts x ``G`` samples, flat ``[B*G]`` and grouped by prompt."""
 
     examples: list[Example]  # [B]
+    questions: list[str]  # [B*G] question texts, as the reward functions got them
     prompts: list[list[int]]  # [B*G] prompt token ids
     samples: list[Sample]  # [B*G]
     texts: list[str]  # [B*G] decoded completions
@@ -41,11 +43,6 @@ class ScoredGroups:
     seconds_rollout: float
     seconds_reward: float
 
-    @property
-    def question_texts(self) -> list[str]:  # [B*G]
-        g = len(self.samples) // max(len(self.examples), 1)
-        return [ex.question for ex in self.examples for _ in range(g)]
-
 
 def sample_groups(
     rollout: RolloutController,
@@ -57,8 +54,6 @@ def sample_groups(
     reqs: Sequence[GenerationRequest],
 ) -> ScoredGroups:
     """1. rollout, 2. reward, 3. advantages for ``reqs`` (one per example)."""
-    import time
-
     G = cfg.gconfig.n_samples
     t0 = time.perf_counter()
     groups = rollout.generate(list(reqs))
@@ -77,6 +72,7 @@ def sample_groups(
     )
     return ScoredGroups(
         examples=list(examples),
+        questions=questions,
         prompts=[list(r.prompt_ids) for r in reqs for _ in range(G)],
         samples=samples,
         texts=texts,
@@ -99,6 +95,7 @@ def merge(rounds: Sequence[ScoredGroups]) -> ScoredGroups:
     names = rounds[0].per_function
     return ScoredGroups(
         examples=[ex for r in rounds for ex in r.examples],
+        questions=[q for r in rounds for q in r.questions],
         prompts=[p for r in rounds for p in r.prompts],
         samples=[s for r in rounds for s in r.samples],
         texts=[t for r in rounds for t in r.texts],

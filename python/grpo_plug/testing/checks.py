@@ -178,6 +178,9 @@ def check_logger(
     resume = getattr(logger, "resume", None)
     if resume is not None:
         _call(what, "resume(global_step)", resume, 1)
+    fresh = getattr(logger, "start_fresh", None)
+    if fresh is not None:
+        _call(what, "start_fresh()", fresh)
     _call(what, "close()", logger.close)
     return logger
 
