@@ -33,14 +33,16 @@ def test_advice_names_each_knob_with_its_value_and_the_next_one() -> None:
     )
     for line in (
         "sglang.mem_fraction_static: 0.8 -> 0.6",
-        "actor.gradient_checkpointing: false -> true",
-        f"actor.mb_max_tokens: {mb} -> {mb // 2}",
+        f"actor.mb_max_tokens: {mb} -> {mb // 2}  [the recover point still resumes]",
+        "actor.gradient_checkpointing: false -> true  [the recover point still resumes]",
         f"gconfig.max_new_tokens: {cfg.gconfig.max_new_tokens} -> "
         f"{cfg.gconfig.max_new_tokens // 2}",
         f"rollout.max_concurrent_rollouts: {cfg.rollout.max_concurrent_rollouts} -> "
         f"{cfg.rollout.max_concurrent_rollouts // 2}",
     ):
         assert line in text, text
+    new_tokens = f"gconfig.max_new_tokens: {cfg.gconfig.max_new_tokens} -> "
+    assert f"{new_tokens}{cfg.gconfig.max_new_tokens // 2}\n" in text  # changes the run
     low = cfgmod.load(
         overrides=["actor.gradient_checkpointing=true", "gconfig.max_new_tokens=1"]
     )  # colocated: no server memory to give back; knobs at their floor are left out

@@ -287,6 +287,12 @@ def test_config_diff_ignores_resumable_keys() -> None:
         cfgmod.load(preset="cpu", overrides=["recover.freq_steps=9", "total_train_steps=80"])
     )
     assert ckpt.config_diff(a, b) == []
+    # The OOM advice's memory knobs resume too; what changes the maths does not.
+    memory = ["actor.mb_max_tokens=512", "actor.gradient_checkpointing=true"]
+    memory.append("sglang.mem_fraction_static=0.5")
+    assert ckpt.config_diff(a, cfgmod.to_dict(cfgmod.load(preset="cpu", overrides=memory))) == []
+    c = cfgmod.to_dict(cfgmod.load(preset="cpu", overrides=["gconfig.max_new_tokens=32"]))
+    assert ckpt.config_diff(a, c) == ["gconfig.max_new_tokens: 64 -> 32"]
 
 
 def test_a_fresh_start_sets_an_earlier_attempts_metrics_aside(tmp_path: Path, tiny: Path) -> None:

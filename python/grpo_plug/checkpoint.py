@@ -52,6 +52,11 @@ RESUMABLE_KEYS = (
     "rollout.max_concurrent_rollouts",
     "cluster.fileroot",
     "valid_dataset.",
+    # Memory knobs (the OOM advice's): they change how a step is cut up, not its maths,
+    # since every micro-batch's loss is weighted by the step's global token counts.
+    "actor.mb_max_tokens",
+    "actor.gradient_checkpointing",
+    "sglang.mem_fraction_static",
 )
 
 
