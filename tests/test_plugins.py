@@ -167,6 +167,20 @@ def test_allow_and_block_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "jsonl" not in fresh.loggers()
 
 
+def test_a_misspelled_allow_list_name_is_an_error_not_silence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GRPO_PLUG_PLUGINS", "exmaple")
+    host = PluginHost()
+    assert "exmaple" in host.broken()
+    with pytest.raises(PluginError) as info:
+        host.check_broken()
+    msg = str(info.value)
+    assert "GRPO_PLUG_PLUGINS names 'exmaple', which no installed plugin provides" in msg
+    assert "did you mean 'example'?" in msg and "fix GRPO_PLUG_PLUGINS" in msg
+    assert "GRPO_PLUG_DISABLE_PLUGINS" not in msg  # disabling a typo would not help
+
+
 def test_plugin_that_fails_to_import(monkeypatch: pytest.MonkeyPatch) -> None:
     from importlib import metadata
 

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from grpo_plug import __version__
+from grpo_plug import __version__, plugin_commands
 from grpo_plug import config as cfgmod
+from grpo_plug.cli_io import USER_ERRORS, err, out, user_errors
 from grpo_plug.doctor import doctor_checks
-from grpo_plug.interactive import resume_command
 from grpo_plug.metrics import commands as metric_commands
 from grpo_plug.plugins import get_host
 from grpo_plug.registry import PluginError
+from grpo_plug.run_summary import print_category_rows, print_summary
 
 app = typer.Typer(
     name="grpo-plug",
@@ -35,27 +32,7 @@ config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.command()(metric_commands.watch)
 app.command()(metric_commands.report)
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-USER_ERRORS: tuple[type[Exception], ...] = (cfgmod.ConfigError, PluginError)
-
-
-def user_errors(fn: F) -> F:
-    """Turn known user errors into one line on stderr and exit code 2."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except USER_ERRORS as e:
-            err.print(f"[red]error:[/red] {escape(str(e))}")
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
+app.add_typer(plugin_commands.plugins_app, name="plugins")
 
 
 def _version(value: bool) -> None:
@@ -270,78 +247,6 @@ def _follow(cfg: cfgmod.TrainConfig) -> None:
         raise typer.Exit(1) from None
 
 
-def print_summary(cfg: cfgmod.TrainConfig, summary: Any) -> None:
-    if summary.interrupted:
-        out.print(
-            f"[bold]stopped[/bold] after step {summary.steps} on request "
-            f"({summary.seconds / 60:.1f} min); "
-            + ("a recover point was written. " if cfg.recover.mode != "disabled" else "")
-            + f"Resume with: {escape(resume_command())}"
-        )
-        out.print(f"metrics and predictions: {summary.log_dir}")
-        return
-    out.print(
-        f"[bold]done[/bold]: {summary.steps} steps in {summary.seconds / 60:.1f} min, "
-        f"peak memory {summary.peak_rss_gb:.2f} GB"
-    )
-    if summary.accuracy_before is not None and summary.accuracy_after is not None:
-        delta = 100 * (summary.accuracy_after - summary.accuracy_before)
-        out.print(
-            f"held-out accuracy on {summary.n_eval} {cfg.valid_dataset.task} problems: "
-            f"before {100 * summary.accuracy_before:.1f}% -> after "
-            f"{100 * summary.accuracy_after:.1f}% ({delta:+.1f} points)"
-        )
-        print_categories(Path(summary.log_dir))
-    out.print(f"metrics and predictions: {summary.log_dir}")
-    if summary.checkpoint:
-        out.print(f"trained model (Hugging Face format): {summary.checkpoint}")
-        out.print(f"evaluate it: {escape(eval_hint(cfg, summary.checkpoint))}")
-
-
-def print_categories(log_dir: Path) -> None:
-    """Per-category accuracy before -> after, from the run's eval files (which survive a
-    resume, unlike anything held in memory)."""
-    from grpo_plug.evaluation import read_jsonl
-
-    paths = [log_dir / "eval_before.jsonl", log_dir / "eval_after.jsonl"]
-    if all(p.is_file() for p in paths):
-        print_category_rows(read_jsonl(paths[1]), read_jsonl(paths[0]))
-
-
-def print_category_rows(
-    records: list[dict[str, Any]], before: list[dict[str, Any]] | None = None
-) -> None:
-    """One line per example category: accuracy (before -> after when ``before`` is given)."""
-    from grpo_plug.evaluation import accuracy_by_category
-
-    now, then = accuracy_by_category(records), accuracy_by_category(before or [])
-    for cat in sorted(now, key=lambda c: (len(c), c)):
-        ok, n = now[cat]
-        line = f"  {escape(cat):>4}: "
-        if before is not None:
-            ok0, n0 = then.get(cat, (0, 0))
-            line += f"{100 * ok0 / max(1, n0):5.1f}% -> "
-        out.print(line + f"{100 * ok / n:5.1f}% ({ok}/{n})")
-
-
-def eval_hint(cfg: cfgmod.TrainConfig, checkpoint: str) -> str:
-    """The `grpo-plug eval` command that re-measures the summary's held-out accuracy."""
-    vd = cfg.valid_dataset
-    parts = ["grpo-plug eval", f"--model-path {shlex.quote(checkpoint)}", f"--task {vd.task}"]
-    if vd.path:
-        parts.append(f"--data {shlex.quote(vd.path)}")
-    if vd.max_samples:
-        parts.append(f"--max-samples {vd.max_samples}")
-    parts.append(f"--max-new-tokens {cfg.evaluator.max_new_tokens or cfg.gconfig.max_new_tokens}")
-    parts.append(f"--seed {cfg.seed}")
-    if vd.task == "arith":  # the task's knobs, where they differ from eval's defaults
-        defaults = type(vd)()
-        for f in dataclasses.fields(vd):
-            if f.name.startswith("arith_") and getattr(vd, f.name) != getattr(defaults, f.name):
-                parts.append(shlex.quote(f"{f.name}={getattr(vd, f.name)}"))
-    return " ".join(parts)
-
-
 @app.command("eval")
 def eval_cmd(
     model_path: Annotated[
@@ -464,91 +369,6 @@ def checkpoints(
                 str(c.path.relative_to(run_dir)),
             )
     out.print(table)
-
-
-# ----------------------------------------------------------------------- plugins
-
-
-plugins_app = typer.Typer(help="List installed plugins; `plugins new` scaffolds one.")
-app.add_typer(plugins_app, name="plugins")
-
-
-@plugins_app.callback(invoke_without_command=True)
-@user_errors
-def plugins(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """List installed plugins and the components each registers."""
-    if ctx.invoked_subcommand is not None:
-        return
-    host = get_host()
-    components: dict[str, list[dict[str, str]]] = {}
-    for hook in (
-        "register_rollout_backends",
-        "register_weight_sync_strategies",
-        "register_tasks",
-        "register_reward_functions",
-        "register_loggers",
-    ):
-        for entry in host.collect(hook, strict=False):  # list what loads, beside the broken
-            components.setdefault(entry.plugin, []).append(
-                {"kind": host_kind(hook), "name": entry.name, "description": entry.description}
-            )
-    rows: list[dict[str, Any]] = [
-        {
-            "name": p.name,
-            "source": p.source,
-            "hooks": list(p.hooks),
-            "components": components.get(p.name, []),
-        }
-        for p in host.plugins()
-    ]
-    broken = host.broken()
-    rows += [
-        {"name": n, "source": "broken", "hooks": [], "components": [], "error": why}
-        for n, why in sorted(broken.items())
-    ]
-    if as_json:
-        out.print(json.dumps(rows, indent=2), markup=False)
-        return
-    table = Table(title="grpo-plug plugins")
-    table.add_column("plugin")
-    table.add_column("source")
-    table.add_column("registers")
-    for row in rows:
-        regs = ", ".join(f"{c['kind']} {c['name']}" for c in row["components"])
-        if not regs:
-            regs = ", ".join(row["hooks"])
-        if "error" in row:
-            regs = f"[red]{escape(row['error'])}[/red]"
-        table.add_row(row["name"], row["source"], regs)
-    out.print(table)
-    if broken:
-        err.print(f"[red]{len(broken)} broken[/red]: {escape(host.disable_hint())}")
-
-
-@plugins_app.command("new")
-@user_errors
-def plugins_new(
-    kind: Annotated[str, typer.Argument(help="reward, backend, weight-sync, logger or task.")],
-    name: Annotated[str, typer.Argument(help="Component name, e.g. my_reward.")],
-    directory: Annotated[
-        Path, typer.Option("--dir", help="Folder to create the package in.")
-    ] = Path("."),
-) -> None:
-    """Scaffold an installable plugin package whose own tests pass unchanged."""
-    from grpo_plug.scaffold import new_plugin
-
-    root = new_plugin(kind, name, directory)
-    out.print(f"wrote {escape(str(root))}")
-    out.print(f"next: pip install -e {escape(str(root))} && python -m pytest {escape(str(root))}")
-
-
-def host_kind(hook: str) -> str:
-    from grpo_plug.plugins import REGISTRY_HOOKS
-
-    return REGISTRY_HOOKS[hook]
 
 
 # ----------------------------------------------------------------------- doctor

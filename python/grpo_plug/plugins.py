@@ -20,7 +20,8 @@ and an entry point in its package's ``pyproject.toml``::
 Environment switches
 --------------------
 ``GRPO_PLUG_PLUGINS``          comma list: load only these installed plugins
-                               (empty string: none); the built-ins still load.
+                               (empty string: none); the built-ins still load. A
+                               name no installed plugin has counts as broken.
 ``GRPO_PLUG_DISABLE_PLUGINS``  comma list of plugins (installed or ``builtin.*``) to skip.
 ``GRPO_PLUG_TRACE_PLUGINS=1``  print every hook call (plugin, hook, time) to stderr.
 
@@ -117,6 +118,7 @@ class PluginHost:
         self._loaded = False
         self._sources: dict[str, str] = {}
         self._broken: dict[str, str] = {}  # installed plugin -> why it did not load
+        self._unknown: set[str] = set()  # GRPO_PLUG_PLUGINS names with no plugin
 
     # -- loading -----------------------------------------------------------------
 
@@ -131,7 +133,9 @@ class PluginHost:
                 continue
             self._register(importlib.import_module(modname), name, "builtin")
         allowed = _env_list("GRPO_PLUG_PLUGINS")
-        for ep in sorted(metadata.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
+        eps = sorted(metadata.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name)
+        self._note_unknown(allowed, {ep.name for ep in eps})
+        for ep in eps:
             if ep.name in blocked or (allowed is not None and ep.name not in allowed):
                 continue
             if self.pm.has_plugin(ep.name):
@@ -150,6 +154,20 @@ class PluginHost:
                 self._broken[ep.name] = str(e)
         self._loaded = True
 
+    def _note_unknown(self, allowed: set[str] | None, installed: set[str]) -> None:
+        """A name in GRPO_PLUG_PLUGINS that nothing installed provides is a typo that
+        would otherwise load nothing, silently: it counts as broken."""
+        import difflib
+
+        for name in sorted((allowed or set()) - installed):
+            close = difflib.get_close_matches(name, sorted(installed), n=1)
+            self._broken[name] = (
+                f"GRPO_PLUG_PLUGINS names {name!r}, which no installed plugin provides "
+                f"(installed: {', '.join(sorted(installed)) or 'none'})"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+            )
+            self._unknown.add(name)
+
     def broken(self) -> dict[str, str]:
         """Installed plugins that did not load -> the one-line reason."""
         self.load()
@@ -157,7 +175,10 @@ class PluginHost:
 
     def disable_hint(self) -> str:
         """How to skip the broken plugins, keeping what is already disabled."""
-        names = sorted((_env_list("GRPO_PLUG_DISABLE_PLUGINS") or set()) | set(self._broken))
+        failed = set(self._broken) - self._unknown
+        if not failed:
+            return "fix GRPO_PLUG_PLUGINS (installed plugin names, comma-separated)"
+        names = sorted((_env_list("GRPO_PLUG_DISABLE_PLUGINS") or set()) | failed)
         return f"fix it or disable it with GRPO_PLUG_DISABLE_PLUGINS={','.join(names)}"
 
     def check_broken(self) -> None:
