@@ -5,9 +5,11 @@
 One GRPO train step (the cpu preset's learner: fp32, ``actor.mb_max_tokens=1024``,
 8 prompts x 8 samples, completions of 32-64 tokens, ~70-token prompts like the arith
 task's chat-templated ones) on the embedded SmolLM2, with ``actor.attention=packed``
-(documents in one row, no padding) and ``padded`` (a ``[S, L]`` rectangle), gradient
-checkpointing on and off. Prints the median seconds per step of each, learner tokens/s
-(prompt + completion tokens of the batch / seconds) and the ratio against padded.
+(documents in one row, no padding), ``padded`` (a ``[S, L]`` rectangle) and
+``shared_prompt`` (each group's prompt once, its KV cache repeated: what ``auto`` picks
+on one rank; not with checkpointing, which forbids the cache), gradient checkpointing
+on and off. Prints the median seconds per step of each, learner tokens/s (prompt +
+completion tokens of the batch / seconds) and the ratio against padded.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def main() -> None:
     print(f"batch: {len(batch.prompts)} sequences, {tokens} tokens; model {path}")
     secs: dict[tuple[str, str], float] = {}
     for ckpt in ("false", "true"):
-        for attention in ("padded", "packed"):
+        # shared_prompt keeps each prompt's KV cache, which checkpointing forbids
+        for attention in ("padded", "packed", "shared_prompt")[: 3 if ckpt == "false" else 2]:
             cfg = cfgmod.load(
                 preset="cpu",
                 overrides=[
@@ -59,7 +62,7 @@ def main() -> None:
             del learner
             ratio = secs["padded", ckpt] / secs[attention, ckpt]
             print(
-                f"learner {attention:<6} ckpt={ckpt:<5}  {secs[attention, ckpt]:6.2f} s/step"
+                f"learner {attention:<13} ckpt={ckpt:<5}  {secs[attention, ckpt]:6.2f} s/step"
                 f"  {tokens / secs[attention, ckpt]:7.0f} tok/s  x{ratio:.2f} vs padded",
                 flush=True,
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,7 +149,7 @@ CLI_DRIVER = ROOT / "tests" / "cli_driver.py"
 MARK = "GRPO_PLUG_TEST_MARK"  # inherited by everything a run starts: finds orphans
 
 
-def cli_config(tmp: Path, model: Path) -> Path:
+def cli_config(tmp: Path, model: Path, *extra: str) -> Path:
     """A 2-rank colocated run (allocation_mode=d2p1t1) of the tiny model on ``seven``."""
     from grpo_plug import config as cfgmod
     from tests.test_train import tiny_config
@@ -157,6 +158,7 @@ def cli_config(tmp: Path, model: Path) -> Path:
     keys += ("saver.freq_steps=3", "valid_dataset.max_samples=4", *OVERRIDES)
     keys += ("allocation_mode=d2p1t1", "loggers=[jsonl]", "seed=1")
     keys += ("reward.functions=[math_accuracy,spread]", "reward.weights=[1.0,1.0]")  # all train
+    keys += extra
     path = tmp / "run.yaml"
     tmp.mkdir(parents=True, exist_ok=True)
     path.write_text(cfgmod.dump_yaml(tiny_config(tmp, model, *keys)))
@@ -251,3 +253,66 @@ def test_sigterm_to_train_stops_every_rank(model: Path, tmp_path: Path) -> None:
     assert proc.returncode == 143, stderr.decode()[-2000:]
     assert "stopped every learner rank on request" in stderr.decode()
     assert marked("term") == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_train_stops_every_rank_after_the_step_and_resumes(
+    model: Path, tmp_path: Path
+) -> None:
+    """The first Ctrl-C (SIGINT) to the `grpo-plug train` that started torchrun reaches
+    rank 0 alone: it finishes the step, writes a recover point and every rank ends
+    cleanly; the same command then resumes there and finishes the run."""
+    import signal
+    import time
+
+    config = cli_config(tmp_path, model, "total_train_steps=12")
+    cmd = [sys.executable, str(CLI_DRIVER), "train", "--config", str(config), "--no-tui"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=cli_env("int"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if trained_rows(tmp_path):  # step 1 is logged: the run is well under way
+                break
+            time.sleep(0.2)
+        assert trained_rows(tmp_path), "no step was logged"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    stopped = re.search(r"stopped after step (\d+) on request", stdout)
+    assert stopped and 1 <= int(stopped.group(1)) < 12, stdout[-2000:]
+    assert marked("int") == []  # rank 1 followed rank 0 out; nothing outlived the run
+    (recover,) = (tmp_path / "out" / "checkpoints").glob("*/*/*/recover_checkpoint")
+    state = json.loads((recover / "state.json").read_text())
+    assert state["global_step"] == int(stopped.group(1))
+
+    resumed = cli_train(config, "int-resume")
+    ok(resumed)
+    said = re.search(r"resumed from \S+ at global step (\d+)", resumed.stdout + resumed.stderr)
+    assert said and said.group(1) == stopped.group(1)
+    assert "done: 12 steps" in resumed.stdout
+    assert max(r["global_step"] for r in trained_rows(tmp_path)) == 12
+
+
+def trained_rows(tmp: Path) -> list[dict[str, float]]:
+    """The step rows (not evaluations) logged so far by the run under ``tmp``."""
+    found = list((tmp / "out" / "logs").glob("*/*/*/metrics.jsonl"))
+    if not found:
+        return []
+    rows = []
+    for line in found[0].read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # being written
+        if "timeperf/rollout" in row:
+            rows.append(row)
+    return rows

@@ -3,6 +3,7 @@ trainer's max_samples, config sections for rewards and tasks, broken installed p
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -168,18 +169,38 @@ def test_only_listed_installed_plugins_load_but_builtins_do(
 # ----------------------------------------------------------------------- a broken plugin
 
 
-@pytest.fixture()
-def broken_env(tmp_path: Path) -> dict[str, str]:
+BAD_HOOK = """from grpo_plug import hookimpl
+
+
+@hookimpl
+def register_reward_functions(registry):
+    raise RuntimeError("reward table missing")
+"""
+
+BROKEN = {
+    "import": "plugin 'badplug' (badplug_mod.plugin) failed to import: ModuleNotFoundError: "
+    "No module named 'no_such_module_xyz'",
+    "hook": "plugin 'badplug' failed in register_reward_functions: RuntimeError: "
+    "reward table missing",
+}
+DISABLE = "fix it or disable it with GRPO_PLUG_DISABLE_PLUGINS=badplug"
+
+
+@pytest.fixture(params=["import", "hook"])
+def broken_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     """An installed plugin `badplug` (a real dist-info entry point) whose module fails
-    to import, on PYTHONPATH for the real `grpo-plug` command."""
+    to import, or whose register_* hook raises, on PYTHONPATH for the real `grpo-plug`
+    command; ``BROKEN_WHY`` in the env is the line it should be reported with."""
     (tmp_path / "badplug_mod").mkdir()
     (tmp_path / "badplug_mod" / "__init__.py").write_text("")
-    (tmp_path / "badplug_mod" / "plugin.py").write_text("import no_such_module_xyz\n")
+    code = "import no_such_module_xyz\n" if request.param == "import" else BAD_HOOK
+    (tmp_path / "badplug_mod" / "plugin.py").write_text(code)
     dist = tmp_path / "badplug-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: badplug\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[grpo_plug]\nbadplug = badplug_mod.plugin\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200", "TERM": "dumb"}
+    env["BROKEN_WHY"] = BROKEN[request.param]
     env.pop("GRPO_PLUG_PLUGINS", None)
     env.pop("GRPO_PLUG_DISABLE_PLUGINS", None)
     return env
@@ -190,12 +211,6 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
-BROKEN = (
-    "plugin 'badplug' (badplug_mod.plugin) failed to import: ModuleNotFoundError: No module "
-    "named 'no_such_module_xyz'; fix it or disable it with GRPO_PLUG_DISABLE_PLUGINS=badplug"
-)
-
-
 def test_a_broken_plugin_leaves_help_doctor_and_plugins_working(
     broken_env: dict[str, str],
 ) -> None:
@@ -204,11 +219,14 @@ def test_a_broken_plugin_leaves_help_doctor_and_plugins_working(
     res = _cli(broken_env, "doctor", "--fileroot", "/tmp")
     fail = [line for line in res.stdout.splitlines() if "plugins" in line]
     assert fail and fail[0].lstrip().startswith("fail"), res.stdout
-    assert "plugin 'badplug' (badplug_mod.plugin) failed to import" in fail[0]
+    assert broken_env["BROKEN_WHY"] in fail[0]
     assert "GRPO_PLUG_DISABLE_PLUGINS=badplug" in fail[0]
     res = _cli(broken_env, "plugins", "--json")
     assert res.returncode == 0, res.stderr
-    assert '"source": "broken"' in res.stdout and '"name": "builtin.rewards"' in res.stdout
+    rows = {row["name"]: row for row in json.loads(res.stdout)}
+    assert rows["badplug"]["source"] == "broken"
+    assert rows["badplug"]["error"] == broken_env["BROKEN_WHY"]
+    assert "math_accuracy" in {c["name"] for c in rows["builtin.rewards"]["components"]}
 
 
 def test_a_broken_plugin_stops_train_and_eval_with_one_line(
@@ -217,7 +235,8 @@ def test_a_broken_plugin_stops_train_and_eval_with_one_line(
     for args in (["train", "--preset", "cpu"], ["eval", "--max-samples", "1"]):
         res = _cli(broken_env, *args)
         assert res.returncode == 2, res.stdout + res.stderr
-        assert res.stderr.strip().splitlines() == [f"error: {BROKEN}"]
+        expected = f"error: {broken_env['BROKEN_WHY']}; {DISABLE}"
+        assert res.stderr.strip().splitlines() == [expected]
     disabled = {**broken_env, "GRPO_PLUG_DISABLE_PLUGINS": "badplug"}
     res = _cli(disabled, "config", "show", "total_train_steps=1")
     assert res.returncode == 0 and "total_train_steps: 1" in res.stdout, res.stderr

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grpo_plug.config import TrainConfig
-from grpo_plug.plugins import get_host
+from grpo_plug.plugins import REGISTRY_HOOKS, get_host
 from grpo_plug.registry import PluginError
 
 Row = tuple[str, str, str, str]
@@ -139,6 +139,8 @@ def plugins_check() -> Row:
     host = get_host()
     try:
         listed = host.plugins()
+        for hook in REGISTRY_HOOKS:  # a register_* hook that raises is broken too
+            host.collect(hook, strict=False)
     except PluginError as e:
         return ("plugins", "fail", str(e), "fix or block it with GRPO_PLUG_DISABLE_PLUGINS")
     broken = host.broken()

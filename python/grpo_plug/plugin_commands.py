@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from grpo_plug.cli_io import err, out, user_errors
-from grpo_plug.plugins import get_host
+from grpo_plug.plugins import REGISTRY_HOOKS, get_host
 
 plugins_app = typer.Typer(help="List installed plugins; `plugins new` scaffolds one.")
 
@@ -28,17 +28,12 @@ def plugins(
         return
     host = get_host()
     components: dict[str, list[dict[str, str]]] = {}
-    for hook in (
-        "register_rollout_backends",
-        "register_weight_sync_strategies",
-        "register_tasks",
-        "register_reward_functions",
-        "register_loggers",
-    ):
+    for hook in REGISTRY_HOOKS:
         for entry in host.collect(hook, strict=False):  # list what loads, beside the broken
             components.setdefault(entry.plugin, []).append(
-                {"kind": host_kind(hook), "name": entry.name, "description": entry.description}
+                {"kind": REGISTRY_HOOKS[hook], "name": entry.name, "description": entry.description}
             )
+    broken = host.broken()
     rows: list[dict[str, Any]] = [
         {
             "name": p.name,
@@ -47,8 +42,8 @@ def plugins(
             "components": components.get(p.name, []),
         }
         for p in host.plugins()
+        if p.name not in broken  # one whose hook raised is listed below, as broken
     ]
-    broken = host.broken()
     rows += [
         {"name": n, "source": "broken", "hooks": [], "components": [], "error": why}
         for n, why in sorted(broken.items())
@@ -87,9 +82,3 @@ def plugins_new(
     root = new_plugin(kind, name, directory)
     out.print(f"wrote {escape(str(root))}")
     out.print(f"next: pip install -e {escape(str(root))} && python -m pytest {escape(str(root))}")
-
-
-def host_kind(hook: str) -> str:
-    from grpo_plug.plugins import REGISTRY_HOOKS
-
-    return REGISTRY_HOOKS[hook]

@@ -209,8 +209,17 @@ class PluginHost:
 
     # -- calling -----------------------------------------------------------------
 
-    def _call_each(self, hook_name: str, on_impl: Callable[[str], None], **kwargs: Any) -> None:
-        """Call every implementation of a hook, telling ``on_impl`` whose turn it is."""
+    def _call_each(
+        self,
+        hook_name: str,
+        on_impl: Callable[[str], None],
+        *,
+        lenient: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Call every implementation of a hook, telling ``on_impl`` whose turn it is;
+        ``lenient``: one that raises is set aside as broken (for the commands that list
+        and diagnose) instead of stopping the call."""
         self.load()
         trace = os.environ.get("GRPO_PLUG_TRACE_PLUGINS", "") not in ("", "0")
         caller = getattr(self.pm.hook, hook_name)
@@ -220,12 +229,18 @@ class PluginHost:
             start = time.perf_counter()
             try:
                 impl.function(**{k: kwargs[k] for k in impl.argnames})
-            except PluginError:
-                raise
+            except PluginError as e:  # the registry's own (a duplicate name, ...)
+                if not lenient:
+                    raise
+                self._broken.setdefault(impl.plugin_name, str(e))
+                continue
             except Exception as e:
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(e).__name__}: {e}"
-                ) from e
+                name = impl.plugin_name
+                why = f"plugin {name!r} failed in {hook_name}: {type(e).__name__}: {e}"
+                self._broken.setdefault(name, why)
+                if not lenient:
+                    raise PluginError(f"{why}; {self.disable_hint()}") from e
+                continue
             if trace:
                 ms = (time.perf_counter() - start) * 1e3
                 print(
@@ -250,7 +265,7 @@ class PluginHost:
         def set_plugin(name: str) -> None:
             registry._current_plugin = name
 
-        self._call_each(hook_name, set_plugin, registry=registry)
+        self._call_each(hook_name, set_plugin, lenient=not strict, registry=registry)
         registry._current_plugin = "<direct>"
         return registry
 
