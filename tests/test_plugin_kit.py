@@ -59,14 +59,17 @@ def test_a_third_party_correctness_reward_is_the_task_reward() -> None:
     cfg = cfgmod.load(overrides=["reward.no_eos_reward=-1"], sections={})
     no_eos = np.array([False, False, True])
     args = (_Task(), ["q"] * 3, ["a"] * 3, ["1"] * 3, no_eos, cfg)
+    ids = {"completion_ids": [[1, 2]] * 3}
     got = score_samples(
-        [RewardSpec("right", right, 1.0, True), RewardSpec("half", half, 2.0)], *args
+        [RewardSpec("right", right, 1.0, True), RewardSpec("half", half, 2.0)], *args, **ids
     )
     assert got.task_reward.tolist() == [1.0, 0.0, 1.0]  # graded, before no_eos_reward
     assert got.per_function["right"].tolist() == [1.0, 0.0, -1.0]
     assert got.per_function["half"].tolist() == [0.5, 0.0, 0.5]  # not a correctness function
     assert got.reward.tolist() == [2.0, 0.0, 0.0]
-    plain = score_samples([RewardSpec("right", right, 1.0)], *args)  # not declared: no accuracy
+    plain = score_samples(
+        [RewardSpec("right", right, 1.0)], *args, **ids
+    )  # not declared: no accuracy
     assert plain.task_reward.tolist() == [0.0, 0.0, 0.0] and plain.reward.tolist() == [1, 0, 1]
 
 
@@ -135,6 +138,19 @@ def test_reward_and_task_read_their_sections() -> None:
     assert len(task.load()) == 50 and task.load()[0].gold == "3"  # the trainer cuts, not the task
 
 
+def test_a_check_without_the_components_section_says_how_to_give_it(tmp_path: Path) -> None:
+    from grpo_plug.testing import ContractError, isolated_host
+
+    with pytest.raises(ContractError) as info:
+        check_reward_function(kit_reward)  # reads kit_reward.*, absent from the defaults
+    assert "KitRewardConfig: not a config section of this run" in str(info.value)
+    assert "pass cfg=grpo_plug.config.load(sections=isolated_host(" in str(info.value)
+    with pytest.raises(ContractError, match="isolated_host"):
+        check_task(KitTask)
+    cfg = cfgmod.load(sections=isolated_host(KitPlugin()).config_sections())
+    assert check_reward_function(kit_reward, cfg=cfg) == [0.5] * 3  # the hint works as given
+
+
 def test_a_step_logs_each_reward_function_and_cuts_max_samples(tmp_path: Path) -> None:
     res = run_training_step(
         KitPlugin(),
@@ -156,6 +172,33 @@ def test_a_step_logs_each_reward_function_and_cuts_max_samples(tmp_path: Path) -
     assert m[mn.TASK_REWARD] == 1.0  # kit_correct declared correctness=True
     assert res.summary.n_eval == 4  # valid_dataset.max_samples=4 (the harness's)
     assert any("kit_task (8 examples)" in msg for msg in res.messages)
+
+
+def token_count(
+    prompts: Sequence[str], completions: Sequence[str], *, completion_ids: list[list[int]]
+) -> list[float | None]:
+    """Names only `completion_ids`: a length in tokens, not in characters."""
+    return [float(len(ids)) for ids in completion_ids]
+
+
+class TokenPlugin:
+    @hookimpl
+    def register_reward_functions(self, registry: ComponentRegistry[Any]) -> None:
+        registry.register("token_count", token_count)
+
+
+def test_a_reward_function_gets_each_completions_token_ids(tmp_path: Path) -> None:
+    assert check_reward_function(token_count, completions=["ab", "", "é"]) == [2.0, 0.0, 2.0]
+    assert check_reward_function(token_count, completions=["ab"], completion_ids=[[7]]) == [1.0]
+    res = run_training_step(
+        TokenPlugin(),
+        workdir=tmp_path,
+        overrides=("reward.functions=math_accuracy,token_count", "reward.weights=1,0.01"),
+    )
+    m = res.metrics
+    # The mean of its values is the mean generated length the trainer logs.
+    assert m[mn.reward_function("token_count")] == pytest.approx(m[mn.SEQ_LEN], rel=1e-5)
+    assert m[mn.SEQ_LEN] > 0
 
 
 def test_only_listed_installed_plugins_load_but_builtins_do(

@@ -160,6 +160,8 @@ def score_samples(
     golds: list[str],
     no_eos: Any,
     cfg: TrainConfig,
+    *,
+    completion_ids: Sequence[Sequence[int]],
 ) -> Scores:
     """Score every sample with every reward function; ``None`` counts 0.
 
@@ -172,7 +174,14 @@ def score_samples(
     per_function: dict[str, Any] = {}
     literal = literal_answers(task)
     for spec in reward_fns:
-        got = spec.fn(prompts, texts, golds=golds, literal_answers=literal, config=cfg)
+        got = spec.fn(
+            prompts,
+            texts,
+            golds=golds,
+            literal_answers=literal,
+            config=cfg,
+            completion_ids=completion_ids,
+        )
         vals = np.array([0.0 if v is None else v for v in got], dtype=np.float32)
         if spec.correctness:
             if task_reward is None:  # the seed's task reward = accuracy

@@ -22,6 +22,8 @@ from grpo_plug.types import RewardFunction
 REWARD_KEYWORDS: dict[str, str] = {
     "golds": "list[str]: the gold answer of each completion's problem, same order",
     "literal_answers": "bool: the task's flag; an answer computed inside a box grades 0",
+    "completion_ids": "list[list[int]]: each completion's generated token ids (their count "
+    "is its length in tokens; the EOS token is last when it stopped there)",
     "config": "TrainConfig: the run's config; `config.section(Cls)` reads the section the "
     "function was registered with (`config=Cls`)",
 }

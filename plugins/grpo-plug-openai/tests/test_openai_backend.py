@@ -22,7 +22,14 @@ from grpo_plug_openai.wire import completion_body, parse_completion
 
 from grpo_plug import config
 from grpo_plug.api import ConfigError, GenerationRequest, RequestFailed, SamplingParams
-from grpo_plug.testing import check_rollout_backend, isolated_host, registered, tiny_context
+from grpo_plug.testing import (
+    ContractError,
+    check_rollout_backend,
+    check_weight_sync,
+    isolated_host,
+    registered,
+    tiny_context,
+)
 
 EOS = 2
 URL = "http://127.0.0.1:1/v1"
@@ -260,9 +267,10 @@ def test_frozen_server_refuses_training_without_the_opt_in() -> None:
 
 def test_frozen_strategy_moves_neither_weights_nor_version() -> None:
     backend = Scripted().backend()
-    sync = FrozenServer(config.load(sections={}))
-    sync.sync(None, backend, 1)
-    sync.sync(None, backend, 2)
+    sync = check_weight_sync(FrozenServer, backend=backend, updates=False)
+    assert isinstance(sync, FrozenServer)
     assert backend.version == 0 and sync.skipped == [1, 2]
+    with pytest.raises(ContractError, match=r"backend is at 0, expected 1"):
+        check_weight_sync(FrozenServer, backend=Scripted().backend())  # it does not update
     (s, _) = run(backend, one(SamplingParams(max_new_tokens=3)))
     assert s.policy_version == 0 and all(math.isfinite(x) for x in s.logprobs)

@@ -66,7 +66,10 @@ def sample_groups(
 
     golds = [ex.gold for ex in examples for _ in range(G)]
     questions = [ex.question for ex in examples for _ in range(G)]
-    scores = score_samples(reward_fns, task, questions, texts, golds, no_eos, cfg)
+    ids = [list(s.output_ids) for s in samples]
+    scores = score_samples(
+        reward_fns, task, questions, texts, golds, no_eos, cfg, completion_ids=ids
+    )
     adv = core.group_advantages(
         scores.reward, G, mode=cfg.actor.adv_mode, normalize_batch=cfg.actor.adv_batch_norm
     )

@@ -38,8 +38,20 @@ class ContractError(AssertionError):
     """A component breaks its contract; the message says which part."""
 
 
+SECTION_HINT = (
+    " (a check runs with the default config unless given cfg=, and that has no plugin "
+    "sections: pass cfg=grpo_plug.config.load(sections=isolated_host(YourPlugin())"
+    ".config_sections()))"
+)
+
+
+def _with_hint(message: str) -> str:
+    """A component reading a section the check's config lacks: say how to give it one."""
+    return message + SECTION_HINT if "not a config section of this run" in message else message
+
+
 def _fail(what: str, message: str) -> ContractError:
-    return ContractError(f"{what}: {message}")
+    return ContractError(_with_hint(f"{what}: {message}"))
 
 
 def _call(what: str, step: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -78,15 +90,26 @@ def check_reward_function(
     golds: Sequence[str] = _GOLDS,
     name: str = "under test",
     cfg: cfgmod.TrainConfig | None = None,
+    completion_ids: Sequence[Sequence[int]] | None = None,
 ) -> list[float | None]:
     """Call ``fn`` as the trainer does (every documented keyword, ``config`` = ``cfg``
-    or the defaults, plus one added later that a ``**kwargs`` function must tolerate)
-    and on an empty batch; return its scores for ``completions``."""
+    or the defaults, ``completion_ids`` = the given ids or each completion's UTF-8
+    bytes, plus one added later that a ``**kwargs`` function must tolerate) and on an
+    empty batch; return its scores for ``completions``."""
     what = f"reward function {name!r}"
     if not callable(fn):
         raise _fail(what, f"is not callable ({type(fn).__name__})")
     config = cfg or _default_config()
-    keywords: dict[str, Any] = {"golds": list(golds), "literal_answers": False, "config": config}
+    if completion_ids is None:  # a byte-level tokenizer stands in for the model's
+        completion_ids = [list(c.encode()) for c in completions]
+    if len(completion_ids) != len(completions):
+        raise ValueError(f"{len(completion_ids)} completion_ids for {len(completions)} completions")
+    keywords: dict[str, Any] = {
+        "golds": list(golds),
+        "literal_answers": False,
+        "config": config,
+        "completion_ids": [list(ids) for ids in completion_ids],
+    }
     assert set(keywords) == set(REWARD_KEYWORDS), "check_reward_function is out of date"
     accepted = accepted_keywords(fn)
     named = {k: v for k, v in keywords.items() if accepted is None or k in accepted}
@@ -97,9 +120,9 @@ def check_reward_function(
     call = adapt_reward(fn, name, "under test")
     try:
         scores = call(list(prompts), list(completions), **keywords, **{_FUTURE_KEYWORD: 1})
-        empty = call([], [], golds=[], literal_answers=False, config=config)
+        empty = call([], [], golds=[], literal_answers=False, config=config, completion_ids=[])
     except RewardError as e:
-        raise ContractError(str(e)) from e
+        raise ContractError(_with_hint(str(e))) from e
     if empty != []:
         raise _fail(what, f"returned {empty!r} for no completions, expected []")
     return scores
@@ -350,10 +373,14 @@ def check_weight_sync(
     backend: RolloutBackend | None = None,
     model: object | None = None,
     cfg: cfgmod.TrainConfig | None = None,
+    *,
+    updates: bool = True,
 ) -> WeightSync:
     """Build the strategy, sync twice into ``backend`` (a :class:`RecordingBackend` by
     default) and check the backend reports each new policy version, that generation
-    paused is resumed, and that ``close`` works."""
+    paused is resumed, and that ``close`` works. ``updates=False`` is for a strategy
+    that deliberately pushes nothing (a frozen server): the backend's version must then
+    stay where it was, so no sample is tagged with a policy that did not make it."""
     what = "weight-sync strategy"
     if hasattr(component, "sync") and not isinstance(component, type):  # built already
         sync = cast(WeightSync, component)
@@ -362,11 +389,18 @@ def check_weight_sync(
         sync = _call(what, "the factory (config)", factory, cfg or _default_config())
     what = f"weight-sync strategy {_name(what, sync)!r}"
     backend = backend or RecordingBackend()
+    start = getattr(backend, "version", None)
     for version in (1, 2):
         _call(what, "sync(model, backend, version)", sync.sync, model, backend, version)
-        got = getattr(backend, "version", version)  # a backend without one: not checkable
-        if got != version:
-            raise _fail(what, f"after sync(..., version={version}) the backend is at {got!r}")
+        want = version if updates else start
+        got = getattr(backend, "version", want)  # a backend without one: not checkable
+        if got != want:
+            says = "" if updates else " (updates=False: a strategy that pushes nothing)"
+            raise _fail(
+                what,
+                f"after sync(..., version={version}) the backend is at {got!r}, "
+                f"expected {want!r}{says}",
+            )
     calls: list[str] = getattr(backend, "calls", [])
     if calls.count("pause_generation") != calls.count("continue_generation"):
         raise _fail(what, f"paused generation without resuming it ({calls})")
