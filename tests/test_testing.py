@@ -134,7 +134,9 @@ def test_broken_tasks_are_named() -> None:
 
 def test_builtin_logger_passes(tmp_path: Path) -> None:
     check_logger(JsonlLogger, log_dir=tmp_path)
-    assert (tmp_path / "metrics.jsonl").read_text().count("global_step") == 1  # resume(1)
+    # resume(1) kept one row; start_fresh() then set it aside for a new attempt
+    assert (tmp_path / "metrics.jsonl.1").read_text().count("global_step") == 1
+    assert (tmp_path / "metrics.jsonl").read_text() == ""
 
 
 def test_a_failing_logger_is_named() -> None:
