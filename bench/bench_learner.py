@@ -1,6 +1,6 @@
 """Learner tokens/s on the CPU at the cpu preset's shapes: packed vs padded, side by side.
 
-    .venv/bin/python bench/bench_learner.py [--repeats 3] [--model embedded:smollm2-135m]
+    .venv/bin/python bench/bench_learner.py [--repeats 1] [--model embedded:smollm2-135m]
 
 One GRPO train step (the cpu preset's learner: fp32, ``actor.mb_max_tokens=1024``,
 8 prompts x 8 samples, completions of 32-64 tokens, ~70-token prompts like the arith
@@ -29,7 +29,7 @@ from grpo_plug.models import resolve_model_path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3, help="timed steps per variant")
+    ap.add_argument("--repeats", type=int, default=1, help="timed steps per variant")
     ap.add_argument("--model", default="embedded:smollm2-135m", help="actor.path to train")
     args = ap.parse_args()
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
