@@ -286,21 +286,22 @@ class Trainer:
         """Apply ``recover.mode`` (see :meth:`Checkpointer.resume`)."""
         res = self.checkpointer.resume()
         if res is None:
-            for lg in self.loggers:
-                fresh = getattr(lg, "start_fresh", None)
-                if fresh is not None:
-                    fresh()
+            self.tell_loggers("start_fresh")
             return
         self.global_step = res.global_step
         self.accuracy_before = res.accuracy_before
         self.accuracy_after = res.accuracy_after
         self.rollout.set_policy_version(self.global_step)
-        for lg in self.loggers:
-            resume = getattr(lg, "resume", None)
-            if resume is not None:
-                resume(self.global_step)
+        self.tell_loggers("resume", self.global_step)
         self.resumed_from = res.path
         self.message(f"resumed from {res.path} at global step {self.global_step}")
+
+    def tell_loggers(self, method: str, *args: object) -> None:
+        """Call a logger's optional ``method`` (``resume``, ``start_fresh``) where it has one."""
+        for lg in self.loggers:
+            fn = getattr(lg, method, None)
+            if fn is not None:
+                fn(*args)
 
     def save_recover(self, epoch: int, accuracy_after: float | None = None) -> None:
         self.checkpointer.save_recover(
