@@ -1,11 +1,14 @@
 """grpo-plug vs TRL's GRPOTrainer: seconds and reward per step, same model, task, settings.
 
     .venv/bin/python bench/bench_trl.py [--steps 6] [--prompts 4] [--samples 8] [--tokens 64]
+                                        [--gradient-checkpointing]
 
 Both train the embedded SmolLM2-135M-Instruct (fp32, CPU) on the `arith` task with
 the same prompts per step, samples per prompt, max new tokens, learning rate,
-temperature and no KL. The runs alternate step by step in one process (a TRL step,
-then a grpo-plug step) so machine noise hits both alike. Prints a table per step, the
+temperature, no KL and gradient checkpointing (off on both unless
+``--gradient-checkpointing``; TRL's own default is on, ours off). The runs alternate
+step by step in one process (a TRL step, then a grpo-plug step) so machine noise hits
+both alike. Prints a table per step, the
 medians and the ratio grpo-plug / TRL (goal <= 0.5).
 """
 
@@ -26,6 +29,11 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=8, help="samples per prompt")
     ap.add_argument("--tokens", type=int, default=64, help="max new tokens")
     ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass, on both sides (default: off on both)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -47,6 +55,7 @@ def main() -> None:
         f"gconfig.n_samples={args.samples}",
         f"gconfig.max_new_tokens={args.tokens}",
         f"actor.lr={args.lr}",
+        f"actor.gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
         "actor.kl_ctl=0",
         "evaluator.eval_before=false",
         "valid_dataset.max_samples=1",
@@ -78,6 +87,7 @@ def main() -> None:
         max_completion_length=args.tokens,
         temperature=1.0,
         beta=0.0,
+        gradient_checkpointing=args.gradient_checkpointing,
         max_steps=args.steps,
         logging_steps=1,
         report_to="none",
@@ -131,7 +141,8 @@ def main() -> None:
 
     print(
         f"\n{args.prompts} prompts x {args.samples} samples x <= {args.tokens} new tokens, "
-        f"lr {args.lr}, fp32, {torch.get_num_threads()} threads"
+        f"lr {args.lr}, fp32, {torch.get_num_threads()} threads, gradient checkpointing "
+        f"{'on' if args.gradient_checkpointing else 'off'} on both"
     )
     print(f"{'step':>4} {'TRL s':>8} {'ours s':>8} {'TRL reward':>11} {'ours reward':>12}")
     for i in range(len(ours_times)):

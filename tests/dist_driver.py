@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from grpo_plug import checkpoint as ckpt
 from grpo_plug import config as cfgmod
+from grpo_plug.launch import end_rank
 from grpo_plug.learner import Learner, LearnerBatch, dist, fsdp
 
 
@@ -92,4 +93,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    if os.environ.get("WORLD_SIZE"):  # a torchrun rank
+        end_rank(rc)
+    sys.exit(rc)

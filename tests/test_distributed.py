@@ -31,7 +31,8 @@ def drive(
     if n_ranks > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n_ranks}"]
     cmd = [*launcher, "tests/dist_driver.py", "--model", str(model), "--out", str(out), *args]
-    run_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    # faulthandler: a rank that aborts prints every thread's Python stack.
+    run_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     return subprocess.run(
         [*cmd, *OVERRIDES], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=600
     )

@@ -146,3 +146,33 @@ def test_colocated_layout_checks_the_ranks_started() -> None:
     with pytest.raises(SetupError, match=r"trains on 2 learner rank.*has 1"):
         check_world_size(cfg, 1)
     check_world_size(cfg, 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "stream", "text"),
+    [
+        (["--version"], 0, "stdout", "grpo-plug"),
+        (["train", "--preset", "no-such-preset"], 2, "stderr", "no-such-preset"),
+    ],
+)
+def test_a_rank_under_torchrun_ends_with_its_code_and_every_line_printed(
+    args: list[str], code: int, stream: str, text: str
+) -> None:
+    """Under torchrun `grpo-plug` ends by os._exit (no interpreter teardown): the exit
+    status is the command's and buffered output still reaches the pipe."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_plug", *args], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == code, proc.stderr
+    assert text in getattr(proc, stream)
+
+
+def test_exit_code_of_system_exit(capsys: pytest.CaptureFixture[str]) -> None:
+    assert launch.exit_code(SystemExit()) == 0
+    assert launch.exit_code(SystemExit(3)) == 3
+    assert launch.exit_code(SystemExit("bad thing")) == 1
+    assert "bad thing" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from grpo_plug.launch import end_rank
 from grpo_plug.learner import dist
 from grpo_plug.learner.group import follow
 from grpo_plug.plugins import get_host
@@ -38,4 +39,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    end_rank(main())  # always under torchrun

@@ -418,4 +418,14 @@ def main() -> None:
             err.print(f"[red]error:[/red] {escape(str(e))}")
             raise SystemExit(2) from None
         _COMMANDS_ADDED = True
-    app()
+    from grpo_plug import launch
+
+    if not launch.under_torchrun():
+        app()
+        return
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = launch.exit_code(e)
+    launch.end_rank(code)
