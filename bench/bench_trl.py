@@ -142,7 +142,7 @@ def main() -> None:
     print(
         f"\n{args.prompts} prompts x {args.samples} samples x <= {args.tokens} new tokens, "
         f"lr {args.lr}, fp32, {torch.get_num_threads()} threads, gradient checkpointing "
-        f"{'on' if args.gradient_checkpointing else 'off'} on both"
+        f"{'on' if args.gradient_checkpointing else 'off'} (both)"
     )
     print(f"{'step':>4} {'TRL s':>8} {'ours s':>8} {'TRL reward':>11} {'ours reward':>12}")
     for i in range(len(ours_times)):
