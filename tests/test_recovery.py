@@ -177,21 +177,19 @@ def test_killed_run_with_dynamic_sampling_resumes_bit_identical(
 # ----------------------------------------------------------------------- in-process checks
 
 
+def seven_host() -> PluginHost:
+    """A plugin host with the test task ``seven`` registered."""
+    host = PluginHost()
+    host.register(SevenPlugin(), name="seven")
+    return host
+
+
 def trainer_for(tmp_path: Path, tiny: Path, *extra: str) -> Any:
     from grpo_plug.trainer import Trainer
 
-    host = PluginHost()
-    host.register(SevenPlugin(), name="seven")
-    cfg = tiny_config(
-        tmp_path,
-        tiny,
-        "total_train_steps=4",
-        "recover.freq_steps=2",
-        "recover.freq_secs=null",
-        "valid_dataset.max_samples=2",
-        *extra,
-    )
-    return Trainer(cfg, host=host, loggers=[Capture()])
+    keys = ("total_train_steps=4", "recover.freq_steps=2", "recover.freq_secs=null")
+    cfg = tiny_config(tmp_path, tiny, *keys, "valid_dataset.max_samples=2", *extra)
+    return Trainer(cfg, host=seven_host(), loggers=[Capture()])
 
 
 def finished_run(tmp_path: Path, tiny: Path, *extra: str) -> Path:
@@ -300,16 +298,10 @@ def test_a_fresh_start_sets_an_earlier_attempts_metrics_aside(tmp_path: Path, ti
     the eval-before row and steps 1.. would appear twice in metrics.jsonl."""
     from grpo_plug.trainer import Trainer
 
-    host = PluginHost()
-    host.register(SevenPlugin(), name="seven")
+    host = seven_host()
+    keys = ("total_train_steps=2", "recover.mode=disabled", "loggers=[jsonl]")
     cfg = tiny_config(
-        tmp_path,
-        tiny,
-        "total_train_steps=2",
-        "recover.mode=disabled",
-        "loggers=[jsonl]",
-        "evaluator.eval_before=true",
-        "valid_dataset.max_samples=2",
+        tmp_path, tiny, *keys, "evaluator.eval_before=true", "valid_dataset.max_samples=2"
     )
     for _ in range(2):
         tr = Trainer(cfg, host=host, quiet=True)
