@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from grpo_plug import core
@@ -109,3 +110,53 @@ def test_rank_from_torchrun_variables() -> None:
     assert dist.from_env({}, cuda=False).is_main
     with pytest.raises(ValueError, match="outside WORLD_SIZE"):
         dist.from_env({"RANK": "2", "WORLD_SIZE": "2"}, cuda=False)
+
+
+def test_fused_recompute_gives_the_separate_passes_gradients(tmp_path: Path) -> None:
+    """One minibatch with recompute_logprob: pi_old from the training forward itself
+    (detached) gives the gradients of a no-grad recompute pass followed by training,
+    and reports the same sampler mismatch."""
+
+    from transformers import AutoModelForCausalLM
+
+    from grpo_plug.config import ActorConfig
+    from grpo_plug.learner.step import recompute_old_logprobs, train_minibatch
+
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m", seed=3))
+    model.train()
+    rng = np.random.default_rng(4)
+    prompts = [rng.integers(3, 14, size=int(rng.integers(2, 9))).tolist() for _ in range(6)]
+    comps = [rng.integers(3, 14, size=int(rng.integers(1, 7))).tolist() for _ in range(6)]
+    sampler = [(-2.0 + 0.1 * rng.normal(size=len(c))).tolist() for c in comps]
+    adv = rng.normal(size=6).astype(np.float32)
+    cfg = ActorConfig(recompute_logprob=True, attention="packed")
+    grads, diffs = [], []
+    for fused in (False, True):
+        (mbs,) = core.pack_microbatches(prompts, comps, sampler, adv, max_tokens=10_000)
+        model.zero_grad()
+        if not fused:
+            total, count = recompute_old_logprobs(model, mbs, cfg, 1.0, "packed")
+            diffs.append(total / count)
+        st = train_minibatch(
+            model,
+            None,
+            mbs,
+            cfg,
+            temperature=1.0,
+            max_new_tokens=8,
+            path="packed",
+            old_from_learner=fused,
+        )
+        if fused:
+            diffs.append(st.sampler_diff)
+            assert st.logp_diff == 0.0 and st.clip_ratio == 0.0
+        grads.append(torch.cat([p.grad.flatten().clone() for p in model.parameters()]))
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+    assert diffs[1] == pytest.approx(diffs[0], rel=1e-5) and diffs[0] > 0.1
+    # Without the recompute the sampler's log-probs are pi_old: other gradients.
+    (mbs,) = core.pack_microbatches(prompts, comps, sampler, adv, max_tokens=10_000)
+    model.zero_grad()
+    train_minibatch(model, None, mbs, cfg, temperature=1.0, max_new_tokens=8, path="packed")
+    other = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert not torch.allclose(other, grads[1], rtol=1e-3, atol=1e-6)

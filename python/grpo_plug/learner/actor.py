@@ -161,7 +161,10 @@ class Learner:
         norms = []
         packed = [pack_for_ranks(batch, i, a.mb_max_tokens, self.info.world_size) for i in chunks]
         mismatch = torch.zeros(2, dtype=torch.float64)  # sum |sampler - learner|, tokens
-        if a.recompute_logprob:  # all before the first update: pi_old is the sampling policy
+        # One minibatch: its own forward is before any update, so pi_old is that forward's
+        # detached log-probs and the separate no-grad pass is skipped.
+        fused = a.recompute_logprob and len(chunks) == 1
+        if a.recompute_logprob and not fused:  # all before the first update
             for per_rank, _ in packed:
                 mine = per_rank[self.info.rank]
                 got = recompute_old_logprobs(self.model, mine, a, self.temperature, self.path)
@@ -178,6 +181,7 @@ class Learner:
                 path=self.path,
                 counts=count_real([mb for r in per_rank for mb in r], n_real),
                 n_real=n_real,
+                old_from_learner=fused,
             )
             max_norm = a.max_grad_norm if a.max_grad_norm > 0 else float("inf")
             norms.append(fsdp.grad_norm_and_clip(self.model, max_norm))
@@ -187,7 +191,9 @@ class Learner:
             acc += st.as_tensor() / len(chunks)
         total = MinibatchStats.from_tensor(all_reduce_sum(acc, self.info))
         extra: dict[str, float] = {}
-        if a.recompute_logprob:
+        if fused:
+            extra[mn.SAMPLER_LOGPROB_DIFF] = total.sampler_diff
+        elif a.recompute_logprob:
             diff_sum, n_tok = all_reduce_sum(mismatch, self.info).tolist()
             extra[mn.SAMPLER_LOGPROB_DIFF] = diff_sum / max(n_tok, 1.0)
         return {

@@ -29,6 +29,7 @@ class TokenBatch:
     adv: torch.Tensor
     seq_lens: torch.Tensor  # completion length of each token's sequence
     real: torch.Tensor  # 1.0, or 0.0 on filler sequences that only keep a rank in step
+    sampler_logp: torch.Tensor  # what the sampler reported (= old_logp unless fused)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class MinibatchStats:
     entropy: float = 0.0
     ratio_mean: float = 0.0
     logp_diff: float = 0.0  # mean |learner logp - sampler logp| before the update
+    sampler_diff: float = 0.0  # the same against the sampler's own log-probs, when fused
 
     def as_tensor(self) -> torch.Tensor:
         return torch.tensor([getattr(self, f.name) for f in fields(self)], dtype=torch.float64)
@@ -60,9 +62,19 @@ class GlobalCounts:
 
 
 def token_batch(
-    model: Any, mb: Any, cfg: ActorConfig, temperature: float, path: str, n_real: int
+    model: Any,
+    mb: Any,
+    cfg: ActorConfig,
+    temperature: float,
+    path: str,
+    n_real: int,
+    old_from_learner: bool = False,
 ) -> TokenBatch:
-    """Learner log-probs and the sampler's data of ``mb``'s completion tokens."""
+    """Learner log-probs and the sampler's data of ``mb``'s completion tokens.
+
+    ``old_from_learner``: pi_old is the learner's own log-probs of this forward (detached),
+    i.e. ``recompute_logprob`` without a second pass, exact when the step has one
+    minibatch (this forward runs before any update)."""
     sel = mb.loss_mask > 0
     logp, ent = learner_logprobs(model, mb, cfg, temperature, path=path, with_entropy=True)
     device = logp.device
@@ -70,10 +82,12 @@ def token_batch(
     comp_lens = np.add.reduceat(mb.loss_mask, mb.cu_seqlens[:-1].astype(np.int64))
     per_tok_len = np.repeat(comp_lens, lens)[sel]
     real = np.repeat(mb.seq_indices < n_real, lens)[sel]
+    sampler = torch.from_numpy(mb.old_logprobs[sel]).to(device)
     return TokenBatch(
         logp=logp,
         entropy=ent,
-        old_logp=torch.from_numpy(mb.old_logprobs[sel]).to(device),
+        old_logp=logp.detach().to(sampler.dtype) if old_from_learner else sampler,
+        sampler_logp=sampler,
         adv=torch.from_numpy(mb.advantages[sel]).to(device),
         seq_lens=torch.from_numpy(per_tok_len.astype(np.float32)).to(device),
         real=torch.from_numpy(real.astype(np.float32)).to(device),
@@ -103,11 +117,13 @@ def train_minibatch(
     path: str,
     counts: GlobalCounts | None = None,
     n_real: int | None = None,
+    old_from_learner: bool = False,
 ) -> MinibatchStats:
     """Forward/backward every micro-batch of this rank (gradients accumulate).
 
     ``counts`` are the global totals (default: this rank's micro-batches alone);
-    sequences with index ``>= n_real`` are filler with zero weight.
+    sequences with index ``>= n_real`` are filler with zero weight; ``old_from_learner``
+    as in :func:`token_batch`.
     """
     n_real = n_real if n_real is not None else 1 << 62
     counts = counts or count_real(microbatches, n_real)
@@ -115,7 +131,7 @@ def train_minibatch(
     eps_high = cfg.eps_clip_higher if cfg.eps_clip_higher is not None else cfg.eps_clip
     st = MinibatchStats()
     for mb in microbatches:
-        tb = token_batch(model, mb, cfg, temperature, path, n_real)
+        tb = token_batch(model, mb, cfg, temperature, path, n_real, old_from_learner)
         w = tb.real * token_weights(
             tb.seq_lens,
             cfg.loss_agg_mode,
@@ -141,6 +157,7 @@ def train_minibatch(
         st.entropy += float((tb.entropy * share).sum())
         st.ratio_mean += float((ratio.detach() * share).sum())
         st.logp_diff += float(((tb.logp.detach() - tb.old_logp).abs() * share).sum())
+        st.sampler_diff += float(((tb.logp.detach() - tb.sampler_logp).abs() * share).sum())
     return st
 
 
