@@ -105,6 +105,23 @@ def test_bf16_sampler_logprobs_are_close_to_the_fp32_learners(tiny: tuple[Any, A
     assert diffs.max() < 0.5
 
 
+def test_greedy_requests_decode_with_the_learners_own_weights(tiny: tuple[Any, Any]) -> None:
+    """The held-out eval is greedy: with a bf16 sampler it must still measure the fp32
+    model that is saved, so `grpo-plug eval` on the checkpoint gives the same answers."""
+    model, tok = tiny
+    greedy = SamplingParams(max_new_tokens=24, temperature=0.0)
+    ref = flat(backend(model, tok).generate(requests(greedy, n=1)))
+    b16 = backend(model, tok, sample_dtype=torch.bfloat16)
+    got = flat(b16.generate(requests(greedy, n=1)))
+    assert [s.output_ids for s in got] == [s.output_ids for s in ref]
+    assert [s.logprobs for s in got] == [s.logprobs for s in ref]
+    # The copy really differs: the bf16 sampler's own greedy log-probs are not these.
+    with torch.no_grad():
+        logits = b16.sampler()(input_ids=torch.tensor([PROMPTS[0]])).logits[0, -1].float()
+    want = torch.log_softmax(model(input_ids=torch.tensor([PROMPTS[0]])).logits[0, -1], -1)
+    assert not torch.equal(torch.log_softmax(logits, -1), want.detach())
+
+
 def test_bf16_copy_follows_the_learner_after_an_optimizer_step(tiny: tuple[Any, Any]) -> None:
     import copy
 

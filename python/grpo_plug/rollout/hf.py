@@ -21,7 +21,8 @@ Three CPU speed-ups, measured by ``bench/bench_rollout.py``:
 - ``rollout.sample_dtype``: sampling may run on a bfloat16 copy of the learner's fp32
   weights (AMX / AVX-512 BF16 matmuls are ~4x faster), refreshed whenever the
   learner's parameters change; the loss then uses the learner's own log-probs
-  (``actor.recompute_logprob``, switched on by the config);
+  (``actor.recompute_logprob``, switched on by the config); greedy requests (the
+  held-out eval) still decode with the learner's weights;
 - the next token is drawn by inverse CDF (``draw_from``) instead of
   ``torch.multinomial``, whose CPU kernel draws one exponential per vocabulary entry.
 """
@@ -260,7 +261,9 @@ class HFBackend:
 
     @torch.no_grad()
     def _decode(self, prompts: Sequence[Sequence[int]], n: int, sp: SamplingParams) -> list[Sample]:
-        model = self.sampler()
+        # Greedy decoding is the held-out eval: it runs the learner's own weights, so
+        # the accuracy is the saved model's (what `grpo-plug eval` re-measures).
+        model = self.model if sp.temperature == 0 else self.sampler()
         device = next(model.parameters()).device
         ids, mask = pad_batch(prompts, left=True, pad_id=self.pad_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
