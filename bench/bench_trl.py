@@ -1,15 +1,16 @@
 """grpo-plug vs TRL's GRPOTrainer: seconds and reward per step, same model, task, settings.
 
     .venv/bin/python bench/bench_trl.py [--steps 6] [--prompts 4] [--samples 8] [--tokens 64]
-                                        [--gradient-checkpointing]
+                                        [--gradient-checkpointing] [--sample-dtype auto]
 
 Both train the embedded SmolLM2-135M-Instruct (fp32, CPU) on the `arith` task with
 the same prompts per step, samples per prompt, max new tokens, learning rate,
 temperature, no KL and gradient checkpointing (off on both unless
-``--gradient-checkpointing``; TRL's own default is on, ours off). The runs alternate
-step by step in one process (a TRL step, then a grpo-plug step) so machine noise hits
-both alike. Prints a table per step, the
-medians and the ratio grpo-plug / TRL (goal <= 0.5).
+``--gradient-checkpointing``; TRL's own default is on, ours off). Both sample in fp32
+unless ``--sample-dtype auto`` (the cpu preset's setting: grpo-plug samples with a bf16
+copy where the CPU has native bf16). The runs alternate step by step in one process
+(a TRL step, then a grpo-plug step) so machine noise hits both alike. Prints a table
+per step, the medians and the ratio grpo-plug / TRL (goal <= 0.5).
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def main() -> None:
         action="store_true",
         help="recompute activations in the backward pass, on both sides (default: off on both)",
     )
+    ap.add_argument(
+        "--sample-dtype",
+        choices=["float32", "auto"],
+        default="float32",
+        help="grpo-plug's rollout.sample_dtype (default float32, TRL's own; the cpu preset "
+        "says auto: a bf16 sampling copy where the CPU has native bf16)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -56,6 +64,7 @@ def main() -> None:
         f"gconfig.max_new_tokens={args.tokens}",
         f"actor.lr={args.lr}",
         f"actor.gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
+        f"rollout.sample_dtype={args.sample_dtype}",
         "actor.kl_ctl=0",
         "evaluator.eval_before=false",
         "valid_dataset.max_samples=1",
