@@ -41,7 +41,7 @@ def test_fits_80x24_with_everything_a_person_needs(tmp_path: Path) -> None:
         "eval acc   0.195",
         "imp weight 1.0001",
         "rollout 9.0s (64%)",
-        "rss 3.30 GB",
+        "rss 3.30 GiB",
         "recover step 10",
         "What is 34 * 29?",
         "extracted 986",

@@ -27,7 +27,7 @@ def print_summary(cfg: cfgmod.TrainConfig, summary: Any) -> None:
         return
     out.print(
         f"[bold]done[/bold]: {summary.steps} steps in {summary.seconds / 60:.1f} min, "
-        f"peak memory {summary.peak_rss_gb:.2f} GB"
+        f"peak memory {summary.peak_rss_gb:.2f} GiB"
     )
     if summary.accuracy_before is not None and summary.accuracy_after is not None:
         delta = 100 * (summary.accuracy_after - summary.accuracy_before)

@@ -167,9 +167,9 @@ def timing(st: RunState) -> Text:
 def health(st: RunState, now: float) -> Text:
     h, latest = st.health, st.latest()
     rss = h.get("rss_gb", latest.get(m.PEAK_RSS_GB))
-    parts = [f"rss {rss:.2f} GB" if isinstance(rss, int | float) else "rss -"]
+    parts = [f"rss {rss:.2f} GiB" if isinstance(rss, int | float) else "rss -"]
     if h.get("gpu_gb") is not None:
-        parts.append(f"gpu {h['gpu_gb']:.1f} GB")
+        parts.append(f"gpu {h['gpu_gb']:.1f} GiB")
     servers = h.get("servers") or {}
     if servers:
         up = sum(1 for s in servers.values() if s == "up")

@@ -88,7 +88,7 @@ def markdown(summaries: list[RunSummary]) -> str:
             f"| {best} | {s.best_checkpoint or '-'} "
             f"| {'-' if s.seconds is None else f'{s.seconds / 60:.1f} min'} "
             f"| {s.tokens:,.0f} "
-            f"| {'-' if s.peak_rss_gb is None else f'{s.peak_rss_gb:.2f} GB'} |"
+            f"| {'-' if s.peak_rss_gb is None else f'{s.peak_rss_gb:.2f} GiB'} |"
         )
     return "\n".join(lines) + "\n"
 
