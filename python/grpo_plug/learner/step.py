@@ -157,7 +157,8 @@ def train_minibatch(
         st.entropy += float((tb.entropy * share).sum())
         st.ratio_mean += float((ratio.detach() * share).sum())
         st.logp_diff += float(((tb.logp.detach() - tb.old_logp).abs() * share).sum())
-        st.sampler_diff += float(((tb.logp.detach() - tb.sampler_logp).abs() * share).sum())
+        if old_from_learner:  # otherwise old_logp is the sampler's: logp_diff already
+            st.sampler_diff += float(((tb.logp.detach() - tb.sampler_logp).abs() * share).sum())
     return st
 
 

@@ -263,7 +263,7 @@ class HFBackend:
     def _decode(self, prompts: Sequence[Sequence[int]], n: int, sp: SamplingParams) -> list[Sample]:
         # Greedy decoding is the held-out eval: it runs the learner's own weights, so
         # the accuracy is the saved model's (what `grpo-plug eval` re-measures).
-        model = self.model if sp.temperature == 0 else self.sampler()
+        model = self.model if sp.temperature <= 0.0 else self.sampler()  # as sample_next
         device = next(model.parameters()).device
         ids, mask = pad_batch(prompts, left=True, pad_id=self.pad_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
