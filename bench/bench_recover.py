@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from grpo_plug import checkpoint as ckpt
 from grpo_plug import config as cfgmod
+from grpo_plug.recovery import store as ckpt
 from grpo_plug.trainer import Trainer
 
 

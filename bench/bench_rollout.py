@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from grpo_plug import config as cfgmod
-from grpo_plug.evaluation import build_prompt
+from grpo_plug.data.prompts import build_prompt
 from grpo_plug.models import load_model, load_tokenizer, resolve_model_path
 from grpo_plug.plugins import get_host
 from grpo_plug.rollout.hf import HFBackend, native_bf16_cpu
@@ -86,7 +86,7 @@ def run_backend(gen: Callable[[list[GenerationRequest]], list[list[Any]]], reqs:
 
 def run_generate(model: Any, tokenizer: Any, ids: list[list[int]], n: int, new: int) -> int:
     """Plain ``generate``: left-padded batch, each prompt repeated n times."""
-    from grpo_plug.batching import pad_batch
+    from grpo_plug.padding import pad_batch
 
     rows = [p for p in ids for _ in range(n)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

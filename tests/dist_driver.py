@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from grpo_plug import checkpoint as ckpt
 from grpo_plug import config as cfgmod
 from grpo_plug.launch import end_rank
 from grpo_plug.learner import Learner, LearnerBatch, dist, fsdp
+from grpo_plug.recovery import store as ckpt
 
 
 def synthetic_batch(step: int, groups: int = 3, group_size: int = 4) -> LearnerBatch:

@@ -200,9 +200,8 @@ def test_literal_only_refuses_answers_computed_in_a_box() -> None:
 
 def test_arith_task_rewards_refuse_the_copied_question() -> None:
     from grpo_plug.builtin.rewards import math_accuracy
-    from grpo_plug.builtin.tasks import ArithTask
     from grpo_plug.config import DatasetConfig
-    from grpo_plug.evaluation import literal_answers
+    from grpo_plug.data.tasks import ArithTask, literal_answers
 
     task = ArithTask(DatasetConfig(task="arith", arith_style="plain", arith_size=4), seed=1)
     assert literal_answers(task)
@@ -370,8 +369,8 @@ def _grade_in_child(queue: multiprocessing.queues.Queue[list[float]]) -> None:
 
 
 def test_arith_examples_carry_their_operation_and_the_negative_hint() -> None:
-    from grpo_plug.builtin.tasks import ArithTask
     from grpo_plug.config import DatasetConfig
+    from grpo_plug.data.tasks import ArithTask
     from grpo_plug.evaluation import accuracy_by_category
 
     cfg = DatasetConfig(task="arith", arith_style="plain", arith_size=60, arith_ops="+-*")

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from grpo_plug import config as cfgmod
-from grpo_plug.rollout.hf import HFBackend, draw_from, make_hf_backend, resolve_sample_dtype
+from grpo_plug.plan import resolve as resolve_plan
+from grpo_plug.plan import resolve_sample_dtype
+from grpo_plug.rollout.hf import HFBackend, draw_from, make_hf_backend
 from grpo_plug.testing import build_tiny_model
 from grpo_plug.types import GenerationRequest, RolloutContext, Sample, SamplingParams
 
@@ -149,10 +151,13 @@ def test_bf16_copy_follows_the_learner_after_an_optimizer_step(tiny: tuple[Any, 
     assert same_as_learner()
 
 
-def test_bf16_config_switches_on_recompute_logprob() -> None:
-    assert not cfgmod.load(overrides=["rollout.sample_dtype=float32"]).actor.recompute_logprob
+def test_bf16_sampling_switches_on_recompute_logprob_in_the_plan_not_the_config() -> None:
+    plan = resolve_plan(cfgmod.load(overrides=["rollout.sample_dtype=float32"]))
+    assert not plan.recompute_logprob
     cfg = cfgmod.load(overrides=["rollout.sample_dtype=bfloat16"])
-    assert cfg.actor.recompute_logprob
+    assert resolve_plan(cfg).recompute_logprob
+    assert resolve_plan(cfg).recompute_reason == "rollout.sample_dtype=bfloat16"
+    assert not cfg.actor.recompute_logprob  # the saved config stays the user's
     with pytest.raises(cfgmod.ConfigError):
         cfgmod.load(overrides=["rollout.sample_dtype=float16"])
 
@@ -160,20 +165,27 @@ def test_bf16_config_switches_on_recompute_logprob() -> None:
 def test_auto_samples_in_bf16_only_on_a_cpu_with_native_bf16(
     tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import grpo_plug.rollout.hf as hf
+    import grpo_plug.plan as planmod
 
-    assert resolve_sample_dtype("auto", "cuda") == torch.float32
-    assert resolve_sample_dtype("float32", "cpu") == torch.float32
+    assert resolve_sample_dtype("auto", "cuda") == "float32"
+    assert resolve_sample_dtype("auto", "cuda", "bfloat16") == "bfloat16"
+    assert resolve_sample_dtype("float32", "cpu") == "float32"
     for native, want in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(hf, "native_bf16_cpu", lambda native=native: native)
-        assert resolve_sample_dtype("auto", "cpu") == want
+        monkeypatch.setattr(planmod, "native_bf16_cpu", lambda native=native: native)
+        assert resolve_sample_dtype("auto", "cpu") == str(want).removeprefix("torch.")
         cfg = cfgmod.load(overrides=["rollout.sample_dtype=auto"])
-        assert not cfg.actor.recompute_logprob
-        ctx = RolloutContext(tokenizer=tiny[1], model=tiny[0], device="cpu", log_dir=str(tmp_path))
+        plan = resolve_plan(cfg, device="cpu")
+        ctx = RolloutContext(
+            tokenizer=tiny[1], model=tiny[0], device="cpu", log_dir=str(tmp_path), plan=plan
+        )
         b = make_hf_backend(cfg, ctx)
         assert b.sample_dtype == want
-        # The learner reads this same ActorConfig: bf16 samples mean recomputed log-probs.
-        assert cfg.actor.recompute_logprob == (want == torch.bfloat16)
+        # The learner reads the plan: bf16 samples mean recomputed log-probs.
+        assert plan.recompute_logprob == (want == torch.bfloat16)
+        assert not cfg.actor.recompute_logprob
+        # Two learner ranks keep the learner's dtype (every rank's loss as before).
+        two = cfgmod.load(overrides=["rollout.sample_dtype=auto", "allocation_mode=d2p1t1"])
+        assert resolve_plan(two, device="cpu").sample_dtype == "float32"
 
 
 def test_cdf_draw_matches_the_distribution_and_never_draws_a_masked_token() -> None:

@@ -12,6 +12,7 @@ from grpo_plug import config as cfgmod
 from grpo_plug import launch
 from grpo_plug.cli import app
 from grpo_plug.learner import dist
+from grpo_plug.plan import resolve as resolve_plan
 
 
 def plan(*overrides: str, preset: str = "fast") -> launch.LaunchPlan:
@@ -40,7 +41,7 @@ def test_servers_take_the_first_gpus_and_torchrun_the_next() -> None:
     assert "-m torch.distributed.run --standalone --nproc-per-node 4" in learner.command
     # The ranks get exactly those devices: local rank r -> cuda:(4 + r).
     cfg = cfgmod.load(preset="fast", overrides=["allocation_mode=sglang.d2p1t2+d4p1t1"])
-    assert launch.learner_gpu_offset(cfg, 0) == 4
+    assert resolve_plan(cfg).learner_gpu_offset(cfg, 0) == 4
     import torch
 
     if torch.cuda.device_count() < 5:  # this machine cannot hold that layout: said plainly
@@ -76,7 +77,8 @@ def test_dry_run_prints_the_plan_and_starts_nothing() -> None:
 
 
 def test_an_allocation_for_more_ranks_than_started_is_refused() -> None:
-    from grpo_plug.preflight import SetupError, check_world_size
+    from grpo_plug.errors import SetupError
+    from grpo_plug.preflight import check_world_size
 
     cfg = cfgmod.load(preset="fast", overrides=["allocation_mode=sglang.d1p1t1+d2p1t1"])
     with pytest.raises(SetupError, match=r"trains on 2 learner rank.*has 1.*--nproc-per-node 2"):
@@ -140,7 +142,8 @@ def test_dry_run_prints_the_exact_torchrun_command() -> None:
 
 
 def test_colocated_layout_checks_the_ranks_started() -> None:
-    from grpo_plug.preflight import SetupError, check_world_size
+    from grpo_plug.errors import SetupError
+    from grpo_plug.preflight import check_world_size
 
     cfg = cfgmod.load(preset="cpu", overrides=["allocation_mode=d2p1t1"])
     with pytest.raises(SetupError, match=r"trains on 2 learner rank.*has 1"):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from grpo_plug import config as cfgmod
-from grpo_plug.builtin.loggers import ConsoleLogger, TensorBoardLogger, WandbLogger, step_line
 from grpo_plug.metrics import names as m
+from grpo_plug.metrics.loggers import ConsoleLogger, TensorBoardLogger, WandbLogger, step_line
 from grpo_plug.types import RunInfo
 
 METRICS = {m.TASK_REWARD: 0.25, m.LOSS: 0.125, m.TIME_STEP: 14.0}

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from grpo_plug.loss import clipped_surrogate, kl_penalty, token_weights
+from grpo_plug.learner.loss import clipped_surrogate, kl_penalty, token_weights
 
 
 def t(*xs: float) -> torch.Tensor:

@@ -14,8 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from grpo_plug import config as cfgmod
-from grpo_plug import doctor
-from grpo_plug.cli import app
+from grpo_plug.cli import app, doctor
 from grpo_plug.learner import actor, oom
 from grpo_plug.plugins import PluginHost
 from grpo_plug.testing import SevenPlugin, build_tiny_model, tiny_config

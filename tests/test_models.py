@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from grpo_plug import models
-from grpo_plug.doctor import embedded_model_check
+from grpo_plug.cli.doctor import embedded_model_check
+from grpo_plug.errors import ModelError
 
 
 @pytest.fixture()
@@ -32,13 +33,13 @@ def test_gguf_found_without_running_the_package(fake_pkg: Path) -> None:
 
 
 def test_missing_model_file_is_named(fake_pkg: Path) -> None:
-    with pytest.raises(models.ModelError, match=r"installed at .* model file model\.gguf"):
+    with pytest.raises(ModelError, match=r"installed at .* model file model\.gguf"):
         models.embedded_gguf("fake")
 
 
 def test_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(models.EMBEDDED, "gone", ("no_such_pkg_xyz", "m.gguf"))
-    with pytest.raises(models.ModelError, match=r"'no-such-pkg-xyz', which is not installed"):
+    with pytest.raises(ModelError, match=r"'no-such-pkg-xyz', which is not installed"):
         models.embedded_gguf("gone")
     check, status, detail, hint = embedded_model_check("gone")
     assert (check, status, hint) == ("embedded:gone", "fail", "make setup")
@@ -46,13 +47,13 @@ def test_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unknown_embedded_name_lists_the_known_ones() -> None:
-    with pytest.raises(models.ModelError, match="embedded:smollm2-135m"):
+    with pytest.raises(ModelError, match="embedded:smollm2-135m"):
         models.resolve_model_path("embedded:nope")
 
 
 def test_broken_gguf_is_a_model_error(fake_pkg: Path) -> None:
     (fake_pkg / "model.gguf").write_bytes(b"not a gguf file at all")
-    with pytest.raises(models.ModelError, match=r"cannot convert .*model\.gguf"):
+    with pytest.raises(ModelError, match=r"cannot convert .*model\.gguf"):
         models.materialise_embedded("fake", quiet=True)
     assert not list((Path(models.cache_root()) / "models").glob("*"))  # nothing half-written
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from grpo_plug import config as cfgmod
 from grpo_plug.api import ComponentRegistry, LoggerFactory, RunInfo, hookimpl, option
 from grpo_plug.cli import app
+from grpo_plug.errors import PluginError
 from grpo_plug.plugins import PluginHost
-from grpo_plug.registry import PluginError
 from grpo_plug.testing import check_logger, isolated_host
 
 

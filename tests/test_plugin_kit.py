@@ -17,10 +17,10 @@ import pytest
 
 from grpo_plug import config as cfgmod
 from grpo_plug.api import ComponentRegistry, DatasetConfig, Example, TrainConfig, hookimpl, option
-from grpo_plug.evaluation import RewardSpec, score_samples
+from grpo_plug.errors import PluginError
 from grpo_plug.metrics import names as mn
 from grpo_plug.plugins import PluginHost
-from grpo_plug.registry import PluginError
+from grpo_plug.rewards import RewardSpec, score_samples
 from grpo_plug.testing import check_reward_function, check_task, run_training_step
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,9 @@ import typer
 
 from grpo_plug import hookimpl, hookspecs
 from grpo_plug.config import TrainConfig
+from grpo_plug.errors import DuplicateComponentError, PluginError
 from grpo_plug.plugins import PluginHost
-from grpo_plug.registry import ComponentRegistry, DuplicateComponentError, PluginError
+from grpo_plug.registry import ComponentRegistry
 from grpo_plug.types import RunInfo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,7 +177,8 @@ def test_a_misspelled_allow_list_name_is_an_error_not_silence(
     with pytest.raises(PluginError) as info:
         host.check_broken()
     msg = str(info.value)
-    assert "GRPO_PLUG_PLUGINS names 'exmaple', which no installed plugin provides" in msg
+    assert "GRPO_PLUG_PLUGINS names 'exmaple' (did you mean" in msg
+    assert "which no installed plugin provides" in msg
     assert "did you mean 'example'?" in msg and "fix GRPO_PLUG_PLUGINS" in msg
     assert "GRPO_PLUG_DISABLE_PLUGINS" not in msg  # disabling a typo would not help
 

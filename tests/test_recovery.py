@@ -16,9 +16,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from grpo_plug import checkpoint as ckpt
 from grpo_plug import config as cfgmod
+from grpo_plug.errors import CheckpointError
 from grpo_plug.plugins import PluginHost
+from grpo_plug.recovery import store as ckpt
 from tests.test_train import Capture, SevenPlugin, tiny_config
 from tests.tiny import build_tiny_model
 
@@ -206,7 +207,7 @@ def test_mode_disabled_starts_fresh_and_writes_nothing(tmp_path: Path, tiny: Pat
 
 
 def test_mode_resume_requires_a_checkpoint(tmp_path: Path, tiny: Path) -> None:
-    with pytest.raises(ckpt.CheckpointError, match=r"recover.mode=resume: no valid recover"):
+    with pytest.raises(CheckpointError, match=r"recover.mode=resume: no valid recover"):
         trainer_for(tmp_path, tiny, "recover.mode=resume")
 
 
@@ -249,7 +250,7 @@ def test_damaged_checkpoint_is_reported_and_previous_used(
     else:
         (rec / ckpt.MANIFEST).unlink()
         expected = "no manifest.json"
-    with pytest.raises(ckpt.CheckpointError, match=expected):
+    with pytest.raises(CheckpointError, match=expected):
         ckpt.verify_dir(rec)
     path, problems = ckpt.find_recover(ckpt_dir)
     assert path == ckpt_dir / (ckpt.RECOVER_DIR + ".prev")
@@ -258,13 +259,13 @@ def test_damaged_checkpoint_is_reported_and_previous_used(
     assert tr.resumed_from == path and tr.global_step == 4
     assert any("unusable" in m and expected in m for m in tr.loggers[0].messages)
     shutil.rmtree(path)
-    with pytest.raises(ckpt.CheckpointError, match=expected):
+    with pytest.raises(CheckpointError, match=expected):
         trainer_for(tmp_path, tiny, "recover.mode=resume")
 
 
 def test_checkpoint_from_another_config_names_the_difference(tmp_path: Path, tiny: Path) -> None:
     finished_run(tmp_path, tiny)
-    with pytest.raises(ckpt.CheckpointError, match=r"different config: actor\.lr: 0\.02 -> 0\.01"):
+    with pytest.raises(CheckpointError, match=r"different config: actor\.lr: 0\.02 -> 0\.01"):
         trainer_for(tmp_path, tiny, "recover.mode=auto", "actor.lr=0.01")
 
 

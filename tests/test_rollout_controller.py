@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from grpo_plug.rollout.controller import Limits, RolloutController, RolloutError
-from grpo_plug.types import GenerationRequest, RequestFailed, Sample, SamplingParams
+from grpo_plug.errors import RequestFailed, RolloutError
+from grpo_plug.rollout.controller import Limits, RolloutController
+from grpo_plug.types import GenerationRequest, Sample, SamplingParams
 
 Step = Callable[[GenerationRequest], "list[Sample] | Exception | None"]
 

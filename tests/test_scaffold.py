@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grpo_plug.cli import app
-from grpo_plug.scaffold_templates import KINDS
+from grpo_plug.cli.scaffold_templates import KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 KIND_NAMES = {kind: "my_" + kind.replace("-", "_") for kind in KINDS}

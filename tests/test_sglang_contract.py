@@ -173,7 +173,7 @@ def test_example_round_trip(canned: Canned, name: str) -> None:
 
 
 def test_errors_map_to_retryable_or_not(canned: Canned) -> None:
-    from grpo_plug.types import RequestFailed
+    from grpo_plug.errors import RequestFailed
 
     client = ServerClient(canned.addr)
     for status, retryable in ((400, False), (503, True), (500, True)):

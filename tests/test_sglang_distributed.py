@@ -12,10 +12,9 @@ import pytest
 import torch
 
 from grpo_plug import config as cfgmod
+from grpo_plug.errors import RequestFailed, WeightSyncError
 from grpo_plug.plugins import PluginHost
 from grpo_plug.rollout.sglang.backend import SGLangBackend
-from grpo_plug.types import RequestFailed
-from grpo_plug.weight_sync import WeightSyncError
 from grpo_plug.weight_sync.distributed import (
     DistributedSync,
     broadcast,

@@ -18,7 +18,8 @@ import httpx
 import pytest
 import torch
 
-from grpo_plug.rollout.controller import Limits, RolloutController, RolloutError
+from grpo_plug.errors import RolloutError
+from grpo_plug.rollout.controller import Limits, RolloutController
 from grpo_plug.rollout.sglang.backend import SGLangBackend
 from grpo_plug.rollout.sglang.health import HealthPolicy
 from grpo_plug.types import GenerationRequest, SamplingParams

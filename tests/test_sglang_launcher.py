@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from grpo_plug import config as cfgmod
+from grpo_plug.errors import PluginError, RequestFailed, ServerError, SetupError
+from grpo_plug.plugins import get_host
+from grpo_plug.registry import ComponentRegistry
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.backend import launch_args, server_specs
-from grpo_plug.types import RequestFailed
+from grpo_plug.types import WeightSyncFactory
 from grpo_plug.weight_sync import resolve_strategy_name
 from grpo_plug.weight_sync.inplace import InplaceSync
 
@@ -24,9 +27,7 @@ def test_a_server_that_dies_while_starting_names_its_log(tmp_path: Path) -> None
     spec = srv.ServerSpec(sys.executable, str(tmp_path), srv.free_port(), tmp_path / "s.log", "cpu")
     server = srv.launch(spec)
     try:
-        with pytest.raises(
-            srv.ServerError, match=r"exited with code 1 while starting; log .*s\.log"
-        ):
+        with pytest.raises(ServerError, match=r"exited with code 1 while starting; log .*s\.log"):
             srv.wait_healthy([server], timeout=120)
         assert "No module named" in server.log_tail()
     finally:
@@ -42,7 +43,7 @@ def test_a_server_that_never_answers_times_out_naming_its_log(tmp_path: Path) ->
     )
     server = srv.Server(spec, proc)
     try:
-        with pytest.raises(srv.ServerError, match=r"startup_timeout=2s: .*hang\.log"):
+        with pytest.raises(ServerError, match=r"startup_timeout=2s: .*hang\.log"):
             srv.wait_healthy([server], timeout=2)
     finally:
         srv.stop_all([server])
@@ -120,7 +121,24 @@ class Local:
 )
 def test_auto_weight_sync(gpus: int, backend: type, want: str) -> None:
     cfg = cfgmod.load(overrides=[f"cluster.n_gpus_per_node={gpus}"])
-    assert resolve_strategy_name(cfg, backend()) == want  # type: ignore[arg-type]
+    registry = get_host().weight_sync_strategies()
+    assert resolve_strategy_name(cfg, backend(), registry) == want  # type: ignore[arg-type]
+
+
+def test_auto_weight_sync_is_chosen_by_trait_and_refuses_an_ambiguous_layout() -> None:
+    """Core code names no strategy: ``auto`` takes the one registered with the layout's
+    trait, and two strategies claiming one layout is a clear error, not a silent pick."""
+    cfg = cfgmod.load(overrides=["cluster.n_gpus_per_node=8"])
+    registry = ComponentRegistry[WeightSyncFactory]("weight-sync strategy")
+    registry.register("mine", InplaceSync, traits=["auto:devices"])
+    assert resolve_strategy_name(cfg, Remote(), registry) == "mine"  # type: ignore[arg-type]
+    registry.register("theirs", InplaceSync, traits=["auto:devices"])
+    with pytest.raises(SetupError, match=r"auto:devices for this layout; mine .*, theirs"):
+        resolve_strategy_name(cfg, Remote(), registry)  # type: ignore[arg-type]
+    with pytest.raises(SetupError, match="none is registered"):
+        resolve_strategy_name(cfg, Local(), registry)  # type: ignore[arg-type]
+    with pytest.raises(PluginError, match="unknown trait"):
+        registry.register("typo", InplaceSync, traits=["auto:device"])
 
 
 def test_inplace_refuses_a_backend_with_its_own_weights() -> None:
@@ -191,7 +209,7 @@ def test_deterministic_sampling_on_a_cpu_server_is_refused_naming_the_key() -> N
     cfg = cfgmod.load(
         overrides=["rollout.backend=sglang", "sglang.device=cpu", "sglang.deterministic=true"]
     )
-    with pytest.raises(srv.ServerError, match=r"sglang\.deterministic=true needs a GPU"):
+    with pytest.raises(ServerError, match=r"sglang\.deterministic=true needs a GPU"):
         launch_args(cfg, 0, "cpu")
     gpu = launch_args(cfg, 0, "cuda")
     assert "--enable-deterministic-inference" in gpu

@@ -12,9 +12,9 @@ import pytest
 
 from grpo_plug import config as cfgmod
 from grpo_plug.api import ComponentRegistry, Example, RewardFunction, hookimpl
-from grpo_plug.builtin.loggers import JsonlLogger
 from grpo_plug.builtin.rewards import boxed_format, math_accuracy
-from grpo_plug.builtin.tasks import ArithTask
+from grpo_plug.data.tasks import ArithTask
+from grpo_plug.metrics.loggers import JsonlLogger
 from grpo_plug.plugins import PluginHost
 from grpo_plug.testing import (
     ContractError,

@@ -109,7 +109,8 @@ def test_recompute_logprob_reports_the_sampler_mismatch(
 def test_gpu_preset_on_cpu_machine_says_what_is_missing() -> None:
     import torch
 
-    from grpo_plug.preflight import SetupError, check_machine
+    from grpo_plug.errors import SetupError
+    from grpo_plug.preflight import check_machine
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from grpo_plug.api import hookimpl
+from grpo_plug.errors import ZeroRewardError
+from grpo_plug.metrics.watchdog import ZeroRewardWatchdog
 from grpo_plug.plugins import PluginHost
-from grpo_plug.rollout.watchdog import ZeroRewardError, ZeroRewardWatchdog
 from grpo_plug.testing import build_tiny_model, tiny_config
 from grpo_plug.types import Example
 

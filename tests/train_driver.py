@@ -11,7 +11,7 @@ from pathlib import Path
 
 from grpo_plug.launch import end_rank
 from grpo_plug.learner import dist
-from grpo_plug.learner.group import follow
+from grpo_plug.learner.ranks import follow
 from grpo_plug.plugins import get_host
 from grpo_plug.testing.fixtures import CaptureLogger
 from tests.test_train import SevenPlugin, tiny_config

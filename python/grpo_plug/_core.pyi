@@ -1,8 +1,8 @@
 """Compiled Rust core of grpo-plug (PyO3). Use the typed wrappers in grpo_plug.core.
 
 Every call copies its inputs, releases the GIL and, for batch calls, runs on a
-dedicated rayon pool. Bad input raises TypeError / ValueError; a caught Rust panic
-raises InternalError.
+dedicated rayon pool. Bad input raises TypeError / InputError (a ValueError); a request
+that cannot be met raises InfeasibleError; a caught Rust panic raises InternalError.
 """
 
 from collections.abc import Sequence
@@ -11,6 +11,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "InfeasibleError",
+    "InputError",
     "InternalError",
     "__version__",
     "extract_answer",
@@ -25,6 +27,12 @@ __version__: str
 
 class InternalError(RuntimeError):
     """A bug inside grpo_plug._core: a Rust panic was caught and turned into this exception."""
+
+class InputError(ValueError):
+    """grpo_plug._core refused its input (a length, a shape, a value out of range)."""
+
+class InfeasibleError(ValueError):
+    """A well-formed request grpo_plug._core cannot satisfy (e.g. packing under a budget)."""
 
 def extract_answer(text: str) -> str | None:
     """Extract the final answer of one completion, normalised (`"1000"`, `"1/2"`,

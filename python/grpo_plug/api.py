@@ -9,9 +9,10 @@ docs/plugins.md is the guide; ``grpo_plug.testing`` checks and runs what you wri
 from __future__ import annotations
 
 from grpo_plug.config import ConfigError, DatasetConfig, TrainConfig, option
+from grpo_plug.errors import GrpoPlugError, PluginError, RequestFailed, RewardError
 from grpo_plug.hookspecs import hookimpl
-from grpo_plug.registry import ComponentRegistry, Entry, PluginError
-from grpo_plug.reward_call import REWARD_KEYWORDS, RewardError
+from grpo_plug.registry import ComponentRegistry, Entry
+from grpo_plug.rewards import REWARD_KEYWORDS
 from grpo_plug.types import (
     DistributedUpdateSurface,
     Example,
@@ -19,7 +20,6 @@ from grpo_plug.types import (
     GenerationRequest,
     Logger,
     LoggerFactory,
-    RequestFailed,
     RewardFunction,
     RolloutBackend,
     RolloutBackendFactory,
@@ -44,6 +44,7 @@ __all__ = [
     "Example",
     "FinishReason",
     "GenerationRequest",
+    "GrpoPlugError",
     "Logger",
     "LoggerFactory",
     "PluginError",

@@ -4,8 +4,10 @@ Typed wrappers over the compiled extension ``grpo_plug._core``. Batch calls copy
 their inputs (contiguous float32/float64 rewards and int64/float32 rows given as NumPy
 arrays are read in place instead; do not write to them during a call), release the
 GIL and run on a dedicated thread pool (:func:`set_num_threads`); results do not
-depend on the thread count. Bad input raises ``TypeError`` / ``ValueError``; a bug in
-the extension raises :class:`InternalError` instead of crashing the interpreter.
+depend on the thread count. Bad input raises ``TypeError`` /
+:class:`~grpo_plug.errors.CoreInputError` (a ``ValueError``); a packing that cannot meet
+its budget raises :class:`~grpo_plug.errors.PackingInfeasible`; a bug in the extension
+raises :class:`~grpo_plug.errors.CoreInternalError` instead of crashing the interpreter.
 Input copies and packing outputs go into buffers kept between calls (a few per kind,
 up to 256/512 MiB each), because touching fresh memory costs more than the work on
 some virtual machines.
@@ -92,7 +94,8 @@ item is processed in time linear in its length.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -100,6 +103,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from grpo_plug import _core
+from grpo_plug.errors import CoreInputError, CoreInternalError, PackingInfeasible
 
 __all__ = [
     "InternalError",
@@ -112,7 +116,22 @@ __all__ = [
     "set_num_threads",
 ]
 
-InternalError = _core.InternalError
+InternalError = CoreInternalError  # kept under its old name
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    """The extension's exceptions as :mod:`grpo_plug.errors` classes, by kind, so callers
+    catch a packing that cannot fit without reading the message."""
+    try:
+        yield
+    except _core.InfeasibleError as e:
+        raise PackingInfeasible(str(e)) from None
+    except _core.InputError as e:
+        raise CoreInputError(str(e)) from None
+    except _core.InternalError as e:
+        raise CoreInternalError(str(e)) from e
+
 
 #: One sequence of token ids: a list of ints or a 1-D integer array.
 TokenIds: TypeAlias = Sequence[int] | NDArray[np.integer]
@@ -135,7 +154,8 @@ def extract_answer(text: str) -> str | None:
     >>> extract_answer("The answer is \\\\boxed{\\\\frac{1}{2}}")
     '1/2'
     """
-    return _core.extract_answer(text)
+    with _mapped():
+        return _core.extract_answer(text)
 
 
 def grade(
@@ -152,7 +172,8 @@ def grade(
     """
     _check_sequence(completions, "completions")
     _check_sequence(golds, "golds")
-    return _core.grade(completions, golds, bool(literal_only))
+    with _mapped():
+        return _core.grade(completions, golds, bool(literal_only))
 
 
 def group_advantages(
@@ -185,7 +206,8 @@ def group_advantages(
         arr = np.asarray(rewards, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError(f"rewards must be 1-D, got shape {arr.shape}")
-    return _core.group_advantages(arr, group_size, mode, float(eps), bool(normalize_batch))
+    with _mapped():
+        return _core.group_advantages(arr, group_size, mode, float(eps), bool(normalize_batch))
 
 
 def set_num_threads(n: int) -> None:
@@ -194,12 +216,14 @@ def set_num_threads(n: int) -> None:
     The default is ``$GRPO_PLUG_NUM_THREADS`` or the number of available cores. The
     pool is rebuilt lazily on the next call (and after ``fork``).
     """
-    _core.set_num_threads(n)
+    with _mapped():
+        _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
     """Number of worker threads batch calls use."""
-    return _core.get_num_threads()
+    with _mapped():
+        return _core.get_num_threads()
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -282,7 +306,8 @@ def pack_microbatches(
     adv = np.ascontiguousarray(advantages, dtype=np.float64)
     if adv.ndim != 1:
         raise ValueError(f"advantages must be 1-D, got shape {adv.shape}")
-    ranks = _core.pack_microbatches(
-        prompt_ids, completion_ids, completion_logprobs, adv, max_tokens, n_ranks
-    )
+    with _mapped():
+        ranks = _core.pack_microbatches(
+            prompt_ids, completion_ids, completion_logprobs, adv, max_tokens, n_ranks
+        )
     return [[MicroBatch(*arrays) for arrays in rank] for rank in ranks]

@@ -1,4 +1,5 @@
-"""Greedy evaluation of a policy on a task (the seed's test_trained_model) and its prompts."""
+"""The held-out evaluation: greedy accuracy of a policy on a task (the seed's
+test_trained_model), its per-example records and their JSONL files."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from grpo_plug import core
+from grpo_plug.data.prompts import build_prompt
+from grpo_plug.data.tasks import literal_answers
 from grpo_plug.rollout.controller import RolloutController
 from grpo_plug.types import (
     Example,
@@ -16,44 +19,10 @@ from grpo_plug.types import (
     RolloutBackend,
     SamplingParams,
     Task,
-    TaskFactory,
 )
 
 if TYPE_CHECKING:
-    from grpo_plug.config import DatasetConfig, TrainConfig
-
-
-def build_task(
-    factory: TaskFactory, dataset: DatasetConfig, seed: int, cfg: TrainConfig | None = None
-) -> Task:
-    """``factory(dataset, seed)``; a factory that names a ``config`` keyword also gets
-    ``config=cfg``, so a task can read its own section with ``cfg.section(Cls)``."""
-    import inspect
-
-    if cfg is None:
-        return factory(dataset, seed)
-    try:
-        inspect.signature(factory).bind(dataset, seed, config=cfg)
-    except (TypeError, ValueError):  # no `config` keyword (or no signature to read)
-        return factory(dataset, seed)
-    return factory(dataset, seed, config=cfg)  # type: ignore[call-arg]
-
-
-def load_examples(task: Task, dataset: DatasetConfig) -> list[Example]:
-    """``task.load()`` cut to ``dataset.max_samples``: the trainer applies it, so a task
-    need not (one that stops early for speed is cut again, harmlessly)."""
-    examples = list(task.load())
-    return examples if dataset.max_samples is None else examples[: dataset.max_samples]
-
-
-def build_prompt(tokenizer: Any, task: Task, ex: Example) -> list[int]:
-    msgs = [{"role": "user", "content": task.user_message(ex)}]
-    # tokenize=True applies the template's own BOS once; re-tokenising its text would add
-    # a second one.
-    ids = tokenizer.apply_chat_template(
-        msgs, add_generation_prompt=True, tokenize=True, return_dict=False
-    )
-    return [int(i) for i in ids]
+    pass
 
 
 @dataclass
@@ -61,11 +30,6 @@ class EvalResult:
     accuracy: float
     n: int
     records: list[dict[str, Any]] = field(default_factory=list)
-
-
-def literal_answers(task: Task) -> bool:
-    """Whether ``task`` wants its answers as plain numbers (see docs/plugins.md)."""
-    return bool(getattr(task, "literal_answers", False))
 
 
 def evaluate(
@@ -129,67 +93,3 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-class RewardSpec(NamedTuple):
-    """One configured reward function: ``correctness`` as registered (see
-    :meth:`grpo_plug.registry.ComponentRegistry.register`)."""
-
-    name: str
-    fn: Any
-    weight: float
-    correctness: bool = False
-
-
-@dataclass
-class Scores:
-    """Every sample's scores, float32 ``[B*G]`` each: ``reward`` (weighted sum),
-    ``task_reward`` (the first correctness function's values = accuracy; 0 without
-    one) and ``per_function`` (name -> unweighted values, as summed)."""
-
-    reward: Any
-    task_reward: Any
-    per_function: dict[str, Any]
-
-
-def score_samples(
-    reward_fns: Sequence[RewardSpec],
-    task: Task,
-    prompts: list[str],
-    texts: list[str],
-    golds: list[str],
-    no_eos: Any,
-    cfg: TrainConfig,
-    *,
-    completion_ids: Sequence[Sequence[int]],
-) -> Scores:
-    """Score every sample with every reward function; ``None`` counts 0.
-
-    A completion cut at max_new_tokens (``no_eos``) gets ``cfg.reward.no_eos_reward``
-    from each correctness function when that is set."""
-    import numpy as np
-
-    rewards = np.zeros(len(texts), dtype=np.float32)
-    task_reward: Any = None
-    per_function: dict[str, Any] = {}
-    literal = literal_answers(task)
-    for spec in reward_fns:
-        got = spec.fn(
-            prompts,
-            texts,
-            golds=golds,
-            literal_answers=literal,
-            config=cfg,
-            completion_ids=completion_ids,
-        )
-        vals = np.array([0.0 if v is None else v for v in got], dtype=np.float32)
-        if spec.correctness:
-            if task_reward is None:  # the seed's task reward = accuracy
-                task_reward = vals.copy()
-            if cfg.reward.no_eos_reward is not None:
-                vals[no_eos] = cfg.reward.no_eos_reward
-        per_function[spec.name] = vals
-        rewards += spec.weight * vals
-    if task_reward is None:
-        task_reward = np.zeros(len(texts), dtype=np.float32)
-    return Scores(rewards, task_reward, per_function)

@@ -67,7 +67,7 @@ def register_reward_functions(registry: ComponentRegistry[RewardFunction]) -> No
     """Register reward functions ``(prompts, completions, **keywords) -> list[float | None]``.
 
     ``None`` means "no opinion on this sample" and counts as 0 for that function. A
-    function gets the keywords of ``grpo_plug.reward_call.REWARD_KEYWORDS`` that its
+    function gets the keywords of ``grpo_plug.rewards.REWARD_KEYWORDS`` that its
     signature names; its answer is checked (length, type) at every call. One that grades
     correctness registers with ``correctness=True``: it is then the task reward.
     Built-ins: ``math_accuracy`` (Rust grader, ``correctness=True``), ``format``.

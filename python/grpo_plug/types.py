@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from grpo_plug.config import DatasetConfig, TrainConfig
+    from grpo_plug.plan import RunPlan
 
 FinishReason = Literal["stop", "length", "abort"]
 
@@ -69,15 +70,6 @@ class Sample:
             self.policy_versions = [self.policy_version]
 
 
-class RequestFailed(RuntimeError):
-    """A backend call failed; ``retryable`` says whether trying again may help
-    (connection lost, 5xx, malformed reply) or not (400: the request itself is bad)."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
 @runtime_checkable
 class RolloutBackend(Protocol):
     """Generates completions; remote and asynchronous by design.
@@ -112,13 +104,15 @@ class RolloutContext:
     """What a backend factory gets besides the config: ``tokenizer`` (the learner's,
     a transformers tokenizer), ``model`` (the learner's module, for colocated backends;
     else ``None``), ``device`` (``cpu``/``cuda``), ``log_dir`` (the run's log folder:
-    server logs go there), ``message`` (prints a status line for the user, or ``None``)."""
+    server logs go there), ``message`` (prints a status line for the user, or ``None``),
+    ``plan`` (the run's :class:`grpo_plug.plan.RunPlan`: settings derived from the config)."""
 
     tokenizer: Any
     model: Any | None = None  # the learner's module, for colocated backends
     device: str = "cpu"
     log_dir: str = "."  # the run's log folder (server logs go there)
     message: Callable[[str], None] | None = None  # status lines for the user
+    plan: RunPlan | None = None  # the run plan (derived settings); None outside a run
 
 
 RolloutBackendFactory = Callable[["TrainConfig", RolloutContext], RolloutBackend]
@@ -220,7 +214,7 @@ run's TrainConfig (to read its own section with ``config.section(Cls)``)."""
 RewardFunction = Callable[..., list[float | None]]
 """``(prompts, completions, *, golds, **kwargs) -> list[float | None]``: one score per
 completion (``None``: no opinion, counted as 0). It receives only the keywords of
-``grpo_plug.reward_call.REWARD_KEYWORDS`` that its signature names (all with ``**kwargs``)."""
+``grpo_plug.rewards.REWARD_KEYWORDS`` that its signature names (all with ``**kwargs``)."""
 
 # ----------------------------------------------------------------------- logging
 

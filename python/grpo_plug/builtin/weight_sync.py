@@ -25,6 +25,6 @@ def make_distributed_sync(cfg: TrainConfig) -> WeightSync:
 
 @hookimpl
 def register_weight_sync_strategies(registry: ComponentRegistry[WeightSyncFactory]) -> None:
-    registry.register("inplace", InplaceSync)
-    registry.register("disk", make_disk_sync)
-    registry.register("distributed", make_distributed_sync)
+    registry.register("inplace", InplaceSync, traits=["auto:colocated"])
+    registry.register("disk", make_disk_sync, traits=["auto:one-device"])
+    registry.register("distributed", make_distributed_sync, traits=["auto:devices"])

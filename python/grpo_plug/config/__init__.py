@@ -10,7 +10,6 @@ work starts. ``schema`` holds the types, ``validate`` builds them from plain dat
 from grpo_plug.config.schema import (
     ActorConfig,
     ClusterConfig,
-    ConfigError,
     DatasetConfig,
     DynamicSamplingConfig,
     EvaluatorConfig,
@@ -45,6 +44,7 @@ from grpo_plug.config.validate import (
     plugin_sections,
     to_dict,
 )
+from grpo_plug.errors import ConfigError
 
 __all__ = [
     "CONFIGS_DIR",

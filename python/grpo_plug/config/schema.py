@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the offending key."""
+from grpo_plug.errors import ConfigError
 
 
 def option(default: Any, help: str, **meta: Any) -> Any:

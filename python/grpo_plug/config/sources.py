@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from grpo_plug.config.schema import ConfigError, TrainConfig
+from grpo_plug.config.schema import TrainConfig
 from grpo_plug.config.validate import (
     all_keys,
     from_dict,
@@ -18,6 +17,7 @@ from grpo_plug.config.validate import (
     to_dict,
     unknown_key,
 )
+from grpo_plug.errors import ConfigError, did_you_mean
 
 # `presets` is a link to the repository's configs/ so wheels and checkouts see the same files.
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "presets"
@@ -69,8 +69,7 @@ def preset_path(name: str) -> Path:
     path = CONFIGS_DIR / f"{name}.yaml"
     if not path.is_file():
         names = preset_names()
-        hint = difflib.get_close_matches(name, names, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        extra = did_you_mean(name, names)
         raise ConfigError(f"--preset: unknown preset {name!r}{extra}; one of {', '.join(names)}")
     return path
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import math
 import operator
 import re
@@ -17,7 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
-from grpo_plug.config.schema import ConfigError, TrainConfig
+from grpo_plug.config.schema import TrainConfig
+from grpo_plug.errors import ConfigError, did_you_mean
 
 
 def _type_name(tp: Any) -> str:
@@ -51,8 +51,7 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
-            hint = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            extra = did_you_mean(str(value), allowed)
             raise ConfigError(
                 f"{key}: {value!r} is not one of {', '.join(map(repr, allowed))}{extra}"
             )
@@ -121,13 +120,22 @@ def builtin_sections(cls: type = TrainConfig) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+_SECTION_PROVIDER: list[Callable[[], Mapping[str, type]]] = []
+
+
+def use_plugin_sections(provider: Callable[[], Mapping[str, type]]) -> None:
+    """Where :func:`plugin_sections` finds the plugins' sections by default. The plugin
+    host installs itself here (``grpo_plug/__init__.py``): config sits below plugins
+    and never imports them."""
+    _SECTION_PROVIDER[:] = [provider]
+
+
 def plugin_sections(sections: Mapping[str, type] | None = None) -> Mapping[str, type]:
-    """``sections``, or when ``None`` those the process-wide plugin host declares."""
+    """``sections``, or when ``None`` those the installed provider (the process-wide
+    plugin host) declares; none without one."""
     if sections is not None:
         return sections
-    from grpo_plug.plugins import get_host
-
-    return get_host().config_sections()
+    return _SECTION_PROVIDER[0]() if _SECTION_PROVIDER else {}
 
 
 def all_keys(
@@ -149,8 +157,7 @@ def all_keys(
 
 
 def unknown_key(key: str, valid: list[str]) -> ConfigError:
-    hint = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+    extra = did_you_mean(key, valid)
     return ConfigError(f"{key}: unknown config key{extra}")
 
 
@@ -250,9 +257,6 @@ def _check_rollout(cfg: TrainConfig) -> None:
             raise ConfigError(f"rollout.server_addrs: {addr!r} is not host:port")
     if cfg.rollout.server_addrs and cfg.rollout.backend != "sglang":
         raise ConfigError("rollout.server_addrs: only the sglang backend attaches to servers")
-    if cfg.rollout.backend == "hf" and cfg.rollout.sample_dtype == "bfloat16":
-        # The sampler's bf16 log-probs are not the learner's: the loss recomputes them.
-        cfg.actor.recompute_logprob = True
 
 
 def _cross_checks(cfg: TrainConfig) -> None:

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from grpo_plug import core
-from grpo_plug.checkpoint import fault_point
 from grpo_plug.config import ActorConfig, TrainConfig
+from grpo_plug.errors import PackingInfeasible
+from grpo_plug.faults import fault_point
 from grpo_plug.learner import fsdp
 from grpo_plug.learner.dist import DistInfo, all_reduce_sum
 from grpo_plug.learner.logprobs import resolve_attention
@@ -33,9 +34,8 @@ from grpo_plug.learner.step import (
 )
 from grpo_plug.metrics import names as mn
 from grpo_plug.models import load_model
-
-# The Rust packer's message when the ranks cannot get equal micro-batch counts.
-_INFEASIBLE = "the same number of micro-batches"
+from grpo_plug.plan import RunPlan
+from grpo_plug.plan import resolve as resolve_plan
 
 
 @dataclass
@@ -97,21 +97,24 @@ def pack_for_ranks(
                 prompts, comps, lps, np.asarray(adv), max_tokens=max_tokens, n_ranks=n_ranks
             )
             return packed, n_real
-        except ValueError as e:
-            if _INFEASIBLE not in str(e):
-                raise
+        except PackingInfeasible:
+            pass  # too few sequences for the ranks: pad with zero-advantage copies
         prompts.append(prompts[shortest])
         comps.append(comps[shortest])
         lps.append(lps[shortest])
         adv.append(0.0)
-    raise RuntimeError(f"could not pack {n_real} sequences for {n_ranks} ranks")
+    raise PackingInfeasible(f"could not pack {n_real} sequences for {n_ranks} ranks")
 
 
 class Learner:
     """Owns the trained model and everything that changes it."""
 
-    def __init__(self, cfg: TrainConfig, total_steps: int, info: DistInfo) -> None:
+    def __init__(
+        self, cfg: TrainConfig, total_steps: int, info: DistInfo, plan: RunPlan | None = None
+    ) -> None:
         self.cfg, self.actor, self.info = cfg, cfg.actor, info
+        # Effective, not the config's: bf16 sampling turns it on (see grpo_plug.plan).
+        self.recompute = (plan or resolve_plan(cfg)).recompute_logprob
         device = str(info.device)
         dtype = cfg.actor.dtype
         if info.distributed and cfg.actor.mixed_precision and info.device.type == "cuda":
@@ -163,8 +166,8 @@ class Learner:
         mismatch = torch.zeros(2, dtype=torch.float64)  # sum |sampler - learner|, tokens
         # One minibatch: its own forward is before any update, so pi_old is that forward's
         # detached log-probs and the separate no-grad pass is skipped.
-        fused = a.recompute_logprob and len(chunks) == 1
-        if a.recompute_logprob and not fused:  # all before the first update
+        fused = self.recompute and len(chunks) == 1
+        if self.recompute and not fused:  # all before the first update
             for per_rank, _ in packed:
                 mine = per_rank[self.info.rank]
                 got = recompute_old_logprobs(self.model, mine, a, self.temperature, self.path)
@@ -193,7 +196,7 @@ class Learner:
         extra: dict[str, float] = {}
         if fused:
             extra[mn.SAMPLER_LOGPROB_DIFF] = total.sampler_diff
-        elif a.recompute_logprob:
+        elif self.recompute:
             diff_sum, n_tok = all_reduce_sum(mismatch, self.info).tolist()
             extra[mn.SAMPLER_LOGPROB_DIFF] = diff_sum / max(n_tok, 1.0)
         return {

@@ -10,10 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from grpo_plug.plan import resolve as resolve_plan
+
+if TYPE_CHECKING:
+    from grpo_plug.config import TrainConfig
 
 T = TypeVar("T")
 
@@ -130,3 +135,8 @@ def broadcast(obj: T, info: DistInfo) -> T:
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()
+
+
+def learner_dist(cfg: TrainConfig) -> DistInfo:
+    """This process's rank and device: torchrun's variables, GPUs after the servers'."""
+    return from_env(gpu_offset=resolve_plan(cfg).learner_gpu_offset(cfg, node_rank()))

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from grpo_plug.batching import cache_kwarg, pad_batch
 from grpo_plug.config import ActorConfig
+from grpo_plug.padding import cache_kwarg, pad_batch
 
 
 def completion_logprobs(

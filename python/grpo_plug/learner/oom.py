@@ -13,11 +13,9 @@ from contextlib import contextmanager
 
 import torch
 
-from grpo_plug.config import TrainConfig, parse_allocation
-
-
-class OutOfMemory(RuntimeError):
-    """The learner ran out of GPU memory; the message says which knobs to lower."""
+from grpo_plug.config import TrainConfig
+from grpo_plug.errors import OutOfMemory
+from grpo_plug.plan import resolve as resolve_plan
 
 
 def _half(value: int, floor: int) -> int | None:
@@ -30,7 +28,7 @@ def knobs(cfg: TrainConfig) -> list[str]:
     """``key: current -> suggested`` for every knob that can still be lowered."""
     out = []
     frac = cfg.sglang.mem_fraction_static
-    if frac > 0.3 and parse_allocation(cfg.allocation_mode) is not None:
+    if frac > 0.3 and resolve_plan(cfg).allocation is not None:
         target = 0.6 if frac > 0.6 else round(max(0.3, frac - 0.1), 2)
         out.append(f"sglang.mem_fraction_static: {frac:g} -> {target:g} (servers on its GPU)")
     if not cfg.actor.gradient_checkpointing:
@@ -65,7 +63,7 @@ def _memory(device: torch.device | None) -> str:
 def advice(cfg: TrainConfig, error: BaseException, device: torch.device | None = None) -> str:
     """One message: what ran out, then the knobs to lower and by how much."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    from grpo_plug.checkpoint import RESUMABLE_KEYS
+    from grpo_plug.recovery.store import RESUMABLE_KEYS
 
     lines = [
         f"out of GPU memory in the learner's train step{_memory(device)}: {first}",

@@ -16,7 +16,7 @@ import torch
 
 from grpo_plug.config import ActorConfig
 from grpo_plug.learner.logprobs import learner_logprobs
-from grpo_plug.loss import clipped_surrogate, kl_penalty, token_weights
+from grpo_plug.learner.loss import clipped_surrogate, kl_penalty, token_weights
 
 
 @dataclass

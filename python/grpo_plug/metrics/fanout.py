@@ -67,8 +67,18 @@ class LoggerFanout:
     warns once and never stops the run. Thread-safe: server health threads report
     through :meth:`message` too."""
 
-    def __init__(self, loggers: Sequence[Logger], events: RunEvents, *, quiet: bool) -> None:
+    def __init__(
+        self,
+        loggers: Sequence[Logger],
+        events: RunEvents,
+        *,
+        quiet: bool,
+        terminal: bool = False,
+    ) -> None:
+        """``terminal``: one of ``loggers`` prints status lines to the terminal itself
+        (a logger registered with the trait ``terminal``)."""
         self.loggers = list(loggers)
+        self.terminal = terminal
         self.events = events
         self.quiet = quiet
         self.failed: set[str] = set()
@@ -79,7 +89,7 @@ class LoggerFanout:
             self.events.message(text)
             for lg in self.loggers:
                 self._guard(lg, lg.message, text)
-            if not self.quiet and not any(lg.name == "console" for lg in self.loggers):
+            if not self.quiet and not self.terminal:
                 # Status lines (resume, fresh start) must reach the terminal anyway.
                 print(f"grpo-plug: {text}", file=sys.stderr)
 

@@ -24,13 +24,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from grpo_plug.types import GenerationRequest, RequestFailed, RolloutBackend, Sample
+from grpo_plug.errors import RequestFailed, RolloutError
+from grpo_plug.types import GenerationRequest, RolloutBackend, Sample
 
 T = TypeVar("T")
-
-
-class RolloutError(RuntimeError):
-    """A rollout could not be completed; the message names the request and the cause."""
 
 
 @dataclass(frozen=True)

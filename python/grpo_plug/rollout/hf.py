@@ -21,7 +21,7 @@ Three CPU speed-ups, measured by ``bench/bench_rollout.py``:
 - ``rollout.sample_dtype``: sampling may run on a bfloat16 copy of the learner's fp32
   weights (AMX / AVX-512 BF16 matmuls are ~4x faster), refreshed whenever the
   learner's parameters change; the loss then uses the learner's own log-probs
-  (``actor.recompute_logprob``, switched on by the config); greedy requests (the
+  (the run plan switches ``actor.recompute_logprob`` on); greedy requests (the
   held-out eval) still decode with the learner's weights;
 - the next token is drawn by inverse CDF (``draw_from``) instead of
   ``torch.multinomial``, whose CPU kernel draws one exponential per vocabulary entry.
@@ -37,9 +37,10 @@ from typing import Any, Literal
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from grpo_plug.batching import cache_kwarg, pad_batch
-from grpo_plug.checkpoint import fault_point
 from grpo_plug.config import TrainConfig
+from grpo_plug.faults import fault_point
+from grpo_plug.padding import cache_kwarg, pad_batch
+from grpo_plug.plan import resolve as resolve_plan
 from grpo_plug.types import (
     FinishReason,
     GenerationRequest,
@@ -95,20 +96,6 @@ def sample_next(
 
 
 CacheKind = Literal["prealloc", "dynamic"]
-
-
-def native_bf16_cpu() -> bool:
-    """This CPU multiplies bfloat16 in hardware (AMX or AVX-512 BF16)."""
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
-def resolve_sample_dtype(setting: str, device: str) -> torch.dtype:
-    """``rollout.sample_dtype`` as a dtype. ``auto``: bfloat16 on a CPU with native
-    bf16 matmuls (measured ~1.5-2x the fp32 rollout there, bench_rollout), else fp32."""
-    if setting == "auto":
-        return torch.bfloat16 if device == "cpu" and native_bf16_cpu() else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[setting]
 
 
 class PreallocLayer(DynamicLayer):  # type: ignore[no-untyped-call]
@@ -346,21 +333,15 @@ class HFBackend:
 
 
 def make_hf_backend(cfg: TrainConfig, ctx: RolloutContext) -> HFBackend:
-    """In-process transformers generation sharing the learner's model."""
+    """In-process transformers generation sharing the learner's model; it samples in
+    the plan's ``sample_dtype`` (a copy when that is not the learner's dtype)."""
     if ctx.model is None:
         raise ValueError("rollout.backend=hf needs the learner's model (colocated)")
-    dtype = resolve_sample_dtype(cfg.rollout.sample_dtype, ctx.device)
-    if dtype != next(ctx.model.parameters()).dtype and not cfg.actor.recompute_logprob:
-        # Only ``auto`` gets here (the config switches it on for an explicit bfloat16).
-        # The learner reads this same ActorConfig; other ranks cannot learn of it.
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dtype = next(ctx.model.parameters()).dtype
-        else:
-            cfg.actor.recompute_logprob = True
+    plan = ctx.plan or resolve_plan(cfg, device=ctx.device)
+    dtype = getattr(torch, plan.sample_dtype)
     if ctx.message is not None and dtype != next(ctx.model.parameters()).dtype:
         ctx.message(
-            f"hf rollout samples in {str(dtype).removeprefix('torch.')} "
+            f"hf rollout samples in {plan.sample_dtype} "
             "(rollout.sample_dtype); the loss recomputes log-probs with the learner"
         )
     return HFBackend(

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast, get_args
 
 from grpo_plug import config as cfgmod
-from grpo_plug.reward_call import REWARD_KEYWORDS, RewardError, accepted_keywords, adapt_reward
+from grpo_plug.errors import RewardError
+from grpo_plug.rewards import REWARD_KEYWORDS, accepted_keywords, adapt_reward
 from grpo_plug.types import (
     Example,
     FinishReason,
@@ -140,7 +141,7 @@ def check_task(
     """Build the task (from its factory with ``dataset``, default ``max_samples=5``, and
     ``config=cfg`` if it takes that keyword), load it and check the examples and
     ``user_message``. ``max_samples`` need not be applied: the trainer cuts the list."""
-    from grpo_plug.evaluation import build_task
+    from grpo_plug.data.tasks import build_task
 
     what = "task"
     dataset = dataset or cfgmod.DatasetConfig(max_samples=5)

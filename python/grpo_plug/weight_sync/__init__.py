@@ -8,23 +8,43 @@ from __future__ import annotations
 from typing import Any
 
 from grpo_plug.config import TrainConfig
-from grpo_plug.types import DistributedUpdateSurface, RolloutBackend, WeightUpdateSurface
+from grpo_plug.errors import SetupError, WeightSyncError
+from grpo_plug.registry import ComponentRegistry
+from grpo_plug.types import (
+    DistributedUpdateSurface,
+    RolloutBackend,
+    WeightSyncFactory,
+    WeightUpdateSurface,
+)
 
 
-class WeightSyncError(RuntimeError):
-    """A sync failed or the servers' weights differ from the learner's after it."""
+def auto_layout(cfg: TrainConfig, backend: RolloutBackend) -> str:
+    """The layout ``weight_sync.strategy=auto`` chooses for: ``colocated`` (the backend
+    shares the learner's model), ``one-device`` (learner and servers share one GPU, or
+    run on CPU), ``devices`` (servers have GPUs of their own)."""
+    if backend.colocated:
+        return "colocated"
+    if cfg.cluster.n_nodes * cfg.cluster.n_gpus_per_node <= 1:
+        return "one-device"
+    return "devices"
 
 
-def resolve_strategy_name(cfg: TrainConfig, backend: RolloutBackend) -> str:
-    """``auto``: in-place when colocated; disk when learner and server share one GPU (or
-    run on CPU); a distributed broadcast when they have GPUs of their own."""
+def resolve_strategy_name(
+    cfg: TrainConfig, backend: RolloutBackend, registry: ComponentRegistry[WeightSyncFactory]
+) -> str:
+    """The configured strategy, or for ``auto`` the one registered with the trait
+    ``auto:<layout>`` (see :func:`auto_layout`); a SetupError when none or several are."""
     if cfg.weight_sync.strategy != "auto":
         return cfg.weight_sync.strategy
-    if backend.colocated:
-        return "inplace"
-    if cfg.cluster.n_nodes * cfg.cluster.n_gpus_per_node <= 1:
-        return "disk"
-    return "distributed"
+    layout = auto_layout(cfg, backend)
+    found = registry.with_trait(f"auto:{layout}")
+    if len(found) != 1:
+        which = ", ".join(f"{e.name} ({e.plugin})" for e in found) or "none is registered"
+        raise SetupError(
+            f"weight_sync.strategy=auto: one strategy must declare the trait auto:{layout} "
+            f"for this layout; {which}: set weight_sync.strategy explicitly"
+        )
+    return found[0].name
 
 
 SURFACE = (

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from grpo_plug.config import TrainConfig
+from grpo_plug.errors import WeightSyncError
 from grpo_plug.types import RolloutBackend, WeightUpdateSurface
-from grpo_plug.weight_sync import WeightSyncError, update_surface
+from grpo_plug.weight_sync import update_surface
 
 SHM = Path("/dev/shm")
 VERIFY_ROWS = 16  # rows of each probed parameter compared per server
@@ -43,7 +44,7 @@ def default_root(cfg: TrainConfig, need: int) -> Path:
                 return SHM / tail / "weight_update"
         except OSError:
             pass
-    from grpo_plug.preflight import run_dirs  # the run layout
+    from grpo_plug.plan import run_dirs  # the run layout
 
     return run_dirs(cfg)[0] / "weight_update"
 

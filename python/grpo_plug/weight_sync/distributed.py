@@ -26,10 +26,11 @@ from typing import Any
 import torch
 
 from grpo_plug.config import TrainConfig
+from grpo_plug.errors import RequestFailed, WeightSyncError
 from grpo_plug.rollout.sglang.client import distributed_update_body, init_group_body
 from grpo_plug.rollout.sglang.servers import free_port
-from grpo_plug.types import DistributedUpdateSurface, RequestFailed, RolloutBackend
-from grpo_plug.weight_sync import WeightSyncError, distributed_surface
+from grpo_plug.types import DistributedUpdateSurface, RolloutBackend
+from grpo_plug.weight_sync import distributed_surface
 from grpo_plug.weight_sync.disk import DTYPES, verify_weights
 
 GROUP_TIMEOUT_S = 600.0  # a join or broadcast the servers never take part in fails then

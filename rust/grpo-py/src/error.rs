@@ -1,6 +1,8 @@
 //! The one place where Rust errors become Python exceptions.
 //!
-//! * every `grpo_core::CoreError` (bad input) -> `ValueError`;
+//! * `grpo_core::CoreError::Infeasible` -> `grpo_plug._core.InfeasibleError` and every
+//!   other `CoreError` (bad input) -> `grpo_plug._core.InputError`, both `ValueError`
+//!   subclasses (`grpo_plug.core` turns them into `grpo_plug.errors` classes);
 //! * a Python object of the wrong type -> `TypeError` naming the argument
 //!   and index (built in `convert.rs`);
 //! * a caught Rust panic (a bug) -> `grpo_plug._core.InternalError`, a
@@ -19,9 +21,26 @@ create_exception!(
     "A bug inside grpo_plug._core: a Rust panic was caught and turned into this exception."
 );
 
-/// `CoreError` -> `ValueError` with the core's message.
+create_exception!(
+    grpo_plug._core,
+    InputError,
+    PyValueError,
+    "grpo_plug._core refused its input (a length, a shape, a value out of range)."
+);
+
+create_exception!(
+    grpo_plug._core,
+    InfeasibleError,
+    PyValueError,
+    "A well-formed request grpo_plug._core cannot satisfy (e.g. packing under a budget)."
+);
+
+/// `CoreError` -> `InfeasibleError` or `InputError` with the core's message.
 pub fn core_error(e: CoreError) -> PyErr {
-    PyValueError::new_err(e.to_string())
+    match e {
+        CoreError::Infeasible(_) => InfeasibleError::new_err(e.to_string()),
+        _ => InputError::new_err(e.to_string()),
+    }
 }
 
 /// A caught panic payload -> `InternalError`.

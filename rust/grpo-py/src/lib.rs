@@ -20,7 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use crate::buffers::{F32_POOL, I64_POOL};
-use crate::error::{core_error, panic_error, InternalError};
+use crate::error::{core_error, panic_error, InfeasibleError, InputError, InternalError};
 
 /// Below this many rewards, advantages run on the calling thread.
 const ADVANTAGES_PARALLEL_MIN: usize = 1 << 16;
@@ -278,6 +278,8 @@ fn pack_microbatches<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("InternalError", m.py().get_type::<InternalError>())?;
+    m.add("InputError", m.py().get_type::<InputError>())?;
+    m.add("InfeasibleError", m.py().get_type::<InfeasibleError>())?;
     m.add_function(wrap_pyfunction!(extract_answer, m)?)?;
     m.add_function(wrap_pyfunction!(grade, m)?)?;
     m.add_function(wrap_pyfunction!(group_advantages, m)?)?;

@@ -20,11 +20,13 @@ from typing import Any
 
 import torch
 
-from grpo_plug.config import TrainConfig, parse_allocation
+from grpo_plug.config import TrainConfig
+from grpo_plug.errors import RequestFailed, ServerError
+from grpo_plug.plan import resolve as resolve_plan
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.client import ServerClient, disk_update_body, generate_body
 from grpo_plug.rollout.sglang.health import HealthPolicy, ServerMonitor
-from grpo_plug.types import GenerationRequest, RequestFailed, RolloutContext, Sample
+from grpo_plug.types import GenerationRequest, RolloutContext, Sample
 
 CPU_MAX_TOTAL_TOKENS = 16384  # KV pool of a CPU server unless sglang.max_total_tokens says
 WAIT_POLL_S = 0.5  # how often a request waiting for a server to come back looks again
@@ -277,7 +279,7 @@ def launch_device(cfg: TrainConfig) -> str:
 def launch_args(cfg: TrainConfig, index: int, device: str) -> tuple[str, ...]:
     """launch_server flags from the ``sglang.*`` keys for server ``index``."""
     sg = cfg.sglang
-    alloc = parse_allocation(cfg.allocation_mode)
+    alloc = resolve_plan(cfg).allocation
     args = [
         *("--dtype", server_dtype(cfg)),
         *("--mem-fraction-static", str(sg.mem_fraction_static)),
@@ -297,7 +299,7 @@ def launch_args(cfg: TrainConfig, index: int, device: str) -> tuple[str, ...]:
         if device == "cpu":
             # SGLang 0.5.23 refuses it for its CPU attention backend (intel_amx), and
             # without it sampling_seed is ignored: measured, not assumed.
-            raise srv.ServerError(
+            raise ServerError(
                 "sglang.deterministic=true needs a GPU server: SGLang's CPU attention "
                 "backend has no deterministic mode, and without it per-request seeds "
                 "are ignored; set sglang.deterministic=false on CPU"
@@ -311,7 +313,7 @@ def launch_args(cfg: TrainConfig, index: int, device: str) -> tuple[str, ...]:
 
 def server_specs(cfg: TrainConfig, model_path: str, log_dir: Path) -> list[srv.ServerSpec]:
     """One spec per generation data-parallel replica of ``allocation_mode``."""
-    alloc = parse_allocation(cfg.allocation_mode)
+    alloc = resolve_plan(cfg).allocation
     n = alloc.gen_dp if alloc else 1
     tp = alloc.gen_tp if alloc else 1
     device = launch_device(cfg)

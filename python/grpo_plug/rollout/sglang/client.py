@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from grpo_plug.types import FinishReason, GenerationRequest, RequestFailed, Sample
+from grpo_plug.errors import RequestFailed
+from grpo_plug.types import FinishReason, GenerationRequest, Sample
 
 CONNECT_TIMEOUT_S = 10.0
 CONTROL_TIMEOUT_S = 600.0  # weight loads of large models take minutes

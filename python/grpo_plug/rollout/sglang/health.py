@@ -23,6 +23,7 @@ from typing import Literal
 
 import httpx
 
+from grpo_plug.errors import ServerError
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.client import ServerClient
 
@@ -153,7 +154,7 @@ class ServerMonitor:
             self.servers[i] = old = new
             try:
                 srv.wait_healthy([new], self.policy.startup_timeout)
-            except srv.ServerError as e:
+            except ServerError as e:
                 last = str(e)
                 continue
             try:

@@ -26,13 +26,11 @@ from typing import Any
 
 import httpx
 
+from grpo_plug.errors import ServerError
+
 # On CPU, sgl_kernel's import of its CUDA library falls back to this empty module.
 CPU_SHIM = Path(__file__).resolve().parent / "cpu_shim"
 STOP_GRACE_S = 20.0  # SIGTERM shutdown takes ~10 s on a busy 2-core machine
-
-
-class ServerError(RuntimeError):
-    """A server could not be started or died; the message names its log file."""
 
 
 @dataclass(frozen=True)

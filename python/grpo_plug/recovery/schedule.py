@@ -3,7 +3,7 @@
 The trainer (rank 0) calls :meth:`Checkpointer.resume` once before the loop and
 :meth:`Checkpointer.after_step` after every step. Schedules are decided here, on rank 0
 alone (``freq_secs`` reads its clock); a sharded recover point or resume goes through
-the :class:`LearnerGroup`, which brings the other ranks along.
+the :class:`LearnerRanks`, which brings the other ranks along.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grpo_plug import checkpoint as ckpt
 from grpo_plug import config as cfgmod
 from grpo_plug.config import TrainConfig
-from grpo_plug.learner.group import LearnerGroup
+from grpo_plug.errors import CheckpointError
+from grpo_plug.learner.ranks import LearnerRanks
 from grpo_plug.metrics.emit import RunEvents
+from grpo_plug.recovery import store as ckpt
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Checkpointer:
         self,
         cfg: TrainConfig,
         ckpt_dir: Path,
-        group: LearnerGroup,
+        group: LearnerRanks,
         tokenizer: Any,
         events: RunEvents,
         message: Callable[[str], None],
@@ -69,7 +70,7 @@ class Checkpointer:
             where = self.ckpt_dir / ckpt.RECOVER_DIR
             if mode == "resume":
                 detail = "; ".join(problems) if problems else "none found"
-                raise ckpt.CheckpointError(
+                raise CheckpointError(
                     f"recover.mode=resume: no valid recover checkpoint at {where} ({detail})"
                 )
             self.message(f"no recover checkpoint at {where}; starting fresh")
@@ -77,7 +78,7 @@ class Checkpointer:
         saved = json.loads((path / "state.json").read_text())
         diffs = ckpt.config_diff(saved.get("config", {}), cfgmod.to_dict(self.cfg))
         if diffs:
-            raise ckpt.CheckpointError(
+            raise CheckpointError(
                 f"recover checkpoint {path} was written with a different config: "
                 + "; ".join(diffs[:5])
                 + (" ..." if len(diffs) > 5 else "")

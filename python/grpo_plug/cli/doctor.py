@@ -12,10 +12,17 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+import typer
+from rich.markup import escape
+
+from grpo_plug import config as cfgmod
+from grpo_plug.cli.io import err, out
+from grpo_plug.cli.options import ConfigOpt, OverridesArg, PresetOpt
 from grpo_plug.config import TrainConfig
+from grpo_plug.errors import ModelError, PluginError
 from grpo_plug.plugins import REGISTRY_HOOKS, get_host
-from grpo_plug.registry import PluginError
 
 Row = tuple[str, str, str, str]
 
@@ -93,10 +100,10 @@ def training_memory(n_params: int, cfg: TrainConfig, *, device: str) -> MemoryEs
     unsharded copy of the weights for rollouts when there is more than one rank, and a
     reference model (``actor.kl_ctl > 0``) adds its weights.
     """
-    from grpo_plug.launch import learner_ranks
     from grpo_plug.models import torch_dtype
+    from grpo_plug.plan import resolve as resolve_plan
 
-    ranks = learner_ranks(cfg)
+    ranks = resolve_plan(cfg).learner_ranks
     dtype = torch_dtype(cfg.actor.dtype, device)
     if ranks > 1 and cfg.actor.mixed_precision and device.startswith("cuda"):
         import torch
@@ -166,7 +173,7 @@ def embedded_model_check(name: str = "smollm2-135m") -> Row:
     check = f"embedded:{name}"
     try:
         gguf = models.embedded_gguf(name)
-    except models.ModelError as e:
+    except ModelError as e:
         return (check, "fail", str(e).removeprefix("actor.path: "), "make setup")
     target = models.embedded_cache_dir(name)
     if models.is_converted(target):
@@ -187,7 +194,7 @@ def sglang_check() -> Row:
 
 
 def wandb_check() -> Row:
-    from grpo_plug.builtin.loggers import wandb_has_credentials
+    from grpo_plug.metrics.loggers import wandb_has_credentials
 
     if wandb_has_credentials():
         return ("wandb", "ok", "credentials found", "")
@@ -211,3 +218,33 @@ def doctor_checks(fileroot: str, cfg: TrainConfig | None = None) -> list[Row]:
         sglang_check(),
         wandb_check(),
     ]
+
+
+def doctor_command(
+    fileroot: Annotated[
+        str, typer.Option(help="Where checkpoints go (checked for free space).")
+    ] = "outputs/grpo",
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    overrides: OverridesArg = None,
+) -> None:
+    """Check this machine: Python, torch, CUDA, Rust core, plugins, disk, SGLang, WandB;
+    on a GPU, whether the configured model's training state fits (default config, or
+    --preset / --config / key=value)."""
+    cfg: cfgmod.TrainConfig | None = None
+    try:
+        cfg = cfgmod.load(preset=preset, config_file=config, overrides=overrides or [])
+    except cfgmod.ConfigError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    except PluginError:
+        pass  # a broken plugin: the plugins row names it and how to disable it
+    rows = doctor_checks(fileroot, cfg)
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for check, status, detail, hint in rows:
+        line = f"[{colour[status]}]{status:>4}[/{colour[status]}]  {check:<10} {escape(detail)}"
+        if hint:
+            line += f"  [dim]({escape(hint)})[/dim]"
+        out.print(line)
+    if any(r[1] == "fail" for r in rows):
+        raise typer.Exit(1)

@@ -1,4 +1,6 @@
-"""The reward-function calling convention, enforced at every call.
+"""The reward stage: every configured reward function scores every sample, their
+weighted sum is the reward, the first correctness function's values are the task
+reward (accuracy). And the reward-function calling convention, enforced at every call.
 
 A reward function is ``fn(prompts, completions, **keywords) -> list[float | None]``.
 The trainer passes the keywords in :data:`REWARD_KEYWORDS`; a function receives only
@@ -14,10 +16,15 @@ import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from grpo_plug.registry import PluginError
-from grpo_plug.types import RewardFunction
+from grpo_plug.data.tasks import literal_answers
+from grpo_plug.errors import PluginError, RewardError
+from grpo_plug.types import RewardFunction, Task
+
+if TYPE_CHECKING:
+    from grpo_plug.config import TrainConfig
 
 REWARD_KEYWORDS: dict[str, str] = {
     "golds": "list[str]: the gold answer of each completion's problem, same order",
@@ -28,10 +35,6 @@ REWARD_KEYWORDS: dict[str, str] = {
     "function was registered with (`config=Cls`)",
 }
 """Every keyword a reward function may receive, with its type and meaning."""
-
-
-class RewardError(PluginError):
-    """A reward function raised or answered with the wrong shape or type."""
 
 
 def accepted_keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
@@ -86,3 +89,67 @@ def adapt_reward(fn: RewardFunction, name: str, plugin: str) -> RewardFunction:
         return check_rewards(values, len(completions), where)
 
     return call
+
+
+class RewardSpec(NamedTuple):
+    """One configured reward function: ``correctness`` as registered (see
+    :meth:`grpo_plug.registry.ComponentRegistry.register`)."""
+
+    name: str
+    fn: Any
+    weight: float
+    correctness: bool = False
+
+
+@dataclass
+class Scores:
+    """Every sample's scores, float32 ``[B*G]`` each: ``reward`` (weighted sum),
+    ``task_reward`` (the first correctness function's values = accuracy; 0 without
+    one) and ``per_function`` (name -> unweighted values, as summed)."""
+
+    reward: Any
+    task_reward: Any
+    per_function: dict[str, Any]
+
+
+def score_samples(
+    reward_fns: Sequence[RewardSpec],
+    task: Task,
+    prompts: list[str],
+    texts: list[str],
+    golds: list[str],
+    no_eos: Any,
+    cfg: TrainConfig,
+    *,
+    completion_ids: Sequence[Sequence[int]],
+) -> Scores:
+    """Score every sample with every reward function; ``None`` counts 0.
+
+    A completion cut at max_new_tokens (``no_eos``) gets ``cfg.reward.no_eos_reward``
+    from each correctness function when that is set."""
+    import numpy as np
+
+    rewards = np.zeros(len(texts), dtype=np.float32)
+    task_reward: Any = None
+    per_function: dict[str, Any] = {}
+    literal = literal_answers(task)
+    for spec in reward_fns:
+        got = spec.fn(
+            prompts,
+            texts,
+            golds=golds,
+            literal_answers=literal,
+            config=cfg,
+            completion_ids=completion_ids,
+        )
+        vals = np.array([0.0 if v is None else v for v in got], dtype=np.float32)
+        if spec.correctness:
+            if task_reward is None:  # the seed's task reward = accuracy
+                task_reward = vals.copy()
+            if cfg.reward.no_eos_reward is not None:
+                vals[no_eos] = cfg.reward.no_eos_reward
+        per_function[spec.name] = vals
+        rewards += spec.weight * vals
+    if task_reward is None:
+        task_reward = np.zeros(len(texts), dtype=np.float32)
+    return Scores(rewards, task_reward, per_function)

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from grpo_plug.cli_io import err, out, user_errors
+from grpo_plug.cli.io import err, out, user_errors
 from grpo_plug.plugins import REGISTRY_HOOKS, get_host
 
 plugins_app = typer.Typer(help="List installed plugins; `plugins new` scaffolds one.")
@@ -77,7 +77,7 @@ def plugins_new(
     ] = Path("."),
 ) -> None:
     """Scaffold an installable plugin package whose own tests pass unchanged."""
-    from grpo_plug.scaffold import new_plugin
+    from grpo_plug.cli.scaffold import new_plugin
 
     root = new_plugin(kind, name, directory)
     out.print(f"wrote {escape(str(root))}")

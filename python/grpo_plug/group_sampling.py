@@ -20,7 +20,7 @@ import numpy as np
 
 from grpo_plug import core
 from grpo_plug.config import TrainConfig
-from grpo_plug.evaluation import RewardSpec, score_samples
+from grpo_plug.rewards import RewardSpec, score_samples
 from grpo_plug.rollout.controller import RolloutController
 from grpo_plug.types import Example, GenerationRequest, Sample, Task
 

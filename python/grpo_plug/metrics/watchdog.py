@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from grpo_plug.errors import ZeroRewardError
+
 # Rollout counters (per step) that mean a server misbehaved.
 ERROR_COUNTERS = (
     "rollout/retries",
@@ -20,10 +22,6 @@ ERROR_COUNTERS = (
     "rollout/health_failures",
     "rollout/server_restarts",
 )
-
-
-class ZeroRewardError(RuntimeError):
-    """Task reward stayed at 0 while servers reported errors: the run stops."""
 
 
 @dataclass

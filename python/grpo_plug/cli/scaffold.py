@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from string import Template
 
-from grpo_plug.registry import PluginError
-from grpo_plug.scaffold_templates import KINDS, USE
+from grpo_plug.cli.scaffold_templates import KINDS, USE
+from grpo_plug.errors import PluginError
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 

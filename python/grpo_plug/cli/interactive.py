@@ -49,12 +49,14 @@ def graceful_sigint(trainer: Trainer) -> Iterator[None]:
 def run_errors() -> tuple[type[Exception], ...]:
     """Failures of a part the run depends on (servers, weight sync, the watchdog): the
     run stops with one message naming the cause, its recover point intact."""
-    from grpo_plug.learner.oom import OutOfMemory
-    from grpo_plug.rollout.controller import RolloutError
-    from grpo_plug.rollout.sglang.servers import ServerError
-    from grpo_plug.rollout.watchdog import ZeroRewardError
-    from grpo_plug.types import RequestFailed
-    from grpo_plug.weight_sync import WeightSyncError
+    from grpo_plug.errors import (
+        OutOfMemory,
+        RequestFailed,
+        RolloutError,
+        ServerError,
+        WeightSyncError,
+        ZeroRewardError,
+    )
 
     return (OutOfMemory, RolloutError, RequestFailed, ServerError, WeightSyncError, ZeroRewardError)
 

@@ -1,7 +1,7 @@
 """Rank 0 drives, the other ranks follow.
 
 Under torchrun only rank 0 runs the trainer (rollouts, rewards, logs, metrics, HF
-checkpoints, markers). Every call on :class:`LearnerGroup` that needs all ranks (a
+checkpoints, markers). Every call on :class:`LearnerRanks` that needs all ranks (a
 train step, a sharded recover point, a resume) is first broadcast as a command; the
 other ranks sit in :func:`follow` and run the same method, so every collective is
 joined by every rank in the same order.
@@ -22,16 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from grpo_plug import checkpoint as ckpt
 from grpo_plug.config import TrainConfig
 from grpo_plug.learner import dist, fsdp
+from grpo_plug.learner import state as learner_state
 from grpo_plug.learner.actor import Learner, LearnerBatch
 from grpo_plug.models import load_model
 
 _COMMANDS = ("train_step", "save_recover", "load_recover", "stop")
 
 
-class LearnerGroup:
+class LearnerRanks:
     def __init__(self, learner: Learner, ckpt_dir: Path) -> None:
         self.learner, self.info, self.ckpt_dir = learner, learner.info, ckpt_dir
         self.policy: Any = learner.model
@@ -87,14 +87,14 @@ class LearnerGroup:
     def _save_recover(self, state: dict[str, Any]) -> Path:
         lr = self.learner
         if not self.info.distributed:
-            return ckpt.save_recover(
+            return learner_state.save_recover(
                 self.ckpt_dir,
                 model=lr.model,
                 optimizer=lr.optimizer,
                 scheduler=lr.scheduler,
                 state=state,
             )
-        return ckpt.save_recover_sharded(
+        return learner_state.save_recover_sharded(
             self.ckpt_dir,
             model=lr.model,
             optimizer=lr.optimizer,
@@ -105,12 +105,12 @@ class LearnerGroup:
 
     def _load_recover(self, path: Path) -> dict[str, Any]:
         lr = self.learner
-        ckpt.check_world_size(path, self.info.world_size)
+        learner_state.check_world_size(path, self.info.world_size)
         if not self.info.distributed:
-            return ckpt.load_recover(
+            return learner_state.load_recover(
                 path, model=lr.model, optimizer=lr.optimizer, scheduler=lr.scheduler
             )
-        state = ckpt.load_recover_sharded(
+        state = learner_state.load_recover_sharded(
             path, model=lr.model, optimizer=lr.optimizer, scheduler=lr.scheduler, info=self.info
         )
         self._refresh_policy()
@@ -142,16 +142,15 @@ def seed_all(seed: int) -> None:
 def follow(cfg: TrainConfig) -> None:
     """What ranks other than 0 run instead of the trainer: build the same learner
     (rank 0 sends the step count), then follow rank 0's commands."""
-    from grpo_plug.launch import learner_dist
-    from grpo_plug.preflight import run_dirs
+    from grpo_plug.plan import run_dirs
 
-    info = learner_dist(cfg)
+    info = dist.learner_dist(cfg)
     if info.is_main:
         raise RuntimeError("rank 0 runs the trainer, not follow()")
     dist.init(info)
     seed_all(cfg.seed)
     total_steps = dist.broadcast(0, info)
-    group = LearnerGroup(Learner(cfg, total_steps, info), run_dirs(cfg)[0])
+    group = LearnerRanks(Learner(cfg, total_steps, info), run_dirs(cfg)[0])
     try:
         group.serve()
     finally:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from grpo_plug import config as cfgmod
-from grpo_plug.registry import PluginError
+from grpo_plug.errors import PluginError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

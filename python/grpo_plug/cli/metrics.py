@@ -48,7 +48,7 @@ def wants_tui(stream: Any, no_tui: bool = False) -> bool:
 
 def follow_plain(reader: RunReader, console: Console, interval: float, until_end: bool) -> None:
     """One line per step (and per warning) as the run writes them."""
-    from grpo_plug.builtin.loggers import step_line
+    from grpo_plug.metrics.loggers import step_line
 
     shown, warned = 0, 0
     while True:

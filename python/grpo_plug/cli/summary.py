@@ -11,8 +11,8 @@ from typing import Any
 from rich.markup import escape
 
 from grpo_plug import config as cfgmod
-from grpo_plug.cli_io import out
-from grpo_plug.interactive import resume_command
+from grpo_plug.cli.interactive import resume_command
+from grpo_plug.cli.io import out
 
 
 def print_summary(cfg: cfgmod.TrainConfig, summary: Any) -> None:

@@ -1,0 +1,30 @@
+"""Options several commands share: where the config comes from, and the dashboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+PresetOpt = Annotated[
+    str | None, typer.Option("--preset", "-p", help="Preset name (see `grpo-plug presets`).")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="A YAML config file instead of a preset.")
+]
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Overrides with the seed's dotted names, e.g. actor.lr=1e-6.", show_default=False
+    ),
+]
+
+NoTuiOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-tui",
+        help="Plain one-line-per-step logs instead of the live dashboard (also the default "
+        "when stdout is not a terminal or TERM=dumb).",
+    ),
+]

@@ -1,0 +1,190 @@
+"""``grpo-plug train`` (one process, or torchrun's ranks) and ``grpo-plug eval``."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from grpo_plug import config as cfgmod
+from grpo_plug.cli import metrics as metric_commands
+from grpo_plug.cli.io import err, out
+from grpo_plug.cli.options import ConfigOpt, NoTuiOpt, OverridesArg, PresetOpt
+from grpo_plug.cli.summary import print_category_rows, print_summary
+from grpo_plug.errors import GrpoPlugError
+from grpo_plug.plugins import get_host
+from grpo_plug.types import RolloutContext
+
+
+def train(
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    overrides: OverridesArg = None,
+    no_tui: NoTuiOpt = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the processes and devices the allocation would use; start nothing.",
+        ),
+    ] = False,
+) -> None:
+    """Train with GRPO: `grpo-plug train --preset cpu` runs anywhere, no GPU needed."""
+    from grpo_plug.cli import interactive
+
+    tui = metric_commands.wants_tui(sys.stdout, no_tui)
+    try:
+        name = preset if preset or config else "cpu"
+        cfg = cfgmod.load(preset=name, config_file=config, overrides=overrides or [])
+        from grpo_plug import launch
+
+        source = ["--config", str(config)] if config else ["--preset", name]
+        train_args = [*source, *(overrides or []), *(["--no-tui"] if no_tui else [])]
+        if dry_run:
+            out.print(escape(launch.describe(launch.plan(cfg, train_args))), highlight=False)
+            return
+        if launch.needs_torchrun(cfg):  # more than one learner rank: torchrun starts them
+            _run_learners(cfg, train_args)
+            return
+        from grpo_plug.learner import dist
+
+        if launch.under_torchrun():
+            launch.die_with_parent()  # no rank outlives torchrun
+        if not dist.from_env().is_main:  # under torchrun: rank 0 trains, the others follow
+            _follow(cfg)
+            return
+        from grpo_plug.trainer import Trainer
+
+        loggers_cfg = cfg
+        if tui:  # the dashboard replaces the console lines
+            terminal = {e.name for e in get_host().loggers().with_trait("terminal")}
+            loggers_cfg = dataclasses.replace(
+                cfg, loggers=[n for n in cfg.loggers if n not in terminal]
+            )
+            out.print(f"grpo-plug: loading {cfg.actor.path} for the {name} run...")
+        trainer = Trainer(loggers_cfg, preset=None if config else name, quiet=tui)
+    except GrpoPlugError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    try:
+        summary = interactive.run(trainer, tui=tui, console=out)
+    except interactive.run_errors() as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        err.print(
+            f"the last recover point (if any) is kept; after fixing the cause, resume with: "
+            f"{escape(interactive.resume_command())}"
+        )
+        raise typer.Exit(1) from None
+    if summary is None:
+        raise typer.Exit(130)
+    print_summary(cfg, summary)
+
+
+def _run_learners(cfg: cfgmod.TrainConfig, train_args: list[str]) -> None:
+    """This node's learner ranks under torchrun, supervised; exits with their code."""
+    from grpo_plug import launch
+
+    rc = launch.run_learners(cfg, train_args, say=lambda m: err.print(escape(m)))
+    if rc == 0:
+        return
+    resume = escape(shlex.join(["grpo-plug", "train", *train_args]))
+    if rc in (130, 143):  # stopped on request (second Ctrl-C, SIGTERM)
+        err.print(f"stopped every learner rank on request; resume with: {resume}")
+    else:
+        err.print(
+            f"[red]error:[/red] the learner ranks ended with exit code {rc} (torchrun's report "
+            "above names the rank that failed); every rank is stopped. The last recover point "
+            f"(if any) is kept; after fixing the cause, resume with: {resume}"
+        )
+    raise typer.Exit(rc)
+
+
+def _follow(cfg: cfgmod.TrainConfig) -> None:
+    """A rank other than 0: follow rank 0; an out-of-memory ends with the advice."""
+    from grpo_plug.errors import OutOfMemory
+    from grpo_plug.learner.ranks import follow
+
+    try:
+        follow(cfg)
+    except OutOfMemory as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(1) from None
+
+
+def eval_cmd(
+    model_path: Annotated[
+        str, typer.Option("--model-path", help="Checkpoint dir, hub id or embedded:NAME.")
+    ] = "embedded:smollm2-135m",
+    max_samples: Annotated[
+        int | None, typer.Option("--max-samples", min=1, help="Evaluate the first N problems.")
+    ] = None,
+    task: Annotated[str, typer.Option(help="Task plugin: gsm8k, arith, ...")] = "gsm8k",
+    data: Annotated[
+        str | None, typer.Option(help="Local JSONL/parquet file (default: the task's own).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation length.")] = 512,
+    batch_size: Annotated[int, typer.Option(min=1, help="Problems generated together.")] = 32,
+    output: Annotated[
+        Path | None, typer.Option(help="Predictions JSONL (default: eval_<task>.jsonl here).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed (arith problems).")] = 1,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Task knobs as dataset keys, e.g. arith_style=plain.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Greedy accuracy of a checkpoint; writes every prediction to JSONL."""
+    from rich.progress import Progress
+
+    try:
+        from grpo_plug.data.tasks import build_task, load_examples
+        from grpo_plug.evaluation import evaluate
+        from grpo_plug.models import load_model, load_tokenizer
+
+        base = {"task": task, "path": data, "split": split, "max_samples": max_samples}
+        prefixed = [f"valid_dataset.{o}" for o in overrides or []]
+        nested = cfgmod.apply_overrides({"valid_dataset": base}, prefixed)
+        eval_cfg = cfgmod.from_dict(nested)
+        ds = eval_cfg.valid_dataset
+        task_obj = build_task(get_host().tasks().get(task), ds, seed, eval_cfg)
+        examples = load_examples(task_obj, ds)
+        tok = load_tokenizer(model_path)
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = load_model(model_path, device=device)
+        # The default config's backend, through the registry: eval names no built-in.
+        run_cfg = cfgmod.from_dict({"rollout": {"max_batch_size": batch_size}})
+        ctx = RolloutContext(tokenizer=tok, model=model, device=device)
+        backend = get_host().rollout_backends().get(run_cfg.rollout.backend)(run_cfg, ctx)
+    except GrpoPlugError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    with Progress(console=err, transient=True) as bar:
+        job = bar.add_task(f"evaluating {len(examples)} {task} problems", total=len(examples))
+        res = evaluate(
+            backend,
+            tok,
+            task_obj,
+            examples,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            progress=lambda done, total: bar.update(job, completed=done),
+        )
+    from grpo_plug.evaluation import write_jsonl
+
+    path = output or Path(f"eval_{task}.jsonl")
+    write_jsonl(path, res.records)
+    out.print(
+        f"accuracy {100 * res.accuracy:.1f}% ({sum(r['correct'] for r in res.records)}"
+        f"/{res.n}) on {task} {split}; predictions in {path}"
+    )
+    print_category_rows(res.records)
