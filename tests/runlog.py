@@ -39,7 +39,9 @@ def step_row(step: int, t: float, **over: float) -> dict[str, Any]:
     return row
 
 
-def write_run(log_dir: Path, steps: int = 12, total: int = 55, **over: float) -> EventWriter:
+def write_run(
+    log_dir: Path, steps: int = 12, total: int = 55, zero_reward_steps: int = 5, **over: float
+) -> EventWriter:
     """A run ``steps`` steps in, mid-rollout of the next; returns its (open) event writer."""
     log_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time() - 14 * steps - 30
@@ -53,6 +55,7 @@ def write_run(log_dir: Path, steps: int = 12, total: int = 55, **over: float) ->
         backend="hf",
         devices="cpu x2",
         total_steps=total,
+        zero_reward_steps=zero_reward_steps,
         resumed_from=None,
     )
     with (log_dir / "metrics.jsonl").open("w") as f:

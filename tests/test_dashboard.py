@@ -61,6 +61,17 @@ def test_bigger_terminal_shows_more_history(tmp_path: Path) -> None:
     assert sum(1 for line in small if line.strip("│ ").split(" ")[0].isdigit()) < 12
 
 
+def test_the_zero_reward_alert_follows_the_runs_own_setting(tmp_path: Path) -> None:
+    """The dashboard reads rollout.zero_reward_steps from the run header (the rule the
+    watchdog applies), not a number of its own."""
+    write_run(tmp_path / "a", steps=3, zero_reward_steps=3, **{m.TASK_REWARD: 0.0}).close()
+    assert "task reward exactly 0 for the last 3 steps" in read_run(tmp_path / "a").alerts()
+    write_run(tmp_path / "b", steps=3, zero_reward_steps=4, **{m.TASK_REWARD: 0.0}).close()
+    assert not any("task reward" in a for a in read_run(tmp_path / "b").alerts())
+    write_run(tmp_path / "c", steps=6, zero_reward_steps=0, **{m.TASK_REWARD: 0.0}).close()
+    assert not any("task reward" in a for a in read_run(tmp_path / "c").alerts())
+
+
 def test_alerts_surface_at_once(tmp_path: Path) -> None:
     write_run(
         tmp_path,
@@ -75,7 +86,7 @@ def test_alerts_surface_at_once(tmp_path: Path) -> None:
     ).close()
     alerts = read_run(tmp_path).alerts()
     assert alerts == [
-        "task reward exactly 0 for the last 5 steps",
+        "task reward exactly 0 for the last 6 steps",
         "grpo_actor/loss is nan at step 6",
         "90% of responses hit the length cap",
         "entropy collapsed to 0.010",

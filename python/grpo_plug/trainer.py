@@ -237,7 +237,7 @@ class Trainer:
     def report_health(self, metrics: dict[str, float]) -> None:
         """Memory and server states to the dashboard; the zero-reward watchdog."""
         states = getattr(self.backend, "server_states", None)
-        self.server_restarts += metrics.get("rollout/server_restarts", 0.0)
+        self.server_restarts += metrics.get(mn.SERVER_RESTARTS, 0.0)
         servers = {"servers": states(), "server_restarts": self.server_restarts} if states else {}
         self.events.health(rss_gb=metrics[mn.PEAK_RSS_GB], gpu_gb=gpu_memory_gb(), **servers)
         warning = self.watchdog.observe(metrics[mn.TASK_REWARD], metrics)
@@ -481,6 +481,8 @@ class Trainer:
             devices=dist.describe(self.info),
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch,
+            zero_reward_steps=cfg.rollout.zero_reward_steps,
+            plan=self.plan.lines(),
             resumed_from=self.global_step if self.resumed_from is not None else None,
             pid=os.getpid(),
         )

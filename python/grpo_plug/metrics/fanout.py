@@ -21,9 +21,9 @@ def version_metrics(samples: Sequence[Sample], current: int) -> dict[str, float]
     stale = sum(1 for s in samples if s.policy_version < current)
     mixed = sum(1 for s in samples if len(s.policy_versions) > 1)
     return {
-        "rollout/samples_current_version": float(len(samples) - stale),
-        "rollout/samples_stale_version": float(stale),
-        "rollout/samples_mixed_versions": float(mixed),
+        mn.SAMPLES_CURRENT_VERSION: float(len(samples) - stale),
+        mn.SAMPLES_STALE_VERSION: float(stale),
+        mn.SAMPLES_MIXED_VERSIONS: float(mixed),
     }
 
 

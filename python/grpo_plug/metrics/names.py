@@ -29,6 +29,19 @@ GEN_TOKENS_PER_S = "grpo_actor/gen_tokens_per_s"
 EVAL_ACCURACY = "grpo-eval/task_reward/avg"
 PEAK_RSS_GB = "perf/peak_rss_gb"
 
+# The rollout layer's counters (per step) and the servers' health.
+ROLLOUT_REQUESTS = "rollout/requests"  # attempts sent, resubmissions included
+ROLLOUT_RETRIES = "rollout/retries"
+ROLLOUT_TIMEOUTS = "rollout/timeouts"
+ROLLOUT_ABORTS_RESUBMITTED = "rollout/aborts_resubmitted"
+HEALTH_FAILURES = "rollout/health_failures"
+SERVER_RESTARTS = "rollout/server_restarts"
+SERVERS_UP = "rollout/servers_up"
+# Samples of the step by the policy version that generated them.
+SAMPLES_CURRENT_VERSION = "rollout/samples_current_version"
+SAMPLES_STALE_VERSION = "rollout/samples_stale_version"
+SAMPLES_MIXED_VERSIONS = "rollout/samples_mixed_versions"
+
 TIME_ROLLOUT = "timeperf/rollout"
 TIME_REWARD = "timeperf/reward"
 TIME_TRAIN = "timeperf/train_step"
@@ -40,6 +53,11 @@ def reward_function(name: str) -> str:
     """Unweighted mean of reward function ``name`` (``None`` counted 0): ``REWARD`` is
     the sum of these times ``reward.weights``."""
     return f"grpo_actor/reward/{name}/avg"
+
+
+def server_requests(index: int) -> str:
+    """Requests sent to server ``index`` during the step."""
+    return f"rollout/server{index}/requests"
 
 
 def weight_sync_phase(phase: str) -> str:

@@ -10,8 +10,9 @@ from typing import Any
 
 from grpo_plug.metrics import names as m
 from grpo_plug.metrics.events import EVENTS_FILE, METRICS_FILE, JsonlTail
+from grpo_plug.metrics.watchdog import zero_reward_streak
 
-ZERO_REWARD_STEPS = 5  # consecutive steps of exactly zero task reward before warning
+ZERO_REWARD_STEPS = 5  # runs whose header predates rollout.zero_reward_steps
 ENTROPY_FLOOR = 0.05
 IW_DRIFT = 0.1  # |importance weight - 1| beyond this is off-policy drift
 LENGTH_CAP_RATIO = 0.5  # share of responses hitting max_new_tokens
@@ -81,10 +82,11 @@ class RunState:
         """Warnings that follow from the metrics themselves (see the constants above)."""
         steps = self.steps()
         out: list[str] = []
-        if len(steps) >= ZERO_REWARD_STEPS and all(
-            r[m.TASK_REWARD] == 0 for r in steps[-ZERO_REWARD_STEPS:]
-        ):
-            out.append(f"task reward exactly 0 for the last {ZERO_REWARD_STEPS} steps")
+        raw = self.info.get("zero_reward_steps")
+        limit = ZERO_REWARD_STEPS if raw is None else int(raw)
+        zeros = zero_reward_streak([float(r.get(m.TASK_REWARD, 1.0)) for r in steps])
+        if limit > 0 and zeros >= limit:
+            out.append(f"task reward exactly 0 for the last {zeros} steps")
         if not steps:
             return out
         last = steps[-1]

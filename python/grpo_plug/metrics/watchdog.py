@@ -10,18 +10,25 @@ did not (a task that is simply too hard looks the same from here).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from grpo_plug.errors import ZeroRewardError
+from grpo_plug.metrics import names as mn
 
 # Rollout counters (per step) that mean a server misbehaved.
-ERROR_COUNTERS = (
-    "rollout/retries",
-    "rollout/timeouts",
-    "rollout/health_failures",
-    "rollout/server_restarts",
-)
+ERROR_COUNTERS = (mn.ROLLOUT_RETRIES, mn.ROLLOUT_TIMEOUTS, mn.HEALTH_FAILURES, mn.SERVER_RESTARTS)
+
+
+def zero_reward_streak(task_rewards: Sequence[float]) -> int:
+    """Steps at the end of ``task_rewards`` whose task reward was exactly 0: the rule
+    the watchdog stops or warns by, and the dashboard's alert."""
+    n = 0
+    for r in reversed(task_rewards):
+        if r != 0.0:
+            break
+        n += 1
+    return n
 
 
 @dataclass
@@ -30,16 +37,18 @@ class ZeroRewardWatchdog:
     streak: int = 0
     errors: dict[str, float] = field(default_factory=dict)
     warned: bool = False
+    rewards: list[float] = field(default_factory=list)
 
     def observe(self, task_reward: float, metrics: Mapping[str, float]) -> str | None:
         """One finished step. Returns a warning to show once, raises ZeroRewardError
         when the run must stop, else None."""
         if self.steps <= 0:
             return None
-        if task_reward != 0.0:
-            self.streak, self.errors = 0, {}
+        self.rewards = [*self.rewards, task_reward][-10_000:]
+        self.streak = zero_reward_streak(self.rewards)
+        if self.streak == 0:
+            self.errors = {}
             return None
-        self.streak += 1
         for key in ERROR_COUNTERS:
             if metrics.get(key, 0.0) > 0:
                 self.errors[key] = self.errors.get(key, 0.0) + metrics[key]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from grpo_plug.errors import RequestFailed, RolloutError
+from grpo_plug.metrics import names as mn
 from grpo_plug.types import GenerationRequest, RolloutBackend, Sample
 
 T = TypeVar("T")
@@ -48,7 +49,12 @@ class RolloutStats:
     aborts_resubmitted: int = 0
 
     def metrics(self) -> dict[str, float]:
-        return {f"rollout/{k}": float(v) for k, v in vars(self).items()}
+        return {
+            mn.ROLLOUT_REQUESTS: float(self.requests),
+            mn.ROLLOUT_RETRIES: float(self.retries),
+            mn.ROLLOUT_TIMEOUTS: float(self.timeouts),
+            mn.ROLLOUT_ABORTS_RESUBMITTED: float(self.aborts_resubmitted),
+        }
 
 
 def merge_continuation(head: Sample, tail: Sample) -> Sample:

@@ -22,6 +22,7 @@ import torch
 
 from grpo_plug.config import TrainConfig
 from grpo_plug.errors import RequestFailed, ServerError
+from grpo_plug.metrics import names as mn
 from grpo_plug.plan import resolve as resolve_plan
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.client import ServerClient, disk_update_body, generate_body
@@ -131,16 +132,14 @@ class SGLangBackend:
 
     def stats(self) -> dict[str, float]:
         """Counters since the last call: requests per server, restarts, failed checks."""
-        totals = {
-            f"rollout/server{i}/requests": float(c.requests) for i, c in enumerate(self.clients)
-        }
+        totals = {mn.server_requests(i): float(c.requests) for i, c in enumerate(self.clients)}
         if self.monitor is not None:
-            totals["rollout/server_restarts"] = float(self.monitor.restarts)
-            totals["rollout/health_failures"] = float(self.monitor.health_failures)
+            totals[mn.SERVER_RESTARTS] = float(self.monitor.restarts)
+            totals[mn.HEALTH_FAILURES] = float(self.monitor.health_failures)
         out = {k: v - self._counted.get(k, 0.0) for k, v in totals.items()}
         self._counted = totals
         if self.monitor is not None:
-            out["rollout/servers_up"] = float(len(self.monitor.up()))
+            out[mn.SERVERS_UP] = float(len(self.monitor.up()))
         return out
 
     def server_states(self) -> dict[str, str]:
