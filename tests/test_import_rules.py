@@ -8,6 +8,7 @@ import; :func:`violations` lists each broken rule with the line that breaks it.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,20 @@ def test_a_broken_rule_is_reported_with_its_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("leaf", ["errors", "faults"])
 def test_leaves_import_nothing_of_the_package(leaf: str) -> None:
     assert _imports(PKG / f"{leaf}.py") == []
+
+
+def test_the_readme_code_map_names_every_room_and_only_real_ones() -> None:
+    """The README's code map is the way in: each room of the package is in it, and
+    each path it names exists."""
+    readme = (PKG.parents[1] / "README.md").read_text()
+    table = readme.split("## Code map", 1)[1].split("\nWhich room", 1)[0]
+    named = set(re.findall(r"`([\w/]+(?:\.py)?/?)`", table))
+    paths = {n for n in named if n.endswith((".py", "/"))}
+    outside = ("rust/", "python/")  # the intro and the Rust crates, not package rooms
+    paths = {p for p in paths if not p.startswith(outside)}
+    missing = sorted(p for p in paths if not (PKG / p).exists())
+    assert missing == []
+    rooms = {p.name + ("/" if p.is_dir() else "") for p in PKG.iterdir()}
+    rooms = {r for r in rooms if r.endswith(("/", ".py")) and not r.startswith("_")}
+    rooms -= {"presets/", "__pycache__/"}
+    assert sorted(rooms - paths) == []
