@@ -74,6 +74,22 @@ def test_dry_run_prints_the_plan_and_starts_nothing() -> None:
     assert "learner ranks: 2" in res.output
     assert res.output.count("sglang.launch_server") == 2
     assert "GPU 2,3" in res.output and "torch.distributed.run" in res.output
+    assert "run plan:" in res.output and "dtypes: learner bfloat16" in res.output
+
+
+def test_dry_run_prints_the_server_command_the_backend_launches(tmp_path: Path) -> None:
+    """Not a summary of a few flags: every flag of the spec the backend starts."""
+    from grpo_plug.rollout.sglang.backend import server_specs
+
+    over = ["allocation_mode=sglang.d1p1t1+d1p1t1", "sglang.max_total_tokens=4096"]
+    over += ["sglang.extra_args=[--chunked-prefill-size 512]", "cluster.n_gpus_per_node=2"]
+    res = CliRunner().invoke(app, ["train", "--dry-run", "--preset", "fast", *over])
+    assert res.exit_code == 0, res.output
+    cfg = cfgmod.load(preset="fast", overrides=over)
+    (spec,) = server_specs(cfg, cfg.actor.path, tmp_path, pick_port=lambda: 0, device="cuda")
+    flags = spec.command()[spec.command().index("--device") :]
+    assert " ".join(flags) in res.output
+    assert "--max-total-tokens 4096" in res.output and "--chunked-prefill-size 512" in res.output
 
 
 def test_an_allocation_for_more_ranks_than_started_is_refused() -> None:

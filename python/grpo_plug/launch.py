@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from grpo_plug.config import TrainConfig
 from grpo_plug.errors import ConfigError
@@ -126,14 +126,17 @@ def _servers(cfg: TrainConfig, rp: RunPlan, notes: list[str]) -> list[Process]:
             f"{ranks // nodes} learner GPUs on node 0 but cluster.n_gpus_per_node is "
             f"{gpus_per_node}"
         )
-    tp = alloc.gen_tp
+    from grpo_plug.rollout.sglang.backend import server_specs
+
     servers = []
-    for i in range(alloc.gen_dp):
-        gpus = tuple(range(i * tp, (i + 1) * tp)) if gpus_per_node else ()
-        cmd = (
-            f"python -m sglang.launch_server --tp-size {tp} "
-            f"--mem-fraction-static {cfg.sglang.mem_fraction_static}  (started by rank 0)"
-        )
+    # The GPUs the config says, whatever this machine has: the plan of the target machine.
+    device = cfg.sglang.device if cfg.sglang.device != "auto" else None
+    device = device or ("cuda" if gpus_per_node else None)
+    specs = server_specs(cfg, cfg.actor.path, rp.log_dir, pick_port=lambda: 0, device=device)
+    for spec in specs:
+        argv = [a if a != "0" or prev != "--port" else "<port>" for prev, a in _pairs(spec)]
+        cmd = shlex.join(argv).replace("'<port>'", "<port>") + "  (started by rank 0)"
+        gpus = spec.gpu_ids if gpus_per_node else ()
         servers.append(Process("sglang", 0, cmd, gpus, "127.0.0.1:<free port picked at launch>"))
     notes.append("rank 0 starts the servers, waits for /health and sends them its requests")
     if shared:
@@ -142,6 +145,12 @@ def _servers(cfg: TrainConfig, rp: RunPlan, notes: list[str]) -> list[Process]:
             f"{cfg.sglang.mem_fraction_static:.0%} of its memory"
         )
     return servers
+
+
+def _pairs(spec: Any) -> list[tuple[str, str]]:
+    """(previous argument, argument) over the server's command line."""
+    argv = spec.command()
+    return list(zip(["", *argv[:-1]], argv, strict=True))
 
 
 def plan(

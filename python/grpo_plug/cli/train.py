@@ -47,6 +47,10 @@ def train(
         train_args = [*source, *(overrides or []), *(["--no-tui"] if no_tui else [])]
         if dry_run:
             out.print(escape(launch.describe(launch.plan(cfg, train_args))), highlight=False)
+            from grpo_plug.plan import resolve as resolve_plan
+
+            plan_lines = "\n".join(f"  {line}" for line in resolve_plan(cfg).lines())
+            out.print(escape(f"run plan:\n{plan_lines}"), highlight=False)
             return
         if launch.needs_torchrun(cfg):  # more than one learner rank: torchrun starts them
             _run_learners(cfg, train_args)

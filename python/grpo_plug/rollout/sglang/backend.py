@@ -310,16 +310,23 @@ def launch_args(cfg: TrainConfig, index: int, device: str) -> tuple[str, ...]:
     return (*args, *(a for extra in sg.extra_args for a in shlex.split(extra)))
 
 
-def server_specs(cfg: TrainConfig, model_path: str, log_dir: Path) -> list[srv.ServerSpec]:
-    """One spec per generation data-parallel replica of ``allocation_mode``."""
+def server_specs(
+    cfg: TrainConfig,
+    model_path: str,
+    log_dir: Path,
+    pick_port: Callable[[], int] = srv.free_port,
+    device: str | None = None,
+) -> list[srv.ServerSpec]:
+    """One spec per generation data-parallel replica of ``allocation_mode``; the very
+    specs ``--dry-run`` prints (with ``pick_port`` giving 0: "picked at launch")."""
     alloc = resolve_plan(cfg).allocation
     n = alloc.gen_dp if alloc else 1
     tp = alloc.gen_tp if alloc else 1
-    device = launch_device(cfg)
+    device = device or launch_device(cfg)
     python = cfg.sglang.python or sys.executable
     specs = []
     for i in range(n):
-        port = srv.free_port()
+        port = pick_port()
         gpus = tuple(range(i * tp, (i + 1) * tp)) if device == "cuda" else ()
         specs.append(
             srv.ServerSpec(
