@@ -1,3 +1,5 @@
+"""``python -m grpo_plug``: the ``grpo-plug`` command."""
+
 from grpo_plug.cli import main
 
 main()
