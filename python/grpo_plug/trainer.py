@@ -93,7 +93,8 @@ class Summary:
     log_dir: str
     peak_rss_gb: float
     checkpoint: str | None = None  # the HF checkpoint of the final step, if one was saved
-    interrupted: bool = False  # stopped early on request (Ctrl-C); resumable
+    interrupted: bool = False  # stopped early on request (Ctrl-C)
+    rerun: str | None = None  # what rerunning the command does (when interrupted)
 
 
 class Trainer:
@@ -463,8 +464,10 @@ class Trainer:
             checkpoint=str(final[-1].path) if final else None,
             interrupted=interrupted,
         )
-        (self.log_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
         self.running_marker.unlink(missing_ok=True)
+        if interrupted:
+            summary.rerun = self.checkpointer.rerun_note()
+        (self.log_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
         self.events.end("interrupted" if interrupted else "done", summary=vars(summary))
         return summary
 

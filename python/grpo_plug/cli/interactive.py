@@ -46,21 +46,6 @@ def graceful_sigint(trainer: Trainer) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_errors() -> tuple[type[Exception], ...]:
-    """Failures of a part the run depends on (servers, weight sync, the watchdog): the
-    run stops with one message naming the cause, its recover point intact."""
-    from grpo_plug.errors import (
-        OutOfMemory,
-        RequestFailed,
-        RolloutError,
-        ServerError,
-        WeightSyncError,
-        ZeroRewardError,
-    )
-
-    return (OutOfMemory, RolloutError, RequestFailed, ServerError, WeightSyncError, ZeroRewardError)
-
-
 def run(trainer: Trainer, *, tui: bool, console: Console) -> Summary | None:
     """Train, under the dashboard when ``tui``; None when stopped by a second Ctrl-C."""
     from grpo_plug.metrics.dashboard import Dashboard
@@ -72,8 +57,8 @@ def run(trainer: Trainer, *, tui: bool, console: Console) -> Summary | None:
     except KeyboardInterrupt:
         trainer.events.end("aborted", step=trainer.global_step)
         console.print(
-            f"stopped at once during step {trainer.global_step + 1}; the last recover point "
-            f"(if any) is kept. Resume with: {resume_command()}",
+            f"stopped at once during step {trainer.global_step + 1}; "
+            f"{trainer.checkpointer.rerun_note()}: {resume_command()}",
             markup=False,
             highlight=False,
         )

@@ -10,15 +10,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from grpo_plug import config as cfgmod
-from grpo_plug.errors import PluginError
+from grpo_plug.errors import GrpoPlugError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USER_ERRORS: tuple[type[Exception], ...] = (cfgmod.ConfigError, PluginError)
+USER_ERRORS: tuple[type[Exception], ...] = (GrpoPlugError,)
 
 
 def user_errors(fn: F) -> F:

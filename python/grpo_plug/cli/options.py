@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -28,3 +29,17 @@ NoTuiOpt = Annotated[
         "when stdout is not a terminal or TERM=dumb).",
     ),
 ]
+
+DebugOpt = Annotated[
+    bool,
+    typer.Option(
+        "--debug",
+        help="Show the full traceback of an error instead of its one-line message (also "
+        "GRPO_PLUG_DEBUG=1).",
+    ),
+]
+
+
+def wants_debug() -> bool:
+    """``GRPO_PLUG_DEBUG`` set to anything but empty or 0."""
+    return os.environ.get("GRPO_PLUG_DEBUG", "") not in ("", "0")

@@ -17,11 +17,10 @@ from grpo_plug.cli.io import out
 
 def print_summary(cfg: cfgmod.TrainConfig, summary: Any) -> None:
     if summary.interrupted:
+        note = summary.rerun or "a rerun resumes from the last recover point"
         out.print(
             f"[bold]stopped[/bold] after step {summary.steps} on request "
-            f"({summary.seconds / 60:.1f} min); "
-            + ("a recover point was written. " if cfg.recover.mode != "disabled" else "")
-            + f"Resume with: {escape(resume_command())}"
+            f"({summary.seconds / 60:.1f} min); {escape(note)}: {escape(resume_command())}"
         )
         out.print(f"metrics and predictions: {summary.log_dir}")
         return

@@ -14,7 +14,14 @@ from rich.markup import escape
 from grpo_plug import config as cfgmod
 from grpo_plug.cli import metrics as metric_commands
 from grpo_plug.cli.io import err, out
-from grpo_plug.cli.options import ConfigOpt, NoTuiOpt, OverridesArg, PresetOpt
+from grpo_plug.cli.options import (
+    ConfigOpt,
+    DebugOpt,
+    NoTuiOpt,
+    OverridesArg,
+    PresetOpt,
+    wants_debug,
+)
 from grpo_plug.cli.summary import print_category_rows, print_summary
 from grpo_plug.errors import GrpoPlugError
 from grpo_plug.plugins import get_host
@@ -33,9 +40,12 @@ def train(
             help="Print the processes and devices the allocation would use; start nothing.",
         ),
     ] = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Train with GRPO: `grpo-plug train --preset cpu` runs anywhere, no GPU needed."""
     from grpo_plug.cli import interactive
+
+    debug = debug or wants_debug()
 
     tui = metric_commands.wants_tui(sys.stdout, no_tui)
     try:
@@ -73,17 +83,22 @@ def train(
             out.print(f"grpo-plug: loading {cfg.actor.path} for the {name} run...")
         trainer = Trainer(loggers_cfg, preset=None if config else name, quiet=tui)
     except GrpoPlugError as e:
+        if debug:
+            raise
         err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     try:
         summary = interactive.run(trainer, tui=tui, console=out)
-    except interactive.run_errors() as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}")
+    except GrpoPlugError as e:
+        if debug:
+            raise
+        # One line: the culprit (the message names it) and what a rerun will do.
+        note = trainer.checkpointer.rerun_note()
         err.print(
-            f"the last recover point (if any) is kept; after fixing the cause, resume with: "
-            f"{escape(interactive.resume_command())}"
+            f"[red]error:[/red] {escape(str(e))} [dim]({escape(note)}, after fixing the cause: "
+            f"{escape(interactive.resume_command())})[/dim]"
         )
-        raise typer.Exit(1) from None
+        raise typer.Exit(2) from None
     if summary is None:
         raise typer.Exit(130)
     print_summary(cfg, summary)

@@ -23,6 +23,19 @@ from grpo_plug.metrics.emit import RunEvents
 from grpo_plug.recovery import store as ckpt
 
 
+def rerun_note(mode: str, recover_step: int | None, ended_cleanly: bool) -> str:
+    """What rerunning the same command will do, as one clause for the user."""
+    if mode == "disabled":
+        return "recover is disabled (recover.mode=disabled): a rerun starts over from step 0"
+    if mode == "fault" and ended_cleanly:
+        return "recover.mode=fault and this run ended cleanly: a rerun starts over from step 0"
+    if recover_step is None:
+        if mode == "resume":
+            return "no recover point was written: a rerun (recover.mode=resume) stops at once"
+        return "no recover point was written yet: a rerun starts over from step 0"
+    return f"a rerun resumes from step {recover_step}"
+
+
 @dataclass(frozen=True)
 class Resumed:
     path: Path
@@ -52,6 +65,14 @@ class Checkpointer:
     @property
     def running_marker(self) -> Path:
         return self.ckpt_dir / ".running"
+
+    def rerun_note(self) -> str:
+        """:func:`rerun_note` for this run as it stands on disk now."""
+        path, _ = ckpt.find_recover(self.ckpt_dir)
+        step = None
+        if path is not None:
+            step = int(json.loads((path / "state.json").read_text())["global_step"])
+        return rerun_note(self.cfg.recover.mode, step, not self.running_marker.exists())
 
     def resume(self) -> Resumed | None:
         """Apply ``recover.mode``: auto / resume / fault load the recover point if valid."""
