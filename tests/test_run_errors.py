@@ -21,6 +21,7 @@ from grpo_plug.testing.model import build_tiny_model
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("run-errors") / "tiny")
 
+
 DRIVER = textwrap.dedent(
     """
     import math, os, sys
