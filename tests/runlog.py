@@ -51,6 +51,7 @@ def write_run(log_dir: Path, steps: int = 12, total: int = 55, **over: float) ->
         preset="cpu",
         model="embedded:smollm2-135m",
         backend="hf",
+        attention="shared_prompt",
         devices="cpu x2",
         total_steps=total,
         resumed_from=None,

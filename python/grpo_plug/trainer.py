@@ -59,6 +59,7 @@ from grpo_plug.evaluation import (
 )
 from grpo_plug.launch import learner_dist
 from grpo_plug.learner import Learner, LearnerBatch, dist
+from grpo_plug.learner.actor import resolve_attention
 from grpo_plug.learner.group import LearnerGroup, seed_all
 from grpo_plug.metrics import names as mn
 from grpo_plug.metrics.emit import RunEvents
@@ -150,9 +151,10 @@ class Trainer:
         if loggers is None:
             logger_reg = self.host.loggers()
             factories = [logger_reg.get(n) for n in cfg.loggers]
-            run = RunInfo(
-                cfg.experiment_name, cfg.trial_name, str(self.log_dir), cfgmod.to_dict(cfg)
-            )
+            # Derived settings ride beside the config, which stays as validated.
+            derived = {"actor.attention": resolve_attention(cfg.actor, self.info)}
+            config = {**cfgmod.to_dict(cfg), "derived": derived}
+            run = RunInfo(cfg.experiment_name, cfg.trial_name, str(self.log_dir), config)
             loggers = [f(cfg, run) for f in factories]
         self.loggers = list(loggers)
         self.fanout = LoggerFanout(self.loggers, self.events, quiet=quiet)
@@ -474,6 +476,7 @@ class Trainer:
             model=cfg.actor.path,
             backend=self.backend.name,
             weight_sync=self.weight_sync.name,
+            attention=self.learner.attention,
             devices=dist.describe(self.info),
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch,
