@@ -229,3 +229,25 @@ def test_auto_and_packed_resolve_by_device_ranks_and_checkpointing() -> None:
         r("padded", ranks=2)
     if torch.cuda.is_available():
         assert r("packed", device="cuda") in ("packed_flash", "packed_flex")
+
+
+def test_a_sliding_window_model_is_refused_not_silently_widened(tmp_path: Path) -> None:
+    """The varlen kernels are plain causal: a layer that asks for a window is refused."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(
+        vocab_size=16,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        use_sliding_window=True,
+        sliding_window=4,
+        max_window_layers=0,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(cfg)
+    attention.use(model, "packed_sdpa")
+    with pytest.raises(NotImplementedError, match="sliding_window"):
+        packed_logprobs(model, micro_batch(), temperature=1.0)

@@ -86,6 +86,11 @@ def use(model: Any, attention: str) -> None:
     if attention in REGISTERED:
         register()
         model.set_attn_implementation(REGISTERED[attention])
+        if kernel_of(model) != attention:  # transformers only warns for such models
+            raise ValueError(
+                f"actor.attention={attention}: {type(model).__name__} does not take its "
+                "attention from transformers' AttentionInterface; use packed_dense or padded"
+            )
 
 
 def kernel_of(model: Any) -> str:
@@ -143,6 +148,7 @@ def _sdpa_docs(
     cu = kwargs.get("cu_seq_lens_q")
     if cu is None:
         return _fallback(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+    _supported(kwargs)
     lens = torch.diff(cu).tolist()
     gqa = query.shape[1] != key.shape[1]
     outs = [
@@ -171,6 +177,7 @@ def _flex(
         return _fallback(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     if dropout > 0:
         raise ValueError("actor.attention=packed_flex: flex_attention has no attention dropout")
+    _supported(kwargs)
     flex = _compiled_flex() if query.device.type == "cuda" else _eager_flex()
     gqa = query.shape[1] != key.shape[1]
     out = flex(query, key, value, block_mask=attention_mask, scale=scaling, enable_gqa=gqa)
@@ -205,6 +212,7 @@ def _flash(
     cu = kwargs.get("cu_seq_lens_q")
     if cu is None:
         return _fallback(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+    _supported(kwargs)
     varlen = importlib.import_module("flash_attn").flash_attn_varlen_func  # CUDA only
 
     dtype = query.dtype
@@ -215,6 +223,16 @@ def _flash(
         q, k, v, cu, cu, longest, longest, dropout_p=dropout, softmax_scale=scaling, causal=True
     )
     return out.to(dtype)[None], None
+
+
+def _supported(kwargs: dict[str, Any]) -> None:
+    """The varlen kernels do plain causal attention: refuse what would change it."""
+    for key in ("sliding_window", "softcap", "s_aux", "position_bias"):
+        if kwargs.get(key) is not None:
+            raise NotImplementedError(
+                f"a packed varlen kernel got {key}={kwargs[key]!r}, which it does not apply; "
+                "use actor.attention=packed_dense or padded for this model"
+            )
 
 
 def _fallback(
