@@ -132,6 +132,21 @@ def test_a_checkpointed_run_trains_packed_through_varlen_attention(
     assert trained[0]["grpo_actor/logprob_abs_diff"] < 1e-3
 
 
+def test_an_attention_this_machine_cannot_run_stops_the_run_at_once(
+    tmp_path: Path, seven_host: PluginHost
+) -> None:
+    import torch
+
+    from grpo_plug.preflight import SetupError
+    from grpo_plug.trainer import Trainer
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = tiny_config(tmp_path, build_tiny_model(tmp_path / "tiny"), "actor.attention=packed_flex")
+    with pytest.raises(SetupError, match=r"packed_flex: .* no flex_attention backward on the CPU"):
+        Trainer(cfg, host=seven_host, loggers=[Capture()])
+
+
 def test_gpu_preset_on_cpu_machine_says_what_is_missing() -> None:
     import torch
 

@@ -148,11 +148,14 @@ class Trainer:
         ]
         backend_factory = self.host.rollout_backends().get(cfg.rollout.backend)
         sync_names = self.host.weight_sync_strategies()
+        try:  # what actor.attention runs here: an impossible choice stops the run now
+            derived = {"actor.attention": resolve_attention(cfg.actor, self.info)}
+        except ValueError as e:
+            raise SetupError(str(e)) from None
         if loggers is None:
             logger_reg = self.host.loggers()
             factories = [logger_reg.get(n) for n in cfg.loggers]
             # Derived settings ride beside the config, which stays as validated.
-            derived = {"actor.attention": resolve_attention(cfg.actor, self.info)}
             config = {**cfgmod.to_dict(cfg), "derived": derived}
             run = RunInfo(cfg.experiment_name, cfg.trial_name, str(self.log_dir), config)
             loggers = [f(cfg, run) for f in factories]

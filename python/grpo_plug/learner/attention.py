@@ -55,8 +55,9 @@ def resolve(choice: str, *, world_size: int, gradient_checkpointing: bool, devic
 
     ``auto``: shared_prompt on one rank without gradient checkpointing (which forbids the
     prompt's KV cache; FSDP needs one root forward per micro-batch), else packed.
-    ``packed``: the best varlen kernel here: flash, then flex (CUDA), then per-document
-    SDPA. bench/bench_learner.py backs the order; the README has its figures.
+    ``packed``: the first varlen kernel that trains here: flash, then flex (both CUDA),
+    then per-document SDPA, the only one on the CPU. bench/bench_learner.py measures the
+    CPU's choices, bench/gpu_check.py a GPU's; the README has the figures.
     """
     device_type = torch.device(device).type
     if world_size > 1 and choice in ("padded", "shared_prompt"):
