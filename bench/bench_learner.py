@@ -1,8 +1,8 @@
 """Learner tokens/s on the CPU, every actor.attention side by side, at two shapes.
 
-    .venv/bin/python bench/bench_learner.py                      # both shapes, ~1 hour
-    .venv/bin/python bench/bench_learner.py --shape full --repeats 5
-    .venv/bin/python bench/bench_learner.py --tiny --repeats 1   # checks the script (~2 min)
+    .venv/bin/python bench/bench_learner.py                      # both shapes
+    .venv/bin/python bench/bench_learner.py --shape full --variants padded,packed_sdpa
+    .venv/bin/python bench/bench_learner.py --tiny --repeats 1   # checks the script
 
 One GRPO train step (fp32, AdamW) per repeat, the median of ``--repeats`` after one
 warm-up, each variant in its own process (so its peak memory is its own) on the same
@@ -16,7 +16,7 @@ batch:
 
 The model has SmolLM2-135M's shape (hidden 576, 9 heads / 3 KV heads of 64, vocabulary
 49152) with ``--layers`` of its 30 layers and random weights: attention's share of a
-layer is the real model's, a step takes seconds. Variants: ``padded`` ([S, L] rows),
+layer is the real model's, at a third of its cost by default. Variants: ``padded`` ([S, L] rows),
 ``packed_dense`` (the packed row under transformers' T x T mask: the packed path before
 varlen attention), each varlen kernel usable here (``packed_sdpa``; flex and flash need
 CUDA and are listed as skipped), and ``shared_prompt`` when checkpointing is off.
@@ -237,6 +237,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=10, help="of SmolLM2-135M's 30 layers")
     ap.add_argument("--ckpt", choices=["true", "false"], help="default: the preset's setting")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    ap.add_argument("--variants", help="comma-separated subset of the variants (default: all)")
     ap.add_argument("--tiny", action="store_true", help="a tiny model and short documents")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -258,6 +259,8 @@ def main() -> None:
         for shape in shapes:
             ckpt = args.ckpt or str("actor.gradient_checkpointing=true" in SHAPES[shape].overrides)
             variants = [*VARIANTS, *(["shared_prompt"] if ckpt.lower() == "false" else [])]
+            if args.variants:
+                variants = [v for v in variants if v in args.variants.split(",")]
             for variant in variants:
                 rows.append(child(args, shape, variant, args.ckpt))
                 print(json.dumps(rows[-1]), flush=True)
