@@ -1,71 +1,273 @@
-"""Learner tokens/s on the CPU at the cpu preset's shapes: packed vs padded, side by side.
+"""Learner tokens/s on the CPU, every actor.attention side by side, at two shapes.
 
-    .venv/bin/python bench/bench_learner.py [--repeats 1] [--model embedded:smollm2-135m]
+    .venv/bin/python bench/bench_learner.py                      # both shapes
+    .venv/bin/python bench/bench_learner.py --shape full --variants padded,packed_sdpa
+    .venv/bin/python bench/bench_learner.py --tiny --repeats 1   # checks the script
 
-One GRPO train step (the cpu preset's learner: fp32, ``actor.mb_max_tokens=1024``,
-8 prompts x 8 samples, completions of 32-64 tokens, ~70-token prompts like the arith
-task's chat-templated ones) on the embedded SmolLM2, with ``actor.attention=packed``
-(documents in one row, no padding), ``padded`` (a ``[S, L]`` rectangle) and
-``shared_prompt`` (each group's prompt once, its KV cache repeated: what ``auto`` picks
-on one rank; not with checkpointing, which forbids the cache), gradient checkpointing
-on and off. Prints the median seconds per step of each, learner tokens/s (prompt +
-completion tokens of the batch / seconds) and the ratio against padded.
+One GRPO train step (fp32, AdamW) per repeat, the median of ``--repeats`` after one
+warm-up, each variant in its own process (so its peak memory is its own) on the same
+batch:
+
+- ``cpu``: the cpu preset's learner: 8 prompts x 8 samples, ~70-token prompts and 32-64
+  new tokens (~120-token documents), ``actor.mb_max_tokens=1024``, no checkpointing;
+- ``full``: the full preset's learner: 8 prompts x 4 samples of 300-600-token GSM8K-like
+  documents (100-200-token prompts), ``actor.mb_max_tokens=10240``, ``actor.batch_size=8``,
+  gradient checkpointing on.
+
+The model has SmolLM2-135M's shape (hidden 576, 9 heads / 3 KV heads of 64, vocabulary
+49152) with ``--layers`` of its 30 layers and random weights: attention's share of a
+layer is the real model's, at a third of its cost by default. Variants: ``padded`` ([S, L] rows),
+``packed_dense`` (the packed row under transformers' T x T mask: the packed path before
+varlen attention), each varlen kernel usable here (``packed_sdpa``; flex and flash need
+CUDA and are listed as skipped), and ``shared_prompt`` when checkpointing is off.
+
+Printed per variant: seconds per step, tokens/s (prompt + completion tokens of the batch
+/ seconds), the attention FLOPs the kernel spends (query-key pairs it visits: every pair
+under a mask, the lower triangle under ``is_causal``; x 4 x heads x head_dim x layers
+x 3 for forward and backward, checkpointing's recompute not counted), the process's
+peak RSS and its growth during the steps, and the ratio of tokens/s to packed_dense
+and to padded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_check import synthetic_batch, time_steps
-from grpo_plug import config as cfgmod
-from grpo_plug.learner import Learner, dist
-from grpo_plug.models import resolve_model_path
+SMOLLM2 = {
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "head_dim": 64,
+    "vocab_size": 49152,
+    "max_position_embeddings": 8192,
+    "tie_word_embeddings": True,
+    "rope_theta": 100000.0,
+}
+TINY = {**SMOLLM2, "hidden_size": 64, "intermediate_size": 128, "head_dim": 16}
+TINY.update(num_attention_heads=4, num_key_value_heads=2, vocab_size=512)
+VARIANTS = ("padded", "packed_dense", "packed_sdpa", "packed_flex", "packed_flash")
+
+
+@dataclass(frozen=True)
+class Shape:
+    prompts: int
+    group: int
+    prompt_len: tuple[int, int]
+    new_tokens: tuple[int, int]  # completions drawn from [lo, hi]
+    overrides: tuple[str, ...]  # the preset's learner settings
+
+
+SHAPES = {
+    "cpu": Shape(8, 8, (60, 80), (32, 64), ("actor.mb_max_tokens=1024",)),
+    "full": Shape(
+        8,
+        4,
+        (100, 200),
+        (200, 400),
+        (
+            "actor.mb_max_tokens=10240",
+            "actor.batch_size=8",
+            "actor.gradient_checkpointing=true",
+        ),
+    ),
+}
+
+
+def batch_for(shape: Shape, vocab: int, scale: float) -> Any:
+    """The shape's batch (``scale`` shrinks the lengths, for --tiny); seeded."""
+    from gpu_check import synthetic_batch
+
+    plen = (max(2, int(shape.prompt_len[0] * scale)), max(3, int(shape.prompt_len[1] * scale)))
+    hi = max(2, int(shape.new_tokens[1] * scale))
+    return synthetic_batch(shape.prompts, shape.group, hi, vocab, prompt_len=plen)
+
+
+def attention_pairs(variant: str, mbs: list[Any], max_seqs: int) -> float:
+    """Query-key pairs the kernel visits over the micro-batches (forward, one layer)."""
+    pairs = 0.0
+    for mb in mbs:
+        lens = np.diff(mb.cu_seqlens.astype(np.int64)).astype(np.float64)
+        if variant == "packed_dense":
+            pairs += float(lens.sum()) ** 2  # a mask: every pair of the row
+        elif variant == "padded":  # chunks of max_seqs rows, padded to the longest
+            for s in range(0, len(lens), max_seqs):
+                chunk = lens[s : s + max_seqs]
+                pairs += len(chunk) * float(chunk.max()) ** 2
+        elif variant == "shared_prompt":
+            pairs += _shared_prompt_pairs(mb, max_seqs)
+        else:  # varlen, causal
+            pairs += float((lens * (lens + 1) / 2).sum())
+    return pairs
+
+
+def _shared_prompt_pairs(mb: Any, max_seqs: int) -> float:
+    """Each group's prompt once (left-padded rows under a mask), then its completions
+    against prompt + completion (a mask); whole groups per chunk, as the learner runs it."""
+    cu = mb.cu_seqlens.astype(np.int64)
+    groups: dict[bytes, list[tuple[int, int]]] = {}  # prompt -> (prompt, completion) lengths
+    for s in range(len(cu) - 1):
+        mask = mb.loss_mask[cu[s] : cu[s + 1]]
+        plen = int(np.argmax(mask > 0)) if mask.any() else int(cu[s + 1] - cu[s])
+        key = mb.input_ids[cu[s] : cu[s] + plen].tobytes()
+        groups.setdefault(key, []).append((plen, int(cu[s + 1] - cu[s]) - plen))
+    chunks: list[list[list[tuple[int, int]]]] = [[]]
+    for members in groups.values():
+        if chunks[-1] and sum(map(len, chunks[-1])) + len(members) > max_seqs:
+            chunks.append([])
+        chunks[-1].append(members)
+    pairs = 0.0
+    for chunk in chunks:
+        seqs = [m for g in chunk for m in g]
+        if not seqs:
+            continue
+        lp, lc = max(p for p, _ in seqs), max(c for _, c in seqs)
+        pairs += len(chunk) * lp**2 + len(seqs) * lc * (lp + lc)
+    return pairs
+
+
+def rss_gib() -> tuple[float, float]:
+    """(this process's resident memory now, its peak so far), GiB."""
+    with open("/proc/self/statm") as fh:
+        now = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return now / 2**30, peak / 2**30
+
+
+def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    """One variant in this process: build the learner, time its steps."""
+    import torch
+
+    from gpu_check import time_steps
+    from grpo_plug import config as cfgmod
+    from grpo_plug.learner import Learner, dist
+    from grpo_plug.learner.actor import pack_for_ranks
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    info = dist.from_env(cuda=False)
+    shape, model_cfg = SHAPES[args.shape], json.loads(Path(args.model, "config.json").read_text())
+    overrides = [f"actor.path={args.model}", f"actor.attention={args.variant}", *shape.overrides]
+    if args.ckpt is not None:
+        overrides.append(f"actor.gradient_checkpointing={args.ckpt}")
+    cfg = cfgmod.load(preset="cpu", overrides=[*overrides, "actor.dtype=float32"])
+    batch = batch_for(shape, model_cfg["vocab_size"], args.scale)
+    learner = Learner(cfg, 100, info)
+    before, _ = rss_gib()
+    secs, _ = time_steps(learner, batch, args.repeats)
+    _, peak = rss_gib()
+    per_rank, _ = pack_for_ranks(batch, batch.kept, cfg.actor.mb_max_tokens, 1)
+    pairs = attention_pairs(learner.attention, per_rank[0], cfg.actor.batch_size)
+    width = model_cfg["num_attention_heads"] * model_cfg["head_dim"]
+    tokens = sum(len(p) + len(c) for p, c in zip(batch.prompts, batch.completions, strict=True))
+    return {
+        "shape": args.shape,
+        "variant": learner.attention,
+        "ckpt": cfg.actor.gradient_checkpointing,
+        "seconds": secs,
+        "tokens": tokens,
+        "tokens_per_s": tokens / secs,
+        "attn_gflop": pairs * 4 * width * model_cfg["num_hidden_layers"] * 3 / 1e9,
+        "peak_rss_gib": peak,
+        "step_rss_gib": peak - before,
+        "micro_batches": len(per_rank[0]),
+    }
+
+
+def build_model(shape: dict[str, Any], layers: int, path: Path) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(**shape, num_hidden_layers=layers)).save_pretrained(path)
+    return path
+
+
+def child(args: argparse.Namespace, shape: str, variant: str, ckpt: str | None) -> dict[str, Any]:
+    """Run one variant in a fresh process; its result, or why it did not run."""
+    cmd = [sys.executable, __file__, "--one", variant, "--shape", shape, "--model", args.model]
+    cmd += ["--repeats", str(args.repeats), "--scale", str(args.scale)]
+    cmd += ["--threads", str(args.threads)] if args.threads else []
+    cmd += ["--ckpt", ckpt] if ckpt else []
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return {"shape": shape, "variant": variant, "ckpt": ckpt, "error": last}
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def table(rows: list[dict[str, Any]]) -> None:
+    head = f"{'shape':<5} {'variant':<14} {'ckpt':<5} {'s/step':>7} {'tok/s':>7} "
+    head += f"{'attn GFLOP':>10} {'peak GiB':>8} {'step GiB':>8} {'vs dense':>8} {'vs padded':>9}"
+    print(head)
+    base = {(r["shape"], r["ckpt"], r["variant"]): r for r in rows if "error" not in r}
+    for r in rows:
+        if "error" in r:
+            print(f"{r['shape']:<5} {r['variant']:<14} skipped: {r['error']}")
+            continue
+        ratios = []
+        for ref in ("packed_dense", "padded"):
+            other = base.get((r["shape"], r["ckpt"], ref))
+            ratios.append(f"x{r['tokens_per_s'] / other['tokens_per_s']:.2f}" if other else "-")
+        print(
+            f"{r['shape']:<5} {r['variant']:<14} {str(r['ckpt']).lower():<5} "
+            f"{r['seconds']:7.2f} {r['tokens_per_s']:7.0f} {r['attn_gflop']:10.1f} "
+            f"{r['peak_rss_gib']:8.2f} {r['step_rss_gib']:8.2f} {ratios[0]:>8} {ratios[1]:>9}",
+            flush=True,
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=1, help="timed steps per variant")
-    ap.add_argument("--model", default="embedded:smollm2-135m", help="actor.path to train")
+    ap.add_argument("--shape", choices=["cpu", "full", "both"], default="both")
+    ap.add_argument("--repeats", type=int, default=3, help="timed steps per variant (median)")
+    ap.add_argument("--layers", type=int, default=10, help="of SmolLM2-135M's 30 layers")
+    ap.add_argument("--ckpt", choices=["true", "false"], help="default: the preset's setting")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    ap.add_argument("--variants", help="comma-separated subset of the variants (default: all)")
+    ap.add_argument("--tiny", action="store_true", help="a tiny model and short documents")
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-    info = dist.from_env(cuda=False)
-    base = cfgmod.load(preset="cpu", overrides=[f"actor.path={args.model}"])
-    path = str(resolve_model_path(base.actor.path))
-    batch = synthetic_batch(
-        base.train_dataset.batch_size,
-        base.gconfig.n_samples,
-        base.gconfig.max_new_tokens,
-        49152,
-        prompt_len=(60, 80),  # the arith task's chat-templated prompts
-    )
-    tokens = sum(len(p) + len(c) for p, c in zip(batch.prompts, batch.completions, strict=True))
-    print(f"batch: {len(batch.prompts)} sequences, {tokens} tokens; model {path}")
-    secs: dict[tuple[str, str], float] = {}
-    for ckpt in ("false", "true"):
-        # shared_prompt keeps each prompt's KV cache, which checkpointing forbids
-        for attention in ("padded", "packed", "shared_prompt")[: 3 if ckpt == "false" else 2]:
-            cfg = cfgmod.load(
-                preset="cpu",
-                overrides=[
-                    f"actor.path={path}",
-                    f"actor.attention={attention}",
-                    f"actor.gradient_checkpointing={ckpt}",
-                ],
-            )
-            learner = Learner(cfg, 100, info)
-            secs[attention, ckpt], _ = time_steps(learner, batch, args.repeats)
-            del learner
-            ratio = secs["padded", ckpt] / secs[attention, ckpt]
-            print(
-                f"learner {attention:<13} ckpt={ckpt:<5}  {secs[attention, ckpt]:6.2f} s/step"
-                f"  {tokens / secs[attention, ckpt]:7.0f} tok/s  x{ratio:.2f} vs padded",
-                flush=True,
-            )
+    if args.one:
+        args.variant = args.one
+        print(json.dumps(run_one(args)), flush=True)
+        return
+    if args.tiny:
+        args.scale = 0.25
+    shapes = ["cpu", "full"] if args.shape == "both" else [args.shape]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        layers = 2 if args.tiny else args.layers
+        args.model = str(build_model(TINY if args.tiny else SMOLLM2, layers, Path(tmp) / "m"))
+        print(f"model: SmolLM2-135M's shape, {layers} layers{' (tiny)' if args.tiny else ''}")
+        for shape in shapes:
+            ckpt = args.ckpt or str("actor.gradient_checkpointing=true" in SHAPES[shape].overrides)
+            variants = [*VARIANTS, *(["shared_prompt"] if ckpt.lower() == "false" else [])]
+            if args.variants:
+                variants = [v for v in variants if v in args.variants.split(",")]
+            for variant in variants:
+                rows.append(child(args, shape, variant, args.ckpt))
+                print(json.dumps(rows[-1]), flush=True)
+    print()
+    table(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,15 +6,20 @@
 Builds a Qwen2.5-0.5B-shaped model from its config (random weights) and measures, at
 the ``full`` preset's shapes (8 prompts x 4 samples, <= 512 new tokens):
 
-1. learner tokens/s and MFU of a GRPO train step (bf16), packed vs padded, gradient
-   checkpointing on and off, with peak GPU memory;
+1. learner tokens/s and MFU of a GRPO train step (bf16) for each ``actor.attention``:
+   ``packed`` (what it resolves to here: flash-attn's varlen kernel when installed,
+   else flex_attention), ``packed_sdpa``, ``packed_dense`` (transformers' T x T mask)
+   and ``padded``, gradient checkpointing on and off, with peak GPU memory;
 2. the same step with the model under FSDP2 on this one GPU (a 1-rank process group);
-3. packed vs padded log-probs (max |difference|) in the working dtype;
+3. each packed kernel's log-probs against padded's (max |difference|) in the working dtype;
 4. transformers ``generate`` tokens/s (the engine of the ``hf`` backend), batch 32.
 
 MFU = model FLOPs / (seconds x peak): 6 x non-embedding parameters per token plus
-causal attention, gradient-checkpointing recompute not counted. Peak bf16 dense
-TFLOP/s comes from the device name (H100/H200 989, A100 312) or ``--peak-tflops``.
+causal attention over each document (6 x layers x heads x head_dim x the sum of the
+documents' squared lengths: the varlen layout's work, not T^2 of a packed row, nor what
+padding or a dense mask waste), gradient-checkpointing recompute not counted. Peak bf16
+dense TFLOP/s comes from the device name (H100/H200 989, A100 312) or ``--peak-tflops``.
+A variant that fails is recorded with its error and the others still run.
 Every figure it prints is measured on the machine it runs on.
 """
 
@@ -32,7 +37,15 @@ import numpy as np
 import torch
 
 from grpo_plug import config as cfgmod
-from grpo_plug.learner import Learner, LearnerBatch, dist, fsdp, make_optimizer, make_scheduler
+from grpo_plug.learner import (
+    Learner,
+    LearnerBatch,
+    attention,
+    dist,
+    fsdp,
+    make_optimizer,
+    make_scheduler,
+)
 from grpo_plug.learner.logprobs import completion_logprobs, packed_logprobs
 
 QWEN_05B = {
@@ -77,15 +90,18 @@ def synthetic_batch(
 
 
 def step_flops(model: Any, batch: LearnerBatch) -> float:
+    """Model FLOPs of one train step: dense 6N per token, attention causal per document."""
     cfg = model.config
     n = sum(p.numel() for p in model.parameters()) - cfg.vocab_size * cfg.hidden_size
     lens = np.array(
         [len(p) + len(c) for p, c in zip(batch.prompts, batch.completions, strict=True)]
     )
     dense = 6.0 * n * lens.sum()
-    attn = (
-        6.0 * cfg.num_hidden_layers * cfg.hidden_size * float((lens.astype(np.float64) ** 2).sum())
+    width = cfg.num_attention_heads * getattr(
+        cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads
     )
+    # per document: QK^T and PV over the causal half (2 L^2 width), x3 for the backward
+    attn = 6.0 * cfg.num_hidden_layers * width * float((lens.astype(np.float64) ** 2).sum())
     return float(dense + attn)
 
 
@@ -119,35 +135,61 @@ def learner_for(model_dir: Path, info: dist.DistInfo, *overrides: str) -> Learne
     return Learner(cfg, 100, info)
 
 
+VARIANTS = [
+    ("packed", "true"),
+    ("packed", "false"),
+    ("packed_sdpa", "true"),
+    ("packed_dense", "true"),
+    ("padded", "true"),
+    ("padded", "false"),
+]
+
+
 def measure_learner(
     model_dir: Path, info: dist.DistInfo, batch: LearnerBatch, args: Any
 ) -> list[dict[str, Any]]:
     rows = []
-    variants = [("packed", "true"), ("packed", "false"), ("padded", "true"), ("padded", "false")]
-    for attention, ckpt in variants:
-        lr = learner_for(
-            model_dir, info, f"actor.attention={attention}", f"actor.gradient_checkpointing={ckpt}"
-        )
-        secs, peak = time_steps(lr, batch, args.repeats)
-        rows.append(row(f"learner {attention} ckpt={ckpt}", lr, batch, secs, peak, args))
-        del lr
+    for choice, ckpt in VARIANTS:
+        name = f"learner {choice} ckpt={ckpt}"
+        try:
+            lr = learner_for(
+                model_dir,
+                info,
+                f"actor.attention={choice}",
+                f"actor.gradient_checkpointing={ckpt}",
+            )
+            secs, peak = time_steps(lr, batch, args.repeats)
+            rows.append(row(f"{name} ({lr.attention})", lr, batch, secs, peak, args))
+            del lr
+        except Exception as e:  # one broken kernel must not hide the other figures
+            rows.append(failed(name, e))
         if info.device.type == "cuda":
             torch.cuda.empty_cache()
     # FSDP2 on this one device: the sharded code path, a 1-rank process group.
     # fp32 master weights, bf16 compute, fp32 reduce: the multi-rank configuration.
-    lr = learner_for(
-        model_dir,
-        info,
-        "actor.attention=packed",
-        "actor.gradient_checkpointing=true",
-        "actor.dtype=float32",
-    )
-    fsdp.shard_model(lr.model, info, mixed_precision=True)
-    lr.optimizer = make_optimizer(lr.model, lr.actor)  # over the sharded parameters
-    lr.scheduler = make_scheduler(lr.optimizer, lr.actor, 100)
-    secs, peak = time_steps(lr, batch, args.repeats)
-    rows.append(row("learner FSDP2 1-rank packed ckpt=true", lr, batch, secs, peak, args))
+    try:
+        lr = learner_for(
+            model_dir,
+            info,
+            "actor.attention=packed",
+            "actor.gradient_checkpointing=true",
+            "actor.dtype=float32",
+        )
+        fsdp.shard_model(lr.model, info, mixed_precision=True)
+        lr.optimizer = make_optimizer(lr.model, lr.actor)  # over the sharded parameters
+        lr.scheduler = make_scheduler(lr.optimizer, lr.actor, 100)
+        secs, peak = time_steps(lr, batch, args.repeats)
+        name = f"learner FSDP2 1-rank packed ({lr.attention}) ckpt=true"
+        rows.append(row(name, lr, batch, secs, peak, args))
+    except Exception as e:
+        rows.append(failed("learner FSDP2 1-rank packed ckpt=true", e))
     return rows
+
+
+def failed(name: str, e: Exception) -> dict[str, Any]:
+    out = {"name": name, "error": f"{type(e).__name__}: {e}"[:500]}
+    print(json.dumps(out), flush=True)
+    return out
 
 
 def row(
@@ -166,10 +208,12 @@ def row(
     return out
 
 
-def logprob_agreement(model_dir: Path, info: dist.DistInfo, batch: LearnerBatch) -> dict[str, Any]:
+def logprob_agreement(
+    model_dir: Path, info: dist.DistInfo, batch: LearnerBatch
+) -> list[dict[str, Any]]:
     from grpo_plug import core
 
-    lr = learner_for(model_dir, info, "actor.attention=packed")
+    lr = learner_for(model_dir, info, "actor.attention=padded")
     idx = np.arange(min(8, len(batch.prompts)))
     (mbs,) = core.pack_microbatches(
         [batch.prompts[i] for i in idx],
@@ -179,15 +223,31 @@ def logprob_agreement(model_dir: Path, info: dist.DistInfo, batch: LearnerBatch)
         max_tokens=1 << 20,
     )
     with torch.no_grad():
-        a, _ = packed_logprobs(lr.model, mbs[0], temperature=1.0)
-        b, _ = completion_logprobs(lr.model, mbs[0], temperature=1.0, max_seqs=8)
-    out = {
-        "name": "packed vs padded logp",
-        "dtype": str(next(lr.model.parameters()).dtype),
-        "max_abs_diff": float((a - b).abs().max()),
-    }
-    print(json.dumps(out), flush=True)
-    return out
+        want, _ = completion_logprobs(lr.model, mbs[0], temperature=1.0, max_seqs=8)
+    rows = []
+    for kernel in attention.PACKED_KERNELS:
+        why = attention.unavailable(kernel, info.device.type)
+        if why is not None:
+            rows.append({"name": f"{kernel} vs padded logp", "skipped": why})
+            continue
+        try:
+            attention.use(lr.model, kernel)
+            if kernel == "packed_dense":
+                lr.model.set_attn_implementation("sdpa")
+            with torch.no_grad():
+                got, _ = packed_logprobs(lr.model, mbs[0], temperature=1.0)
+            rows.append(
+                {
+                    "name": f"{kernel} vs padded logp",
+                    "dtype": str(next(lr.model.parameters()).dtype),
+                    "max_abs_diff": float((got - want).abs().max()),
+                }
+            )
+        except Exception as e:
+            rows.append(failed(f"{kernel} vs padded logp", e))
+            continue
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def generation(

@@ -53,6 +53,7 @@ def write_run(
         preset="cpu",
         model="embedded:smollm2-135m",
         backend="hf",
+        attention="shared_prompt",
         devices="cpu x2",
         total_steps=total,
         zero_reward_steps=zero_reward_steps,

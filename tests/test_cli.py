@@ -93,3 +93,15 @@ def test_doctor_reports_each_line() -> None:
         assert check in res.output
     # On this CPU-only machine CUDA and SGLang are warnings, not failures.
     assert res.exit_code == 0, res.output
+    assert "actor.attention=auto -> shared_prompt" in res.output
+
+
+def test_doctor_says_what_actor_attention_runs_here() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU's answer")
+    res = run("doctor", "actor.gradient_checkpointing=true")
+    assert "actor.attention=auto -> packed_sdpa" in res.output, res.output
+    res = run("doctor", "actor.attention=packed_flex")  # a run would fail: so does doctor
+    assert res.exit_code == 1 and "no flex_attention backward on the CPU" in res.output

@@ -32,6 +32,7 @@ def test_fits_80x24_with_everything_a_person_needs(tmp_path: Path) -> None:
         "grpo-cpu/trial0",
         "preset cpu",
         "backend hf",
+        "attention shared_prompt",  # what actor.attention resolved to
         "step 12/55",
         "22%",  # 12 of 55 steps
         "ETA 10:02",  # 43 steps left at the median 14 s

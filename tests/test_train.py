@@ -106,6 +106,47 @@ def test_recompute_logprob_reports_the_sampler_mismatch(
     assert min(diff["bfloat16"]) > 1e-5, diff  # bf16 rounding, measured 3e-4 to 6e-4
 
 
+def test_a_checkpointed_run_trains_packed_through_varlen_attention(
+    tmp_path: Path, seven_host: PluginHost
+) -> None:
+    """Checkpointing on: auto resolves to packed_sdpa, the header says so, and the
+    learner's varlen log-probs match what the hf sampler (the same model, padded and
+    cached: transformers' own sdpa) reported, as on the padded path."""
+    from grpo_plug.metrics.run import read_run
+    from grpo_plug.trainer import Trainer
+
+    model = build_tiny_model(tmp_path / "tiny")
+    cfg = tiny_config(tmp_path, model, "total_train_steps=3", "actor.gradient_checkpointing=true")
+    cap = Capture()
+    trainer = Trainer(cfg, host=seven_host, loggers=[cap])
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    assert trainer.learner.attention == "packed_sdpa"
+    assert read_run(trainer.log_dir).info["attention"] == "packed_sdpa"
+    assert cfg.actor.attention == "auto"  # the derived setting leaves the config as it was
+    trained = [r for r in cap.rows if "grpo_actor/loss" in r]
+    assert trained and all(np.isfinite(r["grpo_actor/loss"]) for r in trained)
+    assert abs(trained[0]["grpo_actor/importance_weight"] - 1.0) < 1e-3
+    assert trained[0]["grpo_actor/logprob_abs_diff"] < 1e-3
+
+
+def test_an_attention_this_machine_cannot_run_stops_the_run_at_once(
+    tmp_path: Path, seven_host: PluginHost
+) -> None:
+    import torch
+
+    from grpo_plug.preflight import SetupError
+    from grpo_plug.trainer import Trainer
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = tiny_config(tmp_path, build_tiny_model(tmp_path / "tiny"), "actor.attention=packed_flex")
+    with pytest.raises(SetupError, match=r"packed_flex: .* no flex_attention backward on the CPU"):
+        Trainer(cfg, host=seven_host, loggers=[Capture()])
+
+
 def test_gpu_preset_on_cpu_machine_says_what_is_missing() -> None:
     import torch
 
@@ -147,6 +188,7 @@ def test_a_failing_logger_warns_once_and_training_goes_on(
     assert len(warned) == 1 and "No space left on device" in warned[0]
     # The event stream of the same real run: header, every stage, samples, the end.
     assert st.info["backend"] == "hf" and st.info["total_steps"] == 3
+    assert st.info["attention"] == "shared_prompt"  # auto, one rank, no checkpointing
     assert st.end is not None and st.end["status"] == "done"
     assert st.sample is not None and "completion" in st.sample
     assert st.progress.get("done") == st.progress.get("total") == 8  # the final eval

@@ -51,6 +51,7 @@ from grpo_plug.errors import SetupError
 from grpo_plug.evaluation import EvalResult, evaluate, write_jsonl
 from grpo_plug.faults import fault_point
 from grpo_plug.learner import Learner, LearnerBatch, dist
+from grpo_plug.learner.actor import resolve_attention
 from grpo_plug.learner.ranks import LearnerRanks, seed_all
 from grpo_plug.metrics import names as mn
 from grpo_plug.metrics.emit import RunEvents
@@ -143,12 +144,16 @@ class Trainer:
         ]
         backend_factory = self.host.rollout_backends().get(cfg.rollout.backend)
         sync_names = self.host.weight_sync_strategies()
+        try:  # what actor.attention runs here: an impossible choice stops the run now
+            derived = {"actor.attention": resolve_attention(cfg.actor, self.info)}
+        except ValueError as e:
+            raise SetupError(str(e)) from None
         if loggers is None:
             logger_reg = self.host.loggers()
             factories = [logger_reg.get(n) for n in cfg.loggers]
-            run = RunInfo(
-                cfg.experiment_name, cfg.trial_name, str(self.log_dir), cfgmod.to_dict(cfg)
-            )
+            # Derived settings ride beside the config, which stays as validated.
+            config = {**cfgmod.to_dict(cfg), "derived": derived}
+            run = RunInfo(cfg.experiment_name, cfg.trial_name, str(self.log_dir), config)
             loggers = [f(cfg, run) for f in factories]
         self.loggers = list(loggers)
         terminal = {e.name for e in self.host.loggers().with_trait("terminal")}
@@ -481,6 +486,7 @@ class Trainer:
             model=cfg.actor.path,
             backend=self.backend.name,
             weight_sync=self.weight_sync.name,
+            attention=self.learner.attention,
             devices=dist.describe(self.info),
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch,

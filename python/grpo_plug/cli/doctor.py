@@ -133,6 +133,35 @@ def count_parameters(model_path: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def attention_check(cfg: TrainConfig) -> Row:
+    """What ``actor.attention`` runs on this machine (a derived setting, see the README)."""
+    try:
+        import torch
+
+        from grpo_plug.learner.attention import resolve, unavailable
+        from grpo_plug.plan import resolve as resolve_plan
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        ranks = resolve_plan(cfg).learner_ranks
+        a = cfg.actor
+        got = resolve(
+            a.attention,
+            world_size=ranks,
+            gradient_checkpointing=a.gradient_checkpointing,
+            device=device,
+        )
+    except Exception as e:  # an impossible choice (or a broken torch): say which
+        return ("attention", "fail", f"{type(e).__name__}: {e}", "set actor.attention=auto")
+    detail = (
+        f"actor.attention={a.attention} -> {got} ({device}, {ranks} learner rank(s), "
+        f"gradient checkpointing {'on' if a.gradient_checkpointing else 'off'})"
+    )
+    hint = ""
+    if device == "cuda" and unavailable("packed_flash", device):
+        hint = "pip install flash-attn for packed_flash"
+    return ("attention", "ok", detail, hint)
+
+
 def core_check() -> Row:
     try:
         from grpo_plug import _core
@@ -211,6 +240,7 @@ def doctor_checks(fileroot: str, cfg: TrainConfig | None = None) -> list[Row]:
     return [
         python_check(),
         *torch_checks(cfg),
+        *([attention_check(cfg)] if cfg is not None else []),
         core_check(),
         plugins_check(),
         disk_check(fileroot),

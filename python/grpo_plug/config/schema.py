@@ -82,12 +82,23 @@ class ActorConfig:
     )
     mb_max_tokens: int = _f(4096, "Token budget of one packed micro-batch.", ge=16)
     gradient_checkpointing: bool = _f(False, "Trade compute for memory in the learner.")
-    attention: Literal["auto", "packed", "padded", "shared_prompt"] = _f(
+    attention: Literal[
         "auto",
-        "How the learner runs a packed micro-batch: packed ([1, T], documents told apart "
-        "by position ids, no padding), padded (fallback), shared_prompt (each group's "
-        "prompt once); auto = shared_prompt on one rank without gradient checkpointing, "
-        "else packed.",
+        "packed",
+        "packed_flash",
+        "packed_flex",
+        "packed_sdpa",
+        "packed_dense",
+        "padded",
+        "shared_prompt",
+    ] = _f(
+        "auto",
+        "How the learner runs a micro-batch. packed: one [1, T] row, no padding, each "
+        "document attending to itself only, through the best varlen kernel here "
+        "(packed_flash: flash-attn on CUDA; packed_flex: flex_attention, CUDA; packed_sdpa: "
+        "SDPA per document, anywhere); packed_dense: transformers' T x T block mask (for "
+        "comparison); padded: [S, L] rows (fallback); shared_prompt: each group's prompt "
+        "once. auto = shared_prompt on one rank without gradient checkpointing, else packed.",
     )
     mixed_precision: bool = _f(
         True,

@@ -22,9 +22,8 @@ from grpo_plug import core
 from grpo_plug.config import ActorConfig, TrainConfig
 from grpo_plug.errors import PackingInfeasible
 from grpo_plug.faults import fault_point
-from grpo_plug.learner import fsdp
+from grpo_plug.learner import attention, fsdp
 from grpo_plug.learner.dist import DistInfo, all_reduce_sum
-from grpo_plug.learner.logprobs import resolve_attention
 from grpo_plug.learner.oom import oom_advice
 from grpo_plug.learner.step import (
     MinibatchStats,
@@ -106,6 +105,17 @@ def pack_for_ranks(
     raise PackingInfeasible(f"could not pack {n_real} sequences for {n_ranks} ranks")
 
 
+def resolve_attention(cfg: ActorConfig, info: DistInfo) -> str:
+    """What ``actor.attention`` runs on this rank layout and device (see
+    :func:`grpo_plug.learner.attention.resolve`)."""
+    return attention.resolve(
+        cfg.attention,
+        world_size=info.world_size,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        device=str(info.device),
+    )
+
+
 class Learner:
     """Owns the trained model and everything that changes it."""
 
@@ -116,10 +126,14 @@ class Learner:
         # Effective, not the config's: bf16 sampling turns it on (see grpo_plug.plan).
         self.recompute = (plan or resolve_plan(cfg)).recompute_logprob
         device = str(info.device)
+        # A derived setting (the config is not changed): what actor.attention runs here.
+        self.attention = resolve_attention(cfg.actor, info)
+        self.path = attention.path_of(self.attention)
         dtype = cfg.actor.dtype
         if info.distributed and cfg.actor.mixed_precision and info.device.type == "cuda":
             dtype = "float32"  # master weights; FSDP computes in bf16
         self.model = load_model(cfg.actor.path, dtype=dtype, device=device)
+        attention.use(self.model, self.attention)
         if cfg.actor.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.model.config.use_cache = True
@@ -127,11 +141,11 @@ class Learner:
         if cfg.actor.kl_ctl > 0:
             self.ref_model = load_model(cfg.actor.path, dtype=dtype, device=device)
             self.ref_model.requires_grad_(False).eval()
+            attention.use(self.ref_model, self.attention)
         if info.distributed:
             fsdp.shard_model(self.model, info, mixed_precision=cfg.actor.mixed_precision)
             if self.ref_model is not None:
                 fsdp.shard_model(self.ref_model, info, mixed_precision=cfg.actor.mixed_precision)
-        self.path = resolve_attention(cfg.actor, info.world_size)
         self.optimizer = make_optimizer(self.model, cfg.actor)
         self.scheduler = make_scheduler(self.optimizer, cfg.actor, total_steps)
 

@@ -4,8 +4,10 @@ Micro-batches arrive packed (1-D arrays from the Rust packer). Every path applie
 LM head only at completion positions: the prompt's logits are never materialised.
 
 - ``packed``: the micro-batch runs as it is, ``[1, T]``, no padding; position ids that
-  restart at 0 tell transformers where each document starts (a block-diagonal causal
-  mask for sdpa/eager/flex, cu_seqlens for flash-attention's varlen kernel). One root
+  restart at 0 give each document its rotary positions, and the model's attention
+  kernel (``learner.attention``) gets the documents' boundaries: varlen kernels cost the
+  sum of the squared document lengths; transformers' stock sdpa (``packed_dense``)
+  turns the position ids into a dense ``T x T`` block-diagonal mask. One root
   ``forward`` per micro-batch, which is what FSDP2's hooks need.
 - ``padded`` (fallback): right-padded ``[S, L]`` chunks with a mask built from lengths
   (SmolLM2's pad token equals EOS, so masks never come from token ids).
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from grpo_plug.config import ActorConfig
+from grpo_plug.learner.attention import packed_kwargs
 from grpo_plug.padding import cache_kwarg, pad_batch
 
 
@@ -169,8 +172,9 @@ def packed_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Like :func:`completion_logprobs`, with the micro-batch run packed as ``[1, T]``.
 
-    No attention mask: transformers reads the document boundaries from the position ids
-    (they restart at 0), so no token attends across sequences and none is padding.
+    No padding, and no token attends across documents: the model's varlen kernel gets
+    the boundaries from ``mb.cu_seqlens`` (:func:`~grpo_plug.learner.attention.packed_kwargs`);
+    transformers' own kernels read them from the position ids, which restart at 0.
     """
     device = next(model.parameters()).device
     sel = np.flatnonzero(mb.loss_mask > 0)
@@ -179,29 +183,11 @@ def packed_logprobs(
     ids = torch.from_numpy(mb.input_ids)[None].to(device)  # [1, T]
     pos = torch.from_numpy(mb.position_ids)[None].to(device)  # [1, T]
     keep = torch.from_numpy(sel - 1).to(device)  # token t is predicted at t - 1  # [N]
-    out = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False)
+    docs = packed_kwargs(model, mb.cu_seqlens, device)
+    out = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False, **docs)
     targets = torch.from_numpy(mb.input_ids[sel]).to(device)
     logp, ent = logits_logprobs(out.logits[0], targets, temperature, with_entropy)  # [N]
     return logp, ent if ent is not None else torch.zeros_like(logp.detach())
-
-
-ATTENTION_PATHS = ("packed", "padded", "shared_prompt")
-
-
-def resolve_attention(cfg: ActorConfig, world_size: int) -> str:
-    """``actor.attention=auto``: prompt sharing on one rank without gradient
-    checkpointing (which forbids a cache), packed otherwise (always under FSDP, whose
-    hooks need exactly one root forward per micro-batch)."""
-    if cfg.attention != "auto":
-        if world_size > 1 and cfg.attention != "packed":
-            raise ValueError(
-                f"actor.attention={cfg.attention}: with {world_size} learner ranks (FSDP) "
-                "only 'packed' (or 'auto') is supported"
-            )
-        return cfg.attention
-    if world_size == 1 and not cfg.gradient_checkpointing:
-        return "shared_prompt"
-    return "packed"
 
 
 def learner_logprobs(

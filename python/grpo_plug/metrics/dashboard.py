@@ -62,6 +62,7 @@ def header(st: RunState) -> Text:
         ("grpo-plug ", "bold"),
         (f"{i.get('experiment', '?')}/{i.get('trial', '?')}", "bold cyan"),
         (f"  preset {i.get('preset') or '-'}  backend {i.get('backend', '?')}", ""),
+        (f"  attention {i['attention']}" if i.get("attention") else "", ""),
         (f"  {i.get('devices', '')}  {model}", ""),
     ]
     if i.get("resumed_from") is not None:

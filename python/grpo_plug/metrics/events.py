@@ -18,7 +18,7 @@ EVENTS_FILE = "events.jsonl"
 METRICS_FILE = "metrics.jsonl"
 
 Kind = Literal[
-    "run",  # run header: experiment, trial, preset, model, backend, devices, total_steps...
+    "run",  # run header: experiment, trial, preset, model, backend, attention, devices...
     "stage",  # a stage of step `step` started: rollout, reward, train, weight_sync, eval, save
     "progress",  # rollout samples done / total in step `step`, tokens generated so far
     "warning",  # text a person should see at once
