@@ -13,8 +13,8 @@ ifeq ($(strip $(UV)),)
 $(error no uv: tools/bootstrap_uv.py could not fetch it (see its message above))
 endif
 # maturin --uv finds uv on PATH.
-export PATH := $(CURDIR)/$(BIN):$(abspath $(dir $(UV))):$(HOME)/.cargo/bin:$(PATH)
-export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export PATH := $(abspath $(BIN)):$(abspath $(dir $(UV))):$(HOME)/.cargo/bin:$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
 DEPS_STAMP := $(VENV)/.grpo-deps
 BUILD_STAMP := $(VENV)/.grpo-build
 # The SGLang server's own environment: sglang pins torch/transformers that differ from ours.
@@ -88,7 +88,7 @@ fuzz: rust-check
 
 # The SGLang tests use the server environment built above (they never skip).
 pytest: setup sglang-env
-	GRPO_PLUG_SGLANG_PYTHON=$(CURDIR)/$(SGLANG_PY) python -m pytest -q
+	GRPO_PLUG_SGLANG_PYTHON=$(abspath $(SGLANG_PY)) python -m pytest -q
 
 # Every test that is neither slow nor needs SGLang; no SGLang environment is built. A
 # test that needs one after all fails here (no interpreter), it never skips.
