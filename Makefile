@@ -13,8 +13,8 @@ ifeq ($(strip $(UV)),)
 $(error no uv: tools/bootstrap_uv.py could not fetch it (see its message above))
 endif
 # maturin --uv finds uv on PATH.
-export PATH := $(CURDIR)/$(BIN):$(abspath $(dir $(UV))):$(HOME)/.cargo/bin:$(PATH)
-export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export PATH := $(abspath $(BIN)):$(abspath $(dir $(UV))):$(HOME)/.cargo/bin:$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
 DEPS_STAMP := $(VENV)/.grpo-deps
 BUILD_STAMP := $(VENV)/.grpo-build
 # The SGLang server's own environment: sglang pins torch/transformers that differ from ours.
@@ -25,7 +25,8 @@ RUST_SRC := Cargo.toml Cargo.lock $(shell find rust -name '*.rs' -o -name Cargo.
 PLUGIN_PKGS := $(wildcard plugins/*/pyproject.toml)
 FUZZ_SECS ?= 10
 
-.PHONY: setup sglang-env lock build run test lint typecheck rust-check pytest fuzz bench clean
+.PHONY: setup sglang-env lock build run test test-fast lint typecheck rust-check pytest pytest-fast \
+	fuzz bench clean
 
 setup: $(BUILD_STAMP)
 
@@ -87,9 +88,19 @@ fuzz: rust-check
 
 # The SGLang tests use the server environment built above (they never skip).
 pytest: setup sglang-env
-	GRPO_PLUG_SGLANG_PYTHON=$(CURDIR)/$(SGLANG_PY) python -m pytest -q
+	GRPO_PLUG_SGLANG_PYTHON=$(abspath $(SGLANG_PY)) python -m pytest -q
 
+# Every test that is neither slow nor needs SGLang; no SGLang environment is built. A
+# test that needs one after all fails here (no interpreter), it never skips.
+pytest-fast: setup
+	GRPO_PLUG_SGLANG_PYTHON=$(CURDIR)/.no-sglang-in-test-fast python -m pytest -q \
+		-m "not slow and not sglang"
+
+# The whole gate, what CI runs (.ci/run).
 test: lint typecheck rust-check fuzz pytest
+
+# The edit-test loop: lint, types and the fast tests (a few minutes on 2 cores).
+test-fast: lint typecheck pytest-fast
 
 bench: setup
 	python bench/bench_grading.py

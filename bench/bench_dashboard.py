@@ -21,12 +21,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.tiny import build_tiny_model
-
 from grpo_plug import config as cfgmod
 from grpo_plug.metrics.dashboard import Dashboard
+from grpo_plug.testing import build_tiny_model
 from grpo_plug.trainer import Trainer
 
 

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grpo_plug.cli import main
 from grpo_plug.plugins import get_host
-from tests.test_train import SevenPlugin
+from tests.helpers import with_seven
 
 if __name__ == "__main__":
-    get_host().register(SevenPlugin(), name="seven")
+    with_seven(get_host())
     main()

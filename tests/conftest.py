@@ -1,3 +1,6 @@
+"""The fixture set: one plugin host, one tiny model per (seed, width) per session, and
+the SGLang server; plain helpers live in tests/helpers.py."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -5,45 +8,57 @@ from pathlib import Path
 
 import pytest
 
-from grpo_plug.plugins import get_host, reset_host
+from grpo_plug.plugins import PluginHost, get_host, reset_host
+from tests.helpers import TinyModels, build_tiny_model, cpu_server_overrides, with_seven
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sglang: needs the SGLang environment (.venv-sglang); not in make test-fast"
+    )
 
 
 @pytest.fixture()
-def host() -> Iterator[object]:
-    """A fresh plugin host (and a fresh process-wide one) per test."""
+def host() -> Iterator[PluginHost]:
+    """A fresh process-wide plugin host per test: the built-ins and the installed
+    plugins, as `grpo-plug` itself loads them."""
     reset_host()
     yield get_host()
     reset_host()
 
 
-def sglang_python() -> str:
-    """The interpreter with SGLang: $GRPO_PLUG_SGLANG_PYTHON (set by `make test`), else
-    the checkout's .venv-sglang. Missing means a set-up error, never a skip."""
-    import os
-
-    path = os.environ.get("GRPO_PLUG_SGLANG_PYTHON") or str(REPO / ".venv-sglang/bin/python")
-    if not Path(path).is_file():
-        pytest.fail(f"no SGLang interpreter at {path}: run `make sglang-env` (or make test)")
-    return path
-
-
-def cpu_server_overrides() -> list[str]:
-    """A small CPU server from the SGLang venv, in fp32 for exact comparisons with the
-    fp32 learner."""
-    return [
-        f"sglang.python={sglang_python()}",
-        "sglang.device=cpu",
-        "sglang.dtype=float32",
-        "sglang.max_total_tokens=4096",
-        "sglang.mem_fraction_static=0.1",
-    ]
+@pytest.fixture()
+def seven_host(host: PluginHost) -> PluginHost:
+    """:func:`host` with the test task ``seven`` (and the ``spread`` reward)."""
+    return with_seven(host)
 
 
 @pytest.fixture(scope="session")
-def sglang_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    """``tiny_models(seed=0, hidden=32)``: the tiny model and tokenizer with those
+    settings, built once per session (nothing writes into a model folder)."""
+    built: dict[tuple[int, int], Path] = {}
+
+    def get(*, seed: int = 0, hidden: int = 32) -> Path:
+        if (seed, hidden) not in built:
+            root = tmp_path_factory.mktemp(f"tiny-s{seed}-h{hidden}")
+            built[seed, hidden] = build_tiny_model(root / "tiny", seed=seed, hidden=hidden)
+        return built[seed, hidden]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_models: TinyModels) -> Path:
+    """The default tiny model (seed 0, hidden 32): what a test trains unless it needs
+    its own copy."""
+    return tiny_models()
+
+
+@pytest.fixture(scope="session")
+def sglang_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels
+) -> Iterator[object]:
     """ONE real SGLang server per test session (start-up takes minutes on CPU), launched
     by the project's own launcher on a tiny random Llama, stopped by PID at the end."""
     import os
@@ -52,10 +67,9 @@ def sglang_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from grpo_plug import config as cfgmod
     from grpo_plug.rollout.sglang import servers as srv
     from grpo_plug.rollout.sglang.backend import server_specs
-    from grpo_plug.testing import build_tiny_model
 
     root = tmp_path_factory.mktemp("sglang")
-    model = build_tiny_model(root / "tiny", hidden=64)
+    model = tiny_models(hidden=64)
     cfg = cfgmod.load(overrides=["rollout.backend=sglang", *cpu_server_overrides()])
     (server,) = srv.start(server_specs(cfg, str(model), root / "logs"), 900, progress=print)
     try:

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.tiny import build_tiny_model
+from tests.helpers import TinyModels, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small micro-batches and two minibatches: several micro-batches per rank, filler included.
@@ -47,8 +47,8 @@ def weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("dist") / "m", seed=1)
+def model(tiny_models: TinyModels) -> Path:
+    return tiny_models(seed=1)
 
 
 @pytest.mark.slow
@@ -153,7 +153,6 @@ MARK = "GRPO_PLUG_TEST_MARK"  # inherited by everything a run starts: finds orph
 def cli_config(tmp: Path, model: Path, *extra: str) -> Path:
     """A 2-rank colocated run (allocation_mode=d2p1t1) of the tiny model on ``seven``."""
     from grpo_plug import config as cfgmod
-    from tests.test_train import tiny_config
 
     keys = ("total_train_steps=3", "recover.mode=auto", "recover.freq_steps=1")
     keys += ("saver.freq_steps=3", "valid_dataset.max_samples=4", *OVERRIDES)

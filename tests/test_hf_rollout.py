@@ -15,15 +15,15 @@ from grpo_plug import config as cfgmod
 from grpo_plug.plan import resolve as resolve_plan
 from grpo_plug.plan import resolve_sample_dtype
 from grpo_plug.rollout.hf import HFBackend, draw_from, make_hf_backend
-from grpo_plug.testing import build_tiny_model
 from grpo_plug.types import GenerationRequest, RolloutContext, Sample, SamplingParams
+from tests.helpers import TinyModels
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+def tiny(tiny_models: TinyModels) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = build_tiny_model(tmp_path_factory.mktemp("hf") / "tiny", hidden=64)
+    path = tiny_models(hidden=64)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     # At its init scale the random model repeats one token; larger weights make its
     # greedy answers vary, so rows stop at different steps.

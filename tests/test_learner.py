@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from grpo_plug import core
 from grpo_plug.learner import completion_logprobs, packed_logprobs, shared_prompt_logprobs
-from grpo_plug.testing import build_tiny_model
+from tests.helpers import TinyModels
 
 
-def test_shared_prompt_path_matches_plain_path(tmp_path: Path) -> None:
+def test_shared_prompt_path_matches_plain_path(tiny_models: TinyModels) -> None:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m", seed=1))
+    model = AutoModelForCausalLM.from_pretrained(tiny_models(seed=1))
     model.train()
     rng = np.random.default_rng(0)
     prompts, comps, lps = [], [], []
@@ -44,12 +42,12 @@ def test_shared_prompt_path_matches_plain_path(tmp_path: Path) -> None:
     torch.testing.assert_close(a_g, b_g, rtol=1e-3, atol=1e-5)
 
 
-def test_packed_path_matches_padded_path(tmp_path: Path) -> None:
+def test_packed_path_matches_padded_path(tiny_models: TinyModels) -> None:
     """[1, T] with no padding (documents told apart by position ids) against the
     right-padded [S, L] fallback: same log-probs, entropies and gradients."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m", seed=2))
+    model = AutoModelForCausalLM.from_pretrained(tiny_models(seed=2))
     model.train()
     rng = np.random.default_rng(1)
     prompts, comps, lps = [], [], []
@@ -112,7 +110,7 @@ def test_rank_from_torchrun_variables() -> None:
         dist.from_env({"RANK": "2", "WORLD_SIZE": "2"}, cuda=False)
 
 
-def test_fused_recompute_gives_the_separate_passes_gradients(tmp_path: Path) -> None:
+def test_fused_recompute_gives_the_separate_passes_gradients(tiny_models: TinyModels) -> None:
     """One minibatch with recompute_logprob: pi_old from the training forward itself
     (detached) gives the gradients of a no-grad recompute pass followed by training,
     and reports the same sampler mismatch."""
@@ -122,7 +120,7 @@ def test_fused_recompute_gives_the_separate_passes_gradients(tmp_path: Path) -> 
     from grpo_plug.config import ActorConfig
     from grpo_plug.learner.step import recompute_old_logprobs, train_minibatch
 
-    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m", seed=3))
+    model = AutoModelForCausalLM.from_pretrained(tiny_models(seed=3))
     model.train()
     rng = np.random.default_rng(4)
     prompts = [rng.integers(3, 14, size=int(rng.integers(2, 9))).tolist() for _ in range(6)]

@@ -61,6 +61,7 @@ def test_main_job_smoke(tmp_path: Path) -> None:
         assert all(name in r for r in steps), name
     # A step whose groups all have zero advantage takes no optimizer step, so no loss.
     learned = [r for r in steps if r["grpo_actor/zero_adv_ratio"] < 1]
+    assert learned, steps  # else the checks below check nothing
     for name in ("grpo_actor/loss", "grpo_actor/kl", "grpo_actor/clip_ratio"):
         assert all(name in r for r in learned), name
     for name in ("grpo_actor/entropy", "grpo_actor/grad_norm"):

@@ -17,7 +17,7 @@ from grpo_plug import config as cfgmod
 from grpo_plug.cli import app, doctor
 from grpo_plug.learner import actor, oom
 from grpo_plug.plugins import PluginHost
-from grpo_plug.testing import SevenPlugin, build_tiny_model, tiny_config
+from tests.helpers import TinyModels, tiny_config
 
 
 def test_advice_names_each_knob_with_its_value_and_the_next_one() -> None:
@@ -56,10 +56,12 @@ def _oom(*args: Any, **kwargs: Any) -> Any:
 
 @pytest.mark.slow
 def test_oom_in_a_real_learner_step_ends_with_the_advice(
-    tmp_path: Path, host: PluginHost, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    seven_host: PluginHost,
+    tiny_models: TinyModels,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    host.register(SevenPlugin(), name="seven")
-    model = build_tiny_model(tmp_path / "tiny", seed=1)
+    model = tiny_models(seed=1)
     keys = ("total_train_steps=2", "loggers=[jsonl]", "reward.functions=[spread]")
     cfg = tiny_config(tmp_path, model, *keys, "reward.weights=[1.0]")  # spread: steps train
     path = tmp_path / "run.yaml"
@@ -95,16 +97,16 @@ def test_training_memory_arithmetic() -> None:
     assert (cpu.dtype, cpu.per_rank_bytes) == ("float32", 16_000)
 
 
-def test_count_parameters_from_the_config_alone(tmp_path: Path) -> None:
+def test_count_parameters_from_the_config_alone(tiny_model_dir: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    path = build_tiny_model(tmp_path / "tiny")
+    path = tiny_model_dir
     real = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
     assert doctor.count_parameters(str(path)) == real
 
 
-def test_fits_row_compares_with_free_memory(tmp_path: Path) -> None:
-    path = build_tiny_model(tmp_path / "tiny")
+def test_fits_row_compares_with_free_memory(tmp_path: Path, tiny_model_dir: Path) -> None:
+    path = tiny_model_dir
     cfg = cfgmod.load(preset="fast", overrides=[f"actor.path={path}"])
     n = doctor.count_parameters(str(path))
     check, status, detail, _ = doctor.fits_row(cfg, 2**30, "cuda:0")

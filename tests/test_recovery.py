@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,11 @@ from grpo_plug import config as cfgmod
 from grpo_plug.errors import CheckpointError
 from grpo_plug.plugins import PluginHost
 from grpo_plug.recovery import store as ckpt
-from tests.test_train import Capture, SevenPlugin, tiny_config
-from tests.tiny import build_tiny_model
+from tests.helpers import CaptureLogger, run_trainer, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "crash_driver.py"
 VOLATILE = ("timestamp", "timeperf/", "perf/", "grpo_actor/gen_tokens_per_s")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def write_config(root: Path, model: Path, **sections: dict[str, Any]) -> Path:
@@ -101,9 +96,9 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def reference(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("reference")
-    res = launch(write_config(root, tiny))
+    res = launch(write_config(root, tiny_model_dir))
     assert res.returncode == 0, res.stderr[-3000:]
     ref = outcome(root)
     # The comparison means something only if the optimizer really moved the weights.
@@ -125,9 +120,9 @@ def reference(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     ],
 )
 def test_killed_run_resumes_bit_identical(
-    fault: str, tiny: Path, tmp_path: Path, reference: dict[str, Any]
+    fault: str, tiny_model_dir: Path, tmp_path: Path, reference: dict[str, Any]
 ) -> None:
-    config = write_config(tmp_path, tiny)
+    config = write_config(tmp_path, tiny_model_dir)
     killed = launch(config, fault)
     assert killed.returncode == -9, killed.stderr[-3000:]
     resumed = launch(config)
@@ -146,9 +141,11 @@ DYNAMIC = {"dynamic_sampling": {"max_rounds": 2}}
 
 
 @pytest.fixture(scope="module")
-def dynamic_reference(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def dynamic_reference(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("dynamic")
-    res = launch(write_config(root, tiny, **DYNAMIC))
+    res = launch(write_config(root, tiny_model_dir, **DYNAMIC))
     assert res.returncode == 0, res.stderr[-3000:]
     ref = outcome(root)
     rounds = [row.get("rollout/dynamic_rounds", 0) for row in ref["metrics"]]
@@ -159,10 +156,10 @@ def dynamic_reference(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["mid_rollout:16", "between_steps:3"])
 def test_killed_run_with_dynamic_sampling_resumes_bit_identical(
-    fault: str, tiny: Path, tmp_path: Path, dynamic_reference: dict[str, Any]
+    fault: str, tiny_model_dir: Path, tmp_path: Path, dynamic_reference: dict[str, Any]
 ) -> None:
     """Extra rounds draw their prompts and noise from (seed, step, round) alone."""
-    config = write_config(tmp_path, tiny, **DYNAMIC)
+    config = write_config(tmp_path, tiny_model_dir, **DYNAMIC)
     killed = launch(config, fault)
     assert killed.returncode == -9, killed.stderr[-3000:]
     resumed = launch(config)
@@ -178,60 +175,75 @@ def test_killed_run_with_dynamic_sampling_resumes_bit_identical(
 # ----------------------------------------------------------------------- in-process checks
 
 
-def seven_host() -> PluginHost:
-    """A plugin host with the test task ``seven`` registered."""
-    host = PluginHost()
-    host.register(SevenPlugin(), name="seven")
-    return host
+class Runs:
+    """One test's in-process runs of the tiny model in ``tmp_path``: each config is the
+    same but for ``extra``; every trainer built here is closed when the test ends."""
+
+    def __init__(self, tmp_path: Path, model: Path, host: PluginHost) -> None:
+        self.tmp_path, self.model, self.host = tmp_path, model, host
+        self.built: list[Any] = []
+
+    def config(self, *extra: str) -> cfgmod.TrainConfig:
+        keys = ("total_train_steps=4", "recover.freq_steps=2", "recover.freq_secs=null")
+        return tiny_config(self.tmp_path, self.model, *keys, "valid_dataset.max_samples=2", *extra)
+
+    def trainer(self, *extra: str) -> Any:
+        """A trainer built, not run: what it decided at start (resume or not)."""
+        from grpo_plug.trainer import Trainer
+
+        tr = Trainer(self.config(*extra), host=self.host, loggers=[CaptureLogger()])
+        self.built.append(tr)
+        return tr
+
+    def finished(self, *extra: str) -> Path:
+        """A run to the end with recover points; its checkpoint folder."""
+        return run_trainer(self.config("recover.mode=auto", *extra), self.host).trainer.ckpt_dir
+
+    def close(self) -> None:
+        for tr in self.built:
+            tr.close()
 
 
-def trainer_for(tmp_path: Path, tiny: Path, *extra: str) -> Any:
-    from grpo_plug.trainer import Trainer
-
-    keys = ("total_train_steps=4", "recover.freq_steps=2", "recover.freq_secs=null")
-    cfg = tiny_config(tmp_path, tiny, *keys, "valid_dataset.max_samples=2", *extra)
-    return Trainer(cfg, host=seven_host(), loggers=[Capture()])
-
-
-def finished_run(tmp_path: Path, tiny: Path, *extra: str) -> Path:
-    tr = trainer_for(tmp_path, tiny, "recover.mode=auto", *extra)
-    tr.train()
-    tr.close()
-    return tr.ckpt_dir
+@pytest.fixture()
+def runs(tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost) -> Iterator[Runs]:
+    r = Runs(tmp_path, tiny_model_dir, seven_host)
+    yield r
+    r.close()
 
 
-def test_mode_disabled_starts_fresh_and_writes_nothing(tmp_path: Path, tiny: Path) -> None:
-    tr = trainer_for(tmp_path, tiny, "recover.mode=disabled")
-    tr.train()
+def test_mode_disabled_starts_fresh_and_writes_nothing(runs: Runs) -> None:
+    tr = run_trainer(runs.config("recover.mode=disabled"), runs.host).trainer
     assert not (tr.ckpt_dir / ckpt.RECOVER_DIR).exists()
 
 
-def test_mode_resume_requires_a_checkpoint(tmp_path: Path, tiny: Path) -> None:
+def test_mode_resume_requires_a_checkpoint(runs: Runs) -> None:
     with pytest.raises(CheckpointError, match=r"recover.mode=resume: no valid recover"):
-        trainer_for(tmp_path, tiny, "recover.mode=resume")
+        runs.trainer("recover.mode=resume")
 
 
-def test_mode_auto_and_resume_pick_up_a_finished_run(tmp_path: Path, tiny: Path) -> None:
-    finished_run(tmp_path, tiny)
-    for mode in ("auto", "resume"):
-        tr = trainer_for(tmp_path, tiny, f"recover.mode={mode}")
+def test_mode_auto_and_resume_pick_up_a_finished_run(runs: Runs) -> None:
+    runs.finished()
+
+    def resumed_at_the_end(tr: Any) -> None:
         assert tr.global_step == 4
-        summary = tr.train()  # nothing left to do: no steps, no second eval
+
+    for mode in ("auto", "resume"):
+        cfg = runs.config(f"recover.mode={mode}")
+        summary = run_trainer(cfg, runs.host, before=resumed_at_the_end).summary
+        # nothing left to do: no steps, no second eval
         assert summary.steps == 4 and summary.accuracy_after is not None
 
 
-def test_mode_fault_resumes_only_after_a_crash(tmp_path: Path, tiny: Path) -> None:
-    ckpt_dir = finished_run(tmp_path, tiny)
-    assert trainer_for(tmp_path, tiny, "recover.mode=fault").global_step == 0
+def test_mode_fault_resumes_only_after_a_crash(runs: Runs) -> None:
+    ckpt_dir = runs.finished()
+    assert runs.trainer("recover.mode=fault").global_step == 0
     (ckpt_dir / ".running").write_text("123")  # what a crashed run leaves behind
-    assert trainer_for(tmp_path, tiny, "recover.mode=fault").global_step == 4
+    assert runs.trainer("recover.mode=fault").global_step == 4
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "manifest"])
-def test_damaged_checkpoint_is_reported_and_previous_used(
-    tmp_path: Path, tiny: Path, damage: str
-) -> None:
-    ckpt_dir = finished_run(tmp_path, tiny)
+def test_damaged_checkpoint_is_reported_and_previous_used(runs: Runs, damage: str) -> None:
+    ckpt_dir = runs.finished()
     rec = ckpt_dir / ckpt.RECOVER_DIR
     # Make an older good point available as .prev, as after a crash between renames.
     import shutil
@@ -255,22 +267,22 @@ def test_damaged_checkpoint_is_reported_and_previous_used(
     path, problems = ckpt.find_recover(ckpt_dir)
     assert path == ckpt_dir / (ckpt.RECOVER_DIR + ".prev")
     assert str(rec) in problems[0]
-    tr = trainer_for(tmp_path, tiny, "recover.mode=auto")
+    tr = runs.trainer("recover.mode=auto")
     assert tr.resumed_from == path and tr.global_step == 4
     assert any("unusable" in m and expected in m for m in tr.loggers[0].messages)
     shutil.rmtree(path)
     with pytest.raises(CheckpointError, match=expected):
-        trainer_for(tmp_path, tiny, "recover.mode=resume")
+        runs.trainer("recover.mode=resume")
 
 
-def test_checkpoint_from_another_config_names_the_difference(tmp_path: Path, tiny: Path) -> None:
-    finished_run(tmp_path, tiny)
+def test_checkpoint_from_another_config_names_the_difference(runs: Runs) -> None:
+    runs.finished()
     with pytest.raises(CheckpointError, match=r"different config: actor\.lr: 0\.02 -> 0\.01"):
-        trainer_for(tmp_path, tiny, "recover.mode=auto", "actor.lr=0.01")
+        runs.trainer("recover.mode=auto", "actor.lr=0.01")
 
 
-def test_hf_checkpoints_follow_the_seed_layout(tmp_path: Path, tiny: Path) -> None:
-    ckpt_dir = finished_run(tmp_path, tiny, "saver.freq_steps=2", "saver.keep_last=1")
+def test_hf_checkpoints_follow_the_seed_layout(runs: Runs) -> None:
+    ckpt_dir = runs.finished("saver.freq_steps=2", "saver.keep_last=1")
     found = ckpt.list_hf_checkpoints(ckpt_dir)
     assert [c.path.name for c in found] == ["epoch0epochstep4globalstep4"]
     assert found[0].valid
@@ -294,20 +306,17 @@ def test_config_diff_ignores_resumable_keys() -> None:
     assert ckpt.config_diff(a, c) == ["gconfig.max_new_tokens: 64 -> 32"]
 
 
-def test_a_fresh_start_sets_an_earlier_attempts_metrics_aside(tmp_path: Path, tiny: Path) -> None:
+def test_a_fresh_start_sets_an_earlier_attempts_metrics_aside(
+    tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost
+) -> None:
     """A trial run again from step 0 (no recover point) must not append to the old rows:
     the eval-before row and steps 1.. would appear twice in metrics.jsonl."""
-    from grpo_plug.trainer import Trainer
-
-    host = seven_host()
     keys = ("total_train_steps=2", "recover.mode=disabled", "loggers=[jsonl]")
     cfg = tiny_config(
-        tmp_path, tiny, *keys, "evaluator.eval_before=true", "valid_dataset.max_samples=2"
+        tmp_path, tiny_model_dir, *keys, "evaluator.eval_before=true", "valid_dataset.max_samples=2"
     )
     for _ in range(2):
-        tr = Trainer(cfg, host=host, quiet=True)
-        tr.train()
-        tr.close()
+        tr = run_trainer(cfg, seven_host, loggers=None, quiet=True).trainer
     metrics = tr.log_dir / "metrics.jsonl"
 
     def steps(path: Path) -> list[int]:

@@ -1,5 +1,6 @@
-"""Contract tests: every fixture in ../shared/sglang/examples is produced by the client
-(method, path and body, sent over real loopback HTTP) and its reply parsed by it."""
+"""Contract tests: every example in tests/data/sglang (an SGLang endpoint's request and
+reply) is produced by the client (method, path and body, sent over real loopback HTTP)
+and its reply parsed by it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +22,8 @@ from grpo_plug.rollout.sglang.client import (
 )
 from grpo_plug.rollout.sglang.client import generate_body as make_generate_body
 from grpo_plug.types import GenerationRequest, SamplingParams
-from tests.conftest import SHARED
 
-EXAMPLES = SHARED / "sglang" / "examples"
+EXAMPLES = Path(__file__).resolve().parent / "data" / "sglang"
 
 
 class Canned:

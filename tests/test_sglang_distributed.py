@@ -22,9 +22,9 @@ from grpo_plug.weight_sync.distributed import (
     buckets,
     flatten,
 )
-from tests.test_sglang_e2e import train_through_server
+from tests.helpers import train_through_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sglang]
 
 
 def test_grpo_with_sglang_and_distributed_sync(

@@ -24,7 +24,7 @@ from grpo_plug.rollout.sglang.backend import SGLangBackend
 from grpo_plug.rollout.sglang.health import HealthPolicy
 from grpo_plug.types import GenerationRequest, SamplingParams
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sglang]
 
 
 class FaultProxy:
@@ -180,7 +180,7 @@ def own_server(tmp_path_factory: pytest.TempPathFactory, sglang_server: Any) -> 
     from grpo_plug import config as cfgmod
     from grpo_plug.rollout.sglang import servers as srv
     from grpo_plug.rollout.sglang.backend import server_specs
-    from tests.conftest import cpu_server_overrides
+    from tests.helpers import cpu_server_overrides
 
     _server, model = sglang_server
     cfg = cfgmod.load(overrides=["rollout.backend=sglang", *cpu_server_overrides()])

@@ -215,9 +215,10 @@ def test_deterministic_sampling_on_a_cpu_server_is_refused_naming_the_key() -> N
     assert "--enable-deterministic-inference" in gpu
 
 
+@pytest.mark.sglang
 def test_sglang_is_found_in_its_own_venv_whose_python_links_to_ours() -> None:
     from grpo_plug.preflight import sglang_importable
-    from tests.conftest import sglang_python
+    from tests.helpers import sglang_python
 
     assert not sglang_importable(None)  # the dev venv has no sglang
     # uv venvs link bin/python to one base interpreter: resolving the link would wrongly

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cpu_server_overrides
-from tests.tiny import build_tiny_model
+from tests.helpers import TinyModels, cpu_server_overrides
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sglang]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,8 +36,10 @@ def session_members(sid: int) -> list[int]:
     return out
 
 
-def test_a_sigkilled_trainer_leaves_no_server_behind(tmp_path: Path) -> None:
-    model = build_tiny_model(tmp_path / "tiny", hidden=64)
+def test_a_sigkilled_trainer_leaves_no_server_behind(
+    tmp_path: Path, tiny_models: TinyModels
+) -> None:
+    model = tiny_models(hidden=64)
     overrides = [
         f"cluster.fileroot={tmp_path / 'out'}",
         f"actor.path={model}",

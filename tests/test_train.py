@@ -4,40 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from grpo_plug import config as cfgmod
 from grpo_plug.plugins import PluginHost
-from grpo_plug.testing import CaptureLogger as Capture
-from grpo_plug.testing import SevenPlugin, build_tiny_model, tiny_config
-
-__all__ = ["Capture", "SevenPlugin", "tiny_config"]  # other tests import them from here
+from tests.helpers import CaptureLogger, run_trainer, tiny_config
 
 
-@pytest.fixture()
-def seven_host(host: PluginHost) -> PluginHost:
-    host.register(SevenPlugin(), name="seven")
-    return host
-
-
-def run(cfg: cfgmod.TrainConfig, host: PluginHost) -> tuple[Any, Capture]:
-    from grpo_plug.trainer import Trainer
-
-    cap = Capture()
-    trainer = Trainer(cfg, host=host, loggers=[cap])
-    try:
-        summary = trainer.train()
-    finally:
-        trainer.close()
-    return summary, cap
-
-
-def test_tiny_model_learns(tmp_path: Path, seven_host: PluginHost) -> None:
-    model = build_tiny_model(tmp_path / "tiny")
-    summary, cap = run(tiny_config(tmp_path, model), seven_host)
+def test_tiny_model_learns(tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost) -> None:
+    run = run_trainer(tiny_config(tmp_path, tiny_model_dir), seven_host)
+    summary, cap = run.summary, run.capture
     rewards = [r["grpo_actor/task_reward/avg"] for r in cap.rows if "grpo_actor/lr" in r]
     assert len(rewards) == 50  # 200 examples / 4 per step, one epoch
     first, last = np.mean(rewards[:5]), np.mean(rewards[-5:])
@@ -72,31 +50,32 @@ def test_tiny_model_learns(tmp_path: Path, seven_host: PluginHost) -> None:
         ("actor.recompute_logprob=true", "actor.eps_clip_higher=0.28", "actor.adv_mode=dr_grpo"),
     ],
 )
-def test_options_run(tmp_path: Path, seven_host: PluginHost, extra: tuple[str, ...]) -> None:
-    model = build_tiny_model(tmp_path / "tiny")
-    cfg = tiny_config(tmp_path, model, "total_train_steps=3", *extra)
-    summary, cap = run(cfg, seven_host)
-    assert summary.steps == 3
-    losses = [r.get("grpo_actor/loss") for r in cap.rows]
-    assert all(v is None or np.isfinite(v) for v in losses)
+def test_options_run(
+    tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost, extra: tuple[str, ...]
+) -> None:
+    cfg = tiny_config(tmp_path, tiny_model_dir, "total_train_steps=3", *extra)
+    run = run_trainer(cfg, seven_host)
+    assert run.summary.steps == 3
+    losses = [r["grpo_actor/loss"] for r in run.capture.rows if "grpo_actor/loss" in r]
+    assert losses, run.capture.rows  # some step trained, so there is a loss to check
+    assert all(np.isfinite(v) for v in losses)
 
 
 def test_recompute_logprob_reports_the_sampler_mismatch(
-    tmp_path: Path, seven_host: PluginHost
+    tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost
 ) -> None:
-    model = build_tiny_model(tmp_path / "tiny")
     rows = {}
     for dtype in ("float32", "bfloat16"):
         cfg = tiny_config(
             tmp_path / dtype,
-            model,
+            tiny_model_dir,
             "total_train_steps=8",
             "actor.ppo_n_minibatches=2",
             "actor.recompute_logprob=true",
             f"rollout.sample_dtype={dtype}",
             "actor.lr=1e-3",
         )
-        _, cap = run(cfg, seven_host)
+        cap = run_trainer(cfg, seven_host).capture
         rows[dtype] = [r for r in cap.rows if "grpo_actor/loss" in r]
         assert rows[dtype], f"no step trained with {dtype}"
     # fp32 sampler = the learner before the step's first update, for every minibatch
@@ -159,7 +138,7 @@ def test_gpu_preset_on_cpu_machine_says_what_is_missing() -> None:
         check_machine(cfgmod.load(preset="fast"))
 
 
-class Broken(Capture):
+class Broken(CaptureLogger):
     """A logger whose backend is gone (network down, disk full)."""
 
     name = "broken"
@@ -169,21 +148,15 @@ class Broken(Capture):
 
 
 def test_a_failing_logger_warns_once_and_training_goes_on(
-    tmp_path: Path, seven_host: PluginHost
+    tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost
 ) -> None:
     from grpo_plug.metrics.run import read_run
-    from grpo_plug.trainer import Trainer
 
-    model = build_tiny_model(tmp_path / "tiny")
-    cfg = tiny_config(tmp_path, model, "total_train_steps=3", "recover.mode=disabled")
-    cap = Capture()
-    trainer = Trainer(cfg, host=seven_host, loggers=[Broken(), cap])
-    try:
-        summary = trainer.train()
-    finally:
-        trainer.close()
+    cfg = tiny_config(tmp_path, tiny_model_dir, "total_train_steps=3", "recover.mode=disabled")
+    run = run_trainer(cfg, seven_host, loggers=[Broken()])
+    summary, cap = run.summary, run.capture
     assert summary.steps == 3 and [r["step"] for r in cap.rows if "grpo_actor/loss" in r]
-    st = read_run(trainer.log_dir)
+    st = read_run(run.trainer.log_dir)
     warned = [w for _, w in st.warnings if "logger 'broken' failed" in w]
     assert len(warned) == 1 and "No space left on device" in warned[0]
     # The event stream of the same real run: header, every stage, samples, the end.
@@ -195,13 +168,12 @@ def test_a_failing_logger_warns_once_and_training_goes_on(
 
 
 def test_dynamic_sampling_draws_rounds_until_groups_have_signal(
-    tmp_path: Path, seven_host: PluginHost
+    tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost
 ) -> None:
     """The untrained tiny model rarely says 7, so most groups start without signal:
     steps sample up to 2 more rounds of 4 prompts until 4 groups have signal."""
-    model = build_tiny_model(tmp_path / "tiny")
     keys = ("total_train_steps=4", "dynamic_sampling.max_rounds=2", "recover.mode=disabled")
-    _, cap = run(tiny_config(tmp_path, model, *keys), seven_host)
+    cap = run_trainer(tiny_config(tmp_path, tiny_model_dir, *keys), seven_host).capture
     steps = [r for r in cap.rows if "grpo_actor/policy_version" in r]
     assert len(steps) == 4
     for row in steps:

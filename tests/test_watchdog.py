@@ -11,8 +11,8 @@ from grpo_plug.api import hookimpl
 from grpo_plug.errors import ZeroRewardError
 from grpo_plug.metrics.watchdog import ZeroRewardWatchdog
 from grpo_plug.plugins import PluginHost
-from grpo_plug.testing import build_tiny_model, tiny_config
 from grpo_plug.types import Example
+from tests.helpers import run_trainer, tiny_config
 
 QUIET = {"rollout/retries": 0.0, "rollout/server_restarts": 0.0}
 
@@ -68,20 +68,20 @@ class NeverPlugin:
         registry.register("never", NeverTask)
 
 
-def test_a_run_with_zero_reward_warns_once(tmp_path: Path, host: PluginHost) -> None:
-    from tests.test_train import run
-
+def test_a_run_with_zero_reward_warns_once(
+    tmp_path: Path, tiny_model_dir: Path, host: PluginHost
+) -> None:
     host.register(NeverPlugin(), name="never")
-    model = build_tiny_model(tmp_path / "tiny")
     cfg = tiny_config(
         tmp_path,
-        model,
+        tiny_model_dir,
         "train_dataset.task=never",
         "valid_dataset.task=never",
         "total_train_steps=3",
         "rollout.zero_reward_steps=2",
     )
-    summary, cap = run(cfg, host)
+    run = run_trainer(cfg, host)
+    summary, cap = run.summary, run.capture
     assert summary.steps == 3  # no server errors: it warns, training goes on
     warned = [m for m in cap.messages if "exactly 0 for 2 steps" in m]
     assert len(warned) == 1, cap.messages

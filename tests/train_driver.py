@@ -13,8 +13,7 @@ from grpo_plug.launch import end_rank
 from grpo_plug.learner import dist
 from grpo_plug.learner.ranks import follow
 from grpo_plug.plugins import get_host
-from grpo_plug.testing.fixtures import CaptureLogger
-from tests.test_train import SevenPlugin, tiny_config
+from tests.helpers import run_trainer, tiny_config, with_seven
 
 
 def main() -> int:
@@ -23,17 +22,9 @@ def main() -> int:
     if not dist.from_env().is_main:
         follow(cfg)
         return 0
-    from grpo_plug.trainer import Trainer
-
-    host = get_host()
-    host.register(SevenPlugin(), name="seven")
-    capture = CaptureLogger()
-    trainer = Trainer(cfg, host=host, loggers=[capture])
-    try:
-        summary = trainer.train()
-    finally:
-        trainer.close()
-    trained = sum("grpo_actor/loss" in row for row in capture.rows)  # steps whose learner ran
+    run = run_trainer(cfg, with_seven(get_host()))
+    trained = sum("grpo_actor/loss" in row for row in run.capture.rows)  # steps the learner ran
+    summary = run.summary
     print(f"steps={summary.steps} trained={trained} checkpoint={summary.checkpoint}")
     return 0
 

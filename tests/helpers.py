@@ -1,0 +1,189 @@
+"""Helpers shared by the test modules (the fixtures that use them are in conftest.py).
+
+Test modules import from here, never from each other. The tiny task, logger and config
+come from the plugin author's kit, grpo_plug.testing, so the project's tests and a
+plugin's tests train the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+
+from grpo_plug import config as cfgmod
+from grpo_plug.plugins import PluginHost
+from grpo_plug.testing import CaptureLogger, SevenPlugin, build_tiny_model, tiny_config
+from grpo_plug.types import Logger, RolloutBackend
+
+if TYPE_CHECKING:
+    from grpo_plug.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+__all__ = [
+    "CaptureLogger",
+    "TinyModels",
+    "TrainRun",
+    "build_tiny_model",
+    "cpu_server_overrides",
+    "run_trainer",
+    "sglang_python",
+    "tiny_config",
+    "with_seven",
+]
+
+
+class TinyModels(Protocol):
+    """The ``tiny_models`` fixture: a tiny model folder per (seed, hidden), shared."""
+
+    def __call__(self, *, seed: int = 0, hidden: int = 32) -> Path: ...
+
+
+def with_seven(host: PluginHost) -> PluginHost:
+    """``host`` with the test task ``seven`` (and the ``spread`` reward) registered."""
+    host.register(SevenPlugin(), name="seven")
+    return host
+
+
+@dataclass
+class TrainRun:
+    """What :func:`run_trainer` gives back: the (closed) trainer, its summary and
+    what the capture logger received."""
+
+    trainer: Trainer
+    summary: Any
+    capture: CaptureLogger = field(default_factory=CaptureLogger)
+
+
+def run_trainer(
+    cfg: cfgmod.TrainConfig,
+    host: PluginHost,
+    *,
+    loggers: Sequence[Logger] | None = (),
+    quiet: bool = False,
+    before: Callable[[Trainer], None] = lambda trainer: None,
+) -> TrainRun:
+    """Build a Trainer, call ``before`` on it, train, and always close it.
+
+    Its loggers are ``loggers`` plus a capture logger; ``loggers=None`` keeps the
+    config's own loggers instead (the capture logger then stays empty)."""
+    from grpo_plug.trainer import Trainer  # torch loads on use only
+
+    capture = CaptureLogger()
+    trainer = Trainer(
+        cfg, host=host, loggers=None if loggers is None else [*loggers, capture], quiet=quiet
+    )
+    try:
+        before(trainer)
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    return TrainRun(trainer, summary, capture)
+
+
+def sglang_python() -> str:
+    """The interpreter with SGLang: $GRPO_PLUG_SGLANG_PYTHON (set by `make test`), else
+    the checkout's .venv-sglang. Missing means a set-up error, never a skip."""
+    path = os.environ.get("GRPO_PLUG_SGLANG_PYTHON") or str(REPO / ".venv-sglang/bin/python")
+    if not Path(path).is_file():
+        pytest.fail(f"no SGLang interpreter at {path}: run `make sglang-env` (or make test)")
+    return path
+
+
+def cpu_server_overrides() -> list[str]:
+    """A small CPU server from the SGLang venv, in fp32 for exact comparisons with the
+    fp32 learner."""
+    return [
+        f"sglang.python={sglang_python()}",
+        "sglang.device=cpu",
+        "sglang.dtype=float32",
+        "sglang.max_total_tokens=4096",
+        "sglang.mem_fraction_static=0.1",
+    ]
+
+
+class Observer:
+    """Wraps the trainer's real strategy: after each sync, reads every parameter back
+    from the server in full and compares it with the learner's."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.checked: list[tuple[int, str]] = []
+        self.snapshots: list[Any] = []  # torch tensors (torch loads on use only)
+
+    def sync(self, model: Any, backend: RolloutBackend, version: int) -> None:
+        import torch
+
+        from grpo_plug.rollout.sglang.backend import SGLangBackend
+
+        self.inner.sync(model, backend, version)
+        assert isinstance(backend, SGLangBackend)
+        for name, p in model.named_parameters():
+            (got,) = backend.read_weights(name, rows=1 << 20)
+            got = got[: p.shape[0]]  # the server pads the embedding's vocabulary rows
+            assert torch.equal(got, p.detach().float()), f"{name} differs at version {version}"
+        self.snapshots.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        (served,) = backend.weight_versions()
+        self.checked.append((version, served))
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        return dict(self.inner.seconds)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def train_through_server(
+    sglang_server: Any,
+    tmp_path: Path,
+    host: PluginHost,
+    *extra: str,
+    inspect: Callable[[Any], None] = lambda trainer: None,
+) -> tuple[list[dict[str, Any]], CaptureLogger]:
+    """Three GRPO steps on the session's server; checks what every strategy must give
+    (the server's weights equal the learner's after each step, and they moved) and
+    returns the step rows and the captured logs. ``inspect`` sees the trainer first."""
+    import torch
+
+    server, model = sglang_server
+    cfg = tiny_config(
+        tmp_path,
+        model,
+        "rollout.backend=sglang",
+        f"rollout.server_addrs=[{server.spec.addr}]",
+        "sglang.dtype=float32",
+        "total_train_steps=3",
+        "rollout.request_timeout=300",
+        # Cut completions score below stopped ones: some reward variance in every run,
+        # whatever the shared server's sampling state, so the weights always move.
+        "reward.no_eos_reward=-1.0",
+        *extra,
+    )
+    observers: list[Observer] = []
+
+    def observe(trainer: Any) -> None:
+        inspect(trainer)
+        observers.append(Observer(trainer.weight_sync))
+        trainer.weight_sync = observers[0]
+
+    run = run_trainer(cfg, with_seven(host), before=observe)
+    (obs,) = observers
+    assert run.summary.steps == 3
+    # Server weights equal the learner's after every step, under the step's version.
+    assert obs.checked == [(1, "1"), (2, "2"), (3, "3")]
+    # ... and those weights moved: each sync carried a new policy.
+    assert not torch.equal(obs.snapshots[0], obs.snapshots[-1])
+    rows = [r for r in run.capture.rows if "grpo_actor/lr" in r]
+    assert len(rows) == 3
+    assert all(r["rollout/samples_current_version"] == 32.0 for r in rows)
+    # The learner's log-probs of the server's tokens match the server's (fp32 both).
+    learned = [r for r in rows if "grpo_actor/logprob_abs_diff" in r]
+    assert learned and all(r["grpo_actor/logprob_abs_diff"] < 1e-3 for r in learned)
+    return rows, run.capture
