@@ -14,13 +14,6 @@ from pathlib import Path
 import pytest
 
 from grpo_plug.recovery.schedule import rerun_note
-from grpo_plug.testing.model import build_tiny_model
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("run-errors") / "tiny")
-
 
 DRIVER = textwrap.dedent(
     """
@@ -89,6 +82,7 @@ def _train(tmp_path: Path, model: Path, mode: str, *extra: str) -> subprocess.Co
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "says"),
     [
@@ -111,6 +105,7 @@ def test_a_reward_plugin_failing_mid_run_ends_with_one_line(
     assert json.loads(state.read_text())["global_step"] == 2  # the recover point is intact
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tiny_model_dir: Path, tmp_path: Path) -> None:
     res = _train(tmp_path, tiny_model_dir, "raise", "--debug")
     assert res.returncode != 0
