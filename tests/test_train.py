@@ -86,7 +86,7 @@ def test_recompute_logprob_reports_the_sampler_mismatch(
 
 
 def test_a_checkpointed_run_trains_packed_through_varlen_attention(
-    tmp_path: Path, seven_host: PluginHost
+    tmp_path: Path, seven_host: PluginHost, tiny_model_dir: Path
 ) -> None:
     """Checkpointing on: auto resolves to packed_sdpa, the header says so, and the
     learner's varlen log-probs match what the hf sampler (the same model, padded and
@@ -94,9 +94,9 @@ def test_a_checkpointed_run_trains_packed_through_varlen_attention(
     from grpo_plug.metrics.run import read_run
     from grpo_plug.trainer import Trainer
 
-    model = build_tiny_model(tmp_path / "tiny")
+    model = tiny_model_dir
     cfg = tiny_config(tmp_path, model, "total_train_steps=3", "actor.gradient_checkpointing=true")
-    cap = Capture()
+    cap = CaptureLogger()
     trainer = Trainer(cfg, host=seven_host, loggers=[cap])
     try:
         trainer.train()
@@ -112,18 +112,18 @@ def test_a_checkpointed_run_trains_packed_through_varlen_attention(
 
 
 def test_an_attention_this_machine_cannot_run_stops_the_run_at_once(
-    tmp_path: Path, seven_host: PluginHost
+    tmp_path: Path, seven_host: PluginHost, tiny_model_dir: Path
 ) -> None:
     import torch
 
-    from grpo_plug.preflight import SetupError
+    from grpo_plug.errors import SetupError
     from grpo_plug.trainer import Trainer
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    cfg = tiny_config(tmp_path, build_tiny_model(tmp_path / "tiny"), "actor.attention=packed_flex")
+    cfg = tiny_config(tmp_path, tiny_model_dir, "actor.attention=packed_flex")
     with pytest.raises(SetupError, match=r"packed_flex: .* no flex_attention backward on the CPU"):
-        Trainer(cfg, host=seven_host, loggers=[Capture()])
+        Trainer(cfg, host=seven_host, loggers=[CaptureLogger()])
 
 
 def test_gpu_preset_on_cpu_machine_says_what_is_missing() -> None:
