@@ -54,8 +54,8 @@ class Observer:
         self.checked: list[tuple[int, str]] = []
         self.snapshots: list[torch.Tensor] = []
 
-    def sync(self, model: Any, backend: RolloutBackend, version: int) -> None:
-        self.inner.sync(model, backend, version)
+    def sync(self, model: Any, backend: RolloutBackend, version: int) -> Any:
+        phases = self.inner.sync(model, backend, version)
         assert isinstance(backend, SGLangBackend)
         for name, p in model.named_parameters():
             (got,) = backend.read_weights(name, rows=1 << 20)
@@ -64,10 +64,7 @@ class Observer:
         self.snapshots.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
         (served,) = backend.weight_versions()
         self.checked.append((version, served))
-
-    @property
-    def seconds(self) -> dict[str, float]:
-        return dict(self.inner.seconds)
+        return phases
 
     def close(self) -> None:
         self.inner.close()

@@ -11,8 +11,8 @@ An in-process backend is handed the whole batch in one ``generate`` call: it run
 this thread, so its sampling order, and with it every seeded run, stays unchanged.
 
 ``progress`` (optional) hears ``(samples finished, tokens generated)`` increments while
-a batch runs: per finished request for remote backends; an in-process backend with a
-``progress`` attribute of its own reports from inside its decode loop.
+a batch runs: per finished request for remote backends; an in-process backend that is
+a ``ReportsProgress`` reports from inside its decode loop.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from grpo_plug.errors import RequestFailed, RolloutError
-from grpo_plug.types import GenerationRequest, RolloutBackend, Sample
+from grpo_plug.types import GenerationRequest, ReportsProgress, RolloutBackend, Sample
 
 T = TypeVar("T")
 
@@ -84,8 +84,8 @@ class RolloutController:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]:
         """``n`` samples per request, in request order; none of them ``abort``."""
         if self.backend.in_process:
-            if hasattr(self.backend, "progress"):
-                self.backend.progress = self.progress
+            if isinstance(self.backend, ReportsProgress):
+                self.backend.set_progress(self.progress)
             return self._finish_in_process(requests, self.backend.generate(requests))
         return self._run(self.agenerate(requests))
 
