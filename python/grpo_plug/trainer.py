@@ -187,8 +187,9 @@ class Trainer:
             plan=self.plan,
         )
         self.backend: RolloutBackend = backend_factory(cfg, ctx)
-        self.rollout = RolloutController(self.backend, limits_from_config(cfg))
-        self.rollout.progress = self.events.progress
+        self.rollout = RolloutController(
+            self.backend, limits_from_config(cfg), progress=self.events.progress
+        )
         try:
             strategy = resolve_strategy_name(cfg, self.backend, sync_names)
             if strategy not in sync_names:

@@ -70,14 +70,19 @@ class RolloutController:
     as the controller, so a backend's async HTTP client stays bound to one loop.
     """
 
-    def __init__(self, backend: RolloutBackend, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        backend: RolloutBackend,
+        limits: Limits | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.backend = backend
         self.limits = limits or Limits()
         self.stats = RolloutStats()
         self._jitter = random.Random(0)  # backoff jitter only; never touches sampling
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self.progress: Callable[[int, int], None] | None = None
+        self.progress = progress
 
     # ------------------------------------------------------------------ entry points
 
