@@ -117,12 +117,12 @@ class Observer:
         self.checked: list[tuple[int, str]] = []
         self.snapshots: list[Any] = []  # torch tensors (torch loads on use only)
 
-    def sync(self, model: Any, backend: RolloutBackend, version: int) -> None:
+    def sync(self, model: Any, backend: RolloutBackend, version: int) -> Any:
         import torch
 
         from grpo_plug.rollout.sglang.backend import SGLangBackend
 
-        self.inner.sync(model, backend, version)
+        phases = self.inner.sync(model, backend, version)
         assert isinstance(backend, SGLangBackend)
         for name, p in model.named_parameters():
             (got,) = backend.read_weights(name, rows=1 << 20)
@@ -131,10 +131,7 @@ class Observer:
         self.snapshots.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
         (served,) = backend.weight_versions()
         self.checked.append((version, served))
-
-    @property
-    def seconds(self) -> dict[str, float]:
-        return dict(self.inner.seconds)
+        return phases
 
     def close(self) -> None:
         self.inner.close()

@@ -97,22 +97,8 @@ def violations(pkg: Path = PKG) -> list[str]:
     return found
 
 
-# Being moved: the distributed strategy still builds SGLang's request bodies itself. The
-# backend will build them behind DistributedUpdateSurface; then this list goes.
-PENDING = {
-    "grpo_plug/weight_sync/distributed.py:30 imports grpo_plug.rollout.sglang.client."
-    "distributed_update_body: strategies see the Protocol only",
-    "grpo_plug/weight_sync/distributed.py:30 imports grpo_plug.rollout.sglang.client."
-    "init_group_body: strategies see the Protocol only",
-    "grpo_plug/weight_sync/distributed.py:31 imports grpo_plug.rollout.sglang.servers."
-    "free_port: strategies see the Protocol only",
-    "grpo_plug/weight_sync/distributed.py:131 imports grpo_plug.rollout.sglang.backend."
-    "launch_device: strategies see the Protocol only",
-}
-
-
 def test_the_rooms_keep_their_import_rules() -> None:
-    assert sorted(set(violations()) - PENDING) == []
+    assert violations() == []
 
 
 def test_a_broken_rule_is_reported_with_its_line(tmp_path: Path) -> None:

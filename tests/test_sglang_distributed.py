@@ -15,13 +15,7 @@ from grpo_plug import config as cfgmod
 from grpo_plug.errors import RequestFailed, WeightSyncError
 from grpo_plug.plugins import PluginHost
 from grpo_plug.rollout.sglang.backend import SGLangBackend
-from grpo_plug.weight_sync.distributed import (
-    DistributedSync,
-    broadcast,
-    bucket_body,
-    buckets,
-    flatten,
-)
+from grpo_plug.weight_sync.distributed import DistributedSync, broadcast, buckets, flatten, metas
 from tests.helpers import train_through_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.sglang]
@@ -54,11 +48,11 @@ def test_grpo_with_sglang_and_distributed_sync(
         client.call("POST", "/destroy_weights_update_group", {"group_name": groups[0]})
 
 
-def _sync(server: Any, model_dir: Path, *overrides: str) -> tuple[DistributedSync, Any, Any]:
+def _sync(server: Any, model_dir: Path, device: str = "cpu") -> tuple[DistributedSync, Any, Any]:
     from transformers import AutoModelForCausalLM
 
-    cfg = cfgmod.load(overrides=["rollout.backend=sglang", "sglang.dtype=float32", *overrides])
-    backend = SGLangBackend([server.spec.addr], [2], dtype="float32")
+    cfg = cfgmod.load(overrides=["rollout.backend=sglang", "sglang.dtype=float32"])
+    backend = SGLangBackend([server.spec.addr], [2], dtype="float32", device=device)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     return DistributedSync(cfg), backend, model
 
@@ -67,18 +61,18 @@ def test_an_update_the_server_refuses_fails_fast_and_the_next_sync_recovers(
     sglang_server: Any,
 ) -> None:
     server, model_dir = sglang_server
-    sync, backend, model = _sync(server, model_dir, "sglang.device=cpu")
+    sync, backend, model = _sync(server, model_dir)
     try:
         sync.sync(model, backend, 41)
         assert sync.pg is not None and sync.group is not None
         # Outside a begin/end session SGLang 0.5.23 answers 400 before receiving
         # anything: the learner's broadcast must not hang the caller.
         (chunk,) = buckets(model, torch.float32, 1 << 30)
-        body = bucket_body(chunk, sync.group, 42, last=True)
+        group = sync.group
         start = time.monotonic()
         with pytest.raises(WeightSyncError, match=r"the server.*begin_weight_update"):
             sync._together(
-                lambda: backend.update_weights_from_distributed(body),
+                lambda: backend.update_weights_from_distributed(group, metas(chunk), 42, last=True),
                 lambda: broadcast(sync.pg, flatten(chunk, "cpu")),
                 "weight sync to version 42",
             )
@@ -97,9 +91,9 @@ def test_an_update_the_server_refuses_fails_fast_and_the_next_sync_recovers(
 
 def test_nccl_on_a_cpu_server_is_a_clear_error_not_a_hang(sglang_server: Any) -> None:
     server, model_dir = sglang_server
-    sync, backend, model = _sync(server, model_dir, "sglang.device=cuda")
+    sync, backend, model = _sync(server, model_dir, device="cuda")
     try:
-        assert sync.comm_backend == "nccl"
+        assert backend.comm_backend == "nccl"
         start = time.monotonic()
         with pytest.raises(WeightSyncError, match=r"joining process group .*nccl"):
             sync.sync(model, backend, 7)

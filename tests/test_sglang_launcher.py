@@ -178,7 +178,8 @@ def test_a_server_that_cannot_restart_stops_the_backend_naming_its_log(tmp_path:
 def test_distributed_buckets_keep_the_order_and_the_byte_layout() -> None:
     import torch
 
-    from grpo_plug.weight_sync.distributed import bucket_body, buckets, flatten
+    from grpo_plug.rollout.sglang.client import distributed_update_body
+    from grpo_plug.weight_sync.distributed import buckets, flatten, metas
 
     second = torch.nn.Linear(8, 2)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), second)
@@ -189,10 +190,10 @@ def test_distributed_buckets_keep_the_order_and_the_byte_layout() -> None:
     assert flat.dtype == torch.uint8 and flat.numel() == (8 + 16) * 4
     back = flat[32:].view(torch.float32).reshape(2, 8)
     assert torch.equal(back, second.weight.detach())
-    body = bucket_body(chunks[1], "g", 5, last=True)
-    assert body["load_format"] == "flattened_bucket" and body["weight_version"] == "5"
+    body = distributed_update_body(metas(chunks[1]), "g", 5, last=True)
+    assert body["weight_version"] == "5" and body["names"] == ["0.bias", "1.weight"]
     assert body["dtypes"] == ["float32", "float32"] and body["shapes"] == [[8], [2, 8]]
-    assert "weight_version" not in bucket_body(chunks[0], "g", 5, last=False)
+    assert "weight_version" not in distributed_update_body(metas(chunks[0]), "g", 5, last=False)
 
 
 def test_distributed_is_registered_and_health_keys_are_bounded() -> None:

@@ -38,6 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,6 +80,7 @@ from grpo_plug.types import (
     RolloutContext,
     RunInfo,
     SamplingParams,
+    ServerBackend,
     Task,
 )
 from grpo_plug.weight_sync import resolve_strategy_name
@@ -191,8 +193,9 @@ class Trainer:
             plan=self.plan,
         )
         self.backend: RolloutBackend = backend_factory(cfg, ctx)
-        self.rollout = RolloutController(self.backend, limits_from_config(cfg))
-        self.rollout.progress = self.events.progress
+        self.rollout = RolloutController(
+            self.backend, limits_from_config(cfg), progress=self.events.progress
+        )
         try:
             strategy = resolve_strategy_name(cfg, self.backend, sync_names)
             if strategy not in sync_names:
@@ -242,9 +245,13 @@ class Trainer:
 
     def report_health(self, metrics: dict[str, float]) -> None:
         """Memory and server states to the dashboard; the zero-reward watchdog."""
-        states = getattr(self.backend, "server_states", None)
         self.server_restarts += metrics.get(mn.SERVER_RESTARTS, 0.0)
-        servers = {"servers": states(), "server_restarts": self.server_restarts} if states else {}
+        servers: dict[str, Any] = {}
+        if isinstance(self.backend, ServerBackend):
+            servers = {
+                "servers": self.backend.server_states(),
+                "server_restarts": self.server_restarts,
+            }
         self.events.health(rss_gb=metrics[mn.PEAK_RSS_GB], gpu_gb=gpu_memory_gb(), **servers)
         warning = self.watchdog.observe(metrics[mn.TASK_REWARD], metrics)
         if warning is not None:
@@ -355,7 +362,7 @@ class Trainer:
         # 6. weight sync
         self.events.stage("weight_sync", self.global_step + 1)
         self.global_step += 1
-        self.weight_sync.sync(self.model, self.backend, self.global_step)
+        phases = self.weight_sync.sync(self.model, self.backend, self.global_step) or {}
         t4 = time.perf_counter()
 
         # 7. metrics
@@ -365,7 +372,6 @@ class Trainer:
         times = {mn.TIME_ROLLOUT: got.seconds_rollout, mn.TIME_REWARD: got.seconds_reward}
         times[mn.TIME_TRAIN] = t3 - t2
         times[mn.TIME_WEIGHT_SYNC] = t4 - t3
-        phases = getattr(self.weight_sync, "seconds", {})
         return {
             **step_metrics(rewards, got.task_reward, lens, got.no_eos, got.has_signal, stats),
             **{mn.reward_function(n): float(v.mean()) for n, v in got.per_function.items()},

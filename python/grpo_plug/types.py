@@ -5,7 +5,7 @@ docstring names every field (a meta-test keeps it so)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -120,9 +120,12 @@ RolloutBackendFactory = Callable[["TrainConfig", RolloutContext], RolloutBackend
 # ----------------------------------------------------------------------- weight sync
 
 
+@runtime_checkable
 class WeightUpdateSurface(Protocol):
     """What a backend that keeps its own copy of the weights lets a strategy do, on
-    every server it drives. Strategies run the phases pause -> push -> verify -> resume."""
+    every server it drives. A backend offers it by having these members (the built-in
+    ones subclass it); ``grpo_plug.weight_sync.sync_weights`` runs the phases
+    pause -> push -> verify -> resume around a strategy's push."""
 
     def pause_generation(self) -> None: ...
 
@@ -143,34 +146,115 @@ class WeightUpdateSurface(Protocol):
         ...
 
 
+@runtime_checkable
+class WeightDigests(Protocol):
+    """A surface that can prove every weight arrived: each server hashes each of its
+    tensors, and ``expected_digests`` hashes the learner's the same way (same layout,
+    dtype and hash), so verification covers every value instead of a few rows."""
+
+    def weight_digests(self) -> list[dict[str, str]]:
+        """Each up server's ``{tensor name: digest}``, in server order."""
+        ...
+
+    def expected_digests(self, named: Iterable[tuple[str, Any]]) -> dict[str, str] | None:
+        """The digests the servers should report for the learner's ``(Hugging Face
+        name, tensor)`` pairs, or None when this server layout cannot be predicted
+        (then the strategy falls back to reading rows back)."""
+        ...
+
+
+TensorMeta = tuple[str, str, Sequence[int]]
+"""``(Hugging Face name, dtype name, shape)`` of one tensor of a broadcast bucket."""
+
+
+@runtime_checkable
 class DistributedUpdateSurface(WeightUpdateSurface, Protocol):
     """A surface whose servers can join a process group with the learner as rank 0 and
-    receive weights by broadcast (SGLang's distributed update API).
+    receive weights by broadcast. The backend builds its servers' request bodies; a
+    group's members are the servers up when it was formed.
 
     ``init_weights_update_group`` and ``update_weights_from_distributed`` block until the
     learner has joined or broadcast: a strategy calls them from a thread first."""
 
-    def ranks_per_server(self) -> list[int]: ...
-
-    def init_weights_update_group(self, bodies: Sequence[dict[str, Any]]) -> None:
-        """One body per server (each its own ``rank_offset``)."""
+    @property
+    def comm_backend(self) -> str:
+        """``nccl`` when the servers run on GPUs, else ``gloo``."""
         ...
 
-    def begin_weight_update(self) -> None: ...
+    def server_ranks(self) -> dict[int, int]:
+        """Servers up now: index -> process-group ranks it takes (its TP workers)."""
+        ...
 
-    def update_weights_from_distributed(self, body: dict[str, Any]) -> None: ...
+    def init_weights_update_group(
+        self,
+        group: str,
+        master_address: str,
+        master_port: int,
+        rank_offsets: Mapping[int, int],
+        world_size: int,
+    ) -> None:
+        """Server ``i`` of ``rank_offsets`` joins ``group`` from rank ``rank_offsets[i]``."""
+        ...
 
-    def end_weight_update(self) -> None: ...
+    def begin_weight_update(self, group: str) -> None: ...
 
-    def destroy_weights_update_group(self, group: str) -> None: ...
+    def update_weights_from_distributed(
+        self, group: str, tensors: Sequence[TensorMeta], version: int, *, last: bool
+    ) -> None:
+        """Receive one flattened bucket of ``tensors`` (in order); the ``last`` one
+        flushes the cache and sets the weight version."""
+        ...
+
+    def end_weight_update(self, group: str) -> None: ...
+
+    def destroy_weights_update_group(self, group: str) -> None:
+        """Every member leaves ``group``; one that no longer knows it is fine."""
+        ...
+
+
+@runtime_checkable
+class ServerBackend(Protocol):
+    """A backend of servers that can die and come back (restarted, or reachable again
+    after missing an update). It calls the ``restore`` given to ``on_server_back`` before
+    such a server serves again: ``restore(i)`` brings server ``i`` to the last synced
+    weights and returns True, or returns False when it cannot yet; the server then stays
+    out of rotation and ``restore`` is called again (at the latest once the next sync
+    has pushed)."""
+
+    def server_addrs(self) -> list[str]:
+        """Every server's ``host:port``, in server order."""
+        ...
+
+    def server_states(self) -> dict[str, str]:
+        """addr -> ``up`` / ``suspect`` / ``restarting`` / ``waiting`` / ``failed``."""
+        ...
+
+    def on_server_back(self, restore: Callable[[int], bool]) -> None: ...
+
+    def load_server_weights(self, index: int, path: str, version: int) -> None:
+        """Server ``index`` alone loads the checkpoint at ``path`` as ``version``."""
+        ...
+
+
+@runtime_checkable
+class ReportsProgress(Protocol):
+    """An in-process backend that reports ``(samples finished, tokens generated)``
+    increments from inside its decode loop."""
+
+    def set_progress(self, callback: Callable[[int, int], None] | None) -> None: ...
 
 
 class WeightSync(Protocol):
-    """Moves learner weights into the rollout backend; tracks the policy version."""
+    """Moves learner weights into the rollout backend; tracks the policy version.
+
+    ``sync`` returns the seconds of each phase (``{"load": 0.4, "verify": 0.1}``, shown as
+    ``timeperf/weight_sync/<phase>``), or None."""
 
     name: str
 
-    def sync(self, model: Any, backend: RolloutBackend, version: int) -> None: ...
+    def sync(
+        self, model: Any, backend: RolloutBackend, version: int
+    ) -> Mapping[str, float] | None: ...
 
     def close(self) -> None:
         """Free what the strategy holds (saved versions, process groups)."""

@@ -11,8 +11,8 @@ An in-process backend is handed the whole batch in one ``generate`` call: it run
 this thread, so its sampling order, and with it every seeded run, stays unchanged.
 
 ``progress`` (optional) hears ``(samples finished, tokens generated)`` increments while
-a batch runs: per finished request for remote backends; an in-process backend with a
-``progress`` attribute of its own reports from inside its decode loop.
+a batch runs: per finished request for remote backends; an in-process backend that is
+a ``ReportsProgress`` reports from inside its decode loop.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from grpo_plug.errors import RequestFailed, RolloutError
 from grpo_plug.metrics import names as mn
-from grpo_plug.types import GenerationRequest, RolloutBackend, Sample
+from grpo_plug.types import GenerationRequest, ReportsProgress, RolloutBackend, Sample
 
 T = TypeVar("T")
 
@@ -76,22 +76,27 @@ class RolloutController:
     as the controller, so a backend's async HTTP client stays bound to one loop.
     """
 
-    def __init__(self, backend: RolloutBackend, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        backend: RolloutBackend,
+        limits: Limits | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.backend = backend
         self.limits = limits or Limits()
         self.stats = RolloutStats()
         self._jitter = random.Random(0)  # backoff jitter only; never touches sampling
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self.progress: Callable[[int, int], None] | None = None
+        self.progress = progress
 
     # ------------------------------------------------------------------ entry points
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]:
         """``n`` samples per request, in request order; none of them ``abort``."""
         if self.backend.in_process:
-            if hasattr(self.backend, "progress"):
-                self.backend.progress = self.progress
+            if isinstance(self.backend, ReportsProgress):
+                self.backend.set_progress(self.progress)
             return self._finish_in_process(requests, self.backend.generate(requests))
         return self._run(self.agenerate(requests))
 

@@ -44,6 +44,7 @@ from grpo_plug.plan import resolve as resolve_plan
 from grpo_plug.types import (
     FinishReason,
     GenerationRequest,
+    ReportsProgress,
     RolloutContext,
     Sample,
     SamplingParams,
@@ -162,7 +163,7 @@ def make_cache(kind: CacheKind, capacity: int) -> DynamicCache:
     return cache
 
 
-class HFBackend:
+class HFBackend(ReportsProgress):
     name = "hf"
     colocated = True
     in_process = True
@@ -199,6 +200,9 @@ class HFBackend:
         self.cache_kw = cache_kwarg(model)
         # (rows finished, tokens generated) increments per decode step, for progress.
         self.progress: Callable[[int, int], None] | None = None
+
+    def set_progress(self, callback: Callable[[int, int], None] | None) -> None:
+        self.progress = callback
 
     def set_policy_version(self, version: int) -> None:
         self.version = version

@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast, get_args
 
@@ -378,7 +378,8 @@ def check_weight_sync(
     updates: bool = True,
 ) -> WeightSync:
     """Build the strategy, sync twice into ``backend`` (a :class:`RecordingBackend` by
-    default) and check the backend reports each new policy version, that generation
+    default) and check ``sync`` returns None or its phase timings, the backend reports
+    each new policy version, that generation
     paused is resumed, and that ``close`` works. ``updates=False`` is for a strategy
     that deliberately pushes nothing (a frozen server): the backend's version must then
     stay where it was, so no sample is tagged with a policy that did not make it."""
@@ -392,7 +393,14 @@ def check_weight_sync(
     backend = backend or RecordingBackend()
     start = getattr(backend, "version", None)
     for version in (1, 2):
-        _call(what, "sync(model, backend, version)", sync.sync, model, backend, version)
+        phases = _call(what, "sync(model, backend, version)", sync.sync, model, backend, version)
+        if phases is not None and not (
+            isinstance(phases, Mapping)
+            and all(isinstance(k, str) and isinstance(v, float) for k, v in phases.items())
+        ):
+            raise _fail(
+                what, f"sync() must return None or phase -> seconds floats, got {phases!r:.80}"
+            )
         want = version if updates else start
         got = getattr(backend, "version", want)  # a backend without one: not checkable
         if got != want:

@@ -1,18 +1,27 @@
 """Weight-sync strategies: ``inplace`` (colocated), ``disk`` (safetensors a server
-loads), ``distributed`` (a broadcast the servers join). A strategy runs the phases
-pause -> push -> verify -> resume against the backend's update surface
-(types.WeightUpdateSurface, types.DistributedUpdateSurface)."""
+loads), ``distributed`` (a broadcast the servers join).
+
+:func:`sync_weights` runs the phases once for all of them: prepare -> pause -> push ->
+verify -> resume -> set the policy version; a strategy (:class:`Push`) implements only
+its prepare and push, and how to restore a server that came back. The backend's
+capabilities are its Protocols in :mod:`grpo_plug.types` (WeightUpdateSurface,
+WeightDigests, DistributedUpdateSurface, ServerBackend), never probed attributes.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol
 
 from grpo_plug.config import TrainConfig
 from grpo_plug.errors import SetupError, WeightSyncError
 from grpo_plug.registry import ComponentRegistry
 from grpo_plug.types import (
-    DistributedUpdateSurface,
     RolloutBackend,
+    ServerBackend,
+    WeightDigests,
     WeightSyncFactory,
     WeightUpdateSurface,
 )
@@ -47,43 +56,187 @@ def resolve_strategy_name(
     return found[0].name
 
 
-SURFACE = (
-    "pause_generation",
-    "continue_generation",
-    "update_weights_from_disk",
-    "read_weights",
-    "weight_dtype",
-)
-
-
-DISTRIBUTED_SURFACE = (
-    *SURFACE,
-    "ranks_per_server",
-    "init_weights_update_group",
-    "begin_weight_update",
-    "update_weights_from_distributed",
-    "end_weight_update",
-    "destroy_weights_update_group",
-)
-
-
-def update_surface(
-    backend: RolloutBackend, strategy: str, required: tuple[str, ...] = SURFACE
-) -> WeightUpdateSurface:
+def update_surface(backend: RolloutBackend, strategy: str) -> WeightUpdateSurface:
     """``backend`` as an update surface, or a WeightSyncError saying why not."""
-    missing = [m for m in required if not hasattr(backend, m)]
-    if backend.colocated or missing:
-        raise WeightSyncError(
-            f"weight_sync.strategy={strategy} needs a backend that keeps its own weights "
-            f"(e.g. sglang); {backend.name!r} "
-            + ("shares the learner's model: use inplace" if backend.colocated else "")
-            + (f"lacks {', '.join(missing)}" if missing and not backend.colocated else "")
-        )
-    surface: Any = backend
-    return surface  # type: ignore[no-any-return]
+    if backend.colocated:
+        why = "shares the learner's model: use inplace"
+    elif not isinstance(backend, WeightUpdateSurface):
+        why = "does not offer grpo_plug.api.WeightUpdateSurface"
+    else:
+        return backend
+    raise WeightSyncError(
+        f"weight_sync.strategy={strategy} needs a backend that keeps its own weights "
+        f"(e.g. sglang); {backend.name!r} {why}"
+    )
 
 
-def distributed_surface(backend: RolloutBackend, strategy: str) -> DistributedUpdateSurface:
-    """``backend`` as a surface that can join a broadcast, or a WeightSyncError."""
-    surface: Any = update_surface(backend, strategy, DISTRIBUTED_SURFACE)
-    return surface  # type: ignore[no-any-return]
+# --------------------------------------------------------------------- the phases
+
+
+class Push(Protocol):
+    """What a built-in strategy implements; :func:`sync_weights` runs the rest.
+
+    ``phases`` names the seconds of ``prepare`` (``None``: it has none) and ``push``."""
+
+    name: str
+    phases: tuple[str | None, str]
+    verify: bool
+
+    def surface(self, backend: RolloutBackend) -> WeightUpdateSurface | None:
+        """The surface to push to, None for a backend sharing the learner's model, or
+        a WeightSyncError when this strategy cannot drive ``backend``."""
+        ...
+
+    def prepare(self, model: Any, version: int) -> None:
+        """Before pausing: work the servers need not wait for (e.g. writing files)."""
+        ...
+
+    def push(self, model: Any, surface: Any, version: int) -> None:
+        """While generation is paused: bring every server up to ``version``."""
+        ...
+
+    def pushed(self, model: Any, version: int) -> None:
+        """Every server holds ``version`` now (verified): keep what a restore needs."""
+        ...
+
+    def restore(self, backend: ServerBackend, index: int) -> bool:
+        """Bring server ``index`` (restarted) to the last pushed version; False when it
+        cannot yet (see ServerBackend)."""
+        ...
+
+
+def sync_weights(
+    strategy: Push, model: Any, backend: RolloutBackend, version: int
+) -> dict[str, float]:
+    """prepare -> pause -> push -> verify -> resume -> set the policy version; returns
+    the seconds of each phase. Resuming happens even when push or verify fails."""
+    surface = strategy.surface(backend)
+    clock = _Clock()
+    before, during = strategy.phases
+    if surface is not None:
+        strategy.prepare(model, version)
+        if before is not None:
+            clock.lap(before)
+        surface.pause_generation()
+        clock.lap("pause")
+        try:
+            strategy.push(model, surface, version)
+            clock.lap(during)
+            if strategy.verify:
+                verify_weights(model, surface, version)
+                clock.lap("verify")
+            strategy.pushed(model, version)  # before resuming: a server back now needs it
+        finally:
+            surface.continue_generation()
+        clock.lap("resume")
+        if isinstance(backend, ServerBackend):
+            backend.on_server_back(lambda i: strategy.restore(backend, i))
+    backend.set_policy_version(version)
+    return clock.seconds
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = now - self._t
+        self._t = now
+
+
+# --------------------------------------------------------------------- verification
+
+VERIFY_ROWS = 16  # rows per probed parameter, for a surface that cannot digest
+
+
+def server_tensors(model: Any, dtype: str) -> Iterator[tuple[str, Any]]:
+    """The learner's parameters as the servers hold them: cast to their dtype."""
+    import torch
+
+    want = getattr(torch, dtype, torch.float32)
+    return ((n, p.detach().to(want)) for n, p in model.named_parameters())
+
+
+def verify_weights(model: Any, surface: WeightUpdateSurface, version: int) -> None:
+    """Every server holds the learner's weights, cast to the server's dtype: compared
+    tensor by tensor by digest where the surface offers digests, else by reading back
+    the first rows of three parameters. A WeightSyncError names what differs."""
+    if isinstance(surface, WeightDigests) and _verify_digests(model, surface, surface, version):
+        return
+    verify_rows(model, surface, version)
+
+
+def _verify_digests(
+    model: Any, surface: WeightUpdateSurface, digests: WeightDigests, version: int
+) -> bool:
+    """False when the surface cannot predict its layout (then rows are compared)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="grpo-plug-digest")
+    asked: list[Future[list[dict[str, str]]]] = []
+
+    def tensors() -> Iterator[tuple[str, Any]]:
+        # Asked on first use: the servers hash while the learner does, and a surface
+        # that cannot predict (returns None untouched) costs the servers nothing.
+        asked.append(pool.submit(digests.weight_digests))
+        yield from server_tensors(model, _dtype_of(surface))
+
+    try:
+        want = digests.expected_digests(tensors())
+        theirs = asked[0].result() if asked else []
+    finally:
+        pool.shutdown()
+    if want is None or any(set(got) != set(want) for got in theirs):
+        return False  # a layout it cannot predict (other names): compare rows instead
+    for i, got in enumerate(theirs):
+        bad = sorted(n for n, d in want.items() if got.get(n) != d)
+        if bad:
+            more = ", ..." if len(bad) > 3 else ""
+            raise WeightSyncError(
+                f"weight sync to version {version}: server {i}'s weights are not the "
+                f"learner's: {len(bad)} of {len(want)} tensors differ "
+                f"({', '.join(bad[:3])}{more}): the update did not take"
+            )
+    return True
+
+
+def _dtype_of(surface: WeightUpdateSurface) -> str:
+    return surface.weight_dtype if surface.weight_dtype in _DTYPES else "float32"
+
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def verify_rows(model: Any, surface: WeightUpdateSurface, version: int) -> None:
+    import torch
+
+    dtype = getattr(torch, _dtype_of(surface))
+    params = dict(model.named_parameters())
+    for name in probe_names(model):
+        want = params[name].detach()[:VERIFY_ROWS].to(dtype).float().cpu()
+        for i, got in enumerate(surface.read_weights(name, VERIFY_ROWS)):
+            got = got[: want.shape[0]]  # SGLang pads the vocabulary rows of embeddings
+            if got.shape != want.shape:
+                raise WeightSyncError(
+                    f"weight sync to version {version}: server {i} returned {name} with shape "
+                    f"{tuple(got.shape)}, the learner's is {tuple(want.shape)}"
+                )
+            if not torch.equal(got, want):
+                diff = float((got - want).abs().max())
+                raise WeightSyncError(
+                    f"weight sync to version {version}: server {i}'s {name} differs from the "
+                    f"learner's (max |diff| {diff:.3g}): the update did not take"
+                )
+
+
+def probe_names(model: Any) -> list[str]:
+    """First, middle and last parameter: the embedding, a layer, the final norm."""
+    names = [n for n, _ in model.named_parameters()]
+    picks = {names[0], names[len(names) // 2], names[-1]} if names else set()
+    return [n for n in names if n in picks]
+
+
+def param_stamps(model: Any) -> tuple[int, ...]:
+    """The parameters' version counters: any in-place change (an optimizer step, a
+    checkpoint load) bumps one, so equal stamps mean unchanged weights."""
+    return tuple(p._version for p in model.parameters())

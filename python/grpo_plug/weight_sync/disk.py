@@ -1,8 +1,8 @@
 """``disk``: the learner writes safetensors, the servers load them.
 
 The seed's single-GPU path. Versions go to ``{dir}/v{version}`` (RAM-backed
-``/dev/shm`` when it has room, so a sync costs no disk I/O); every sync is verified by
-reading a few parameters back from every server, and older versions are deleted.
+``/dev/shm`` when it has room, so a sync costs no disk I/O); older versions are
+deleted. A restarted server loads the kept version.
 """
 
 from __future__ import annotations
@@ -11,22 +11,16 @@ import contextlib
 import getpass
 import hashlib
 import shutil
-import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from grpo_plug.config import TrainConfig
 from grpo_plug.errors import WeightSyncError
-from grpo_plug.types import RolloutBackend, WeightUpdateSurface
-from grpo_plug.weight_sync import update_surface
+from grpo_plug.types import RolloutBackend, ServerBackend, WeightUpdateSurface
+from grpo_plug.weight_sync import sync_weights, update_surface
 
 SHM = Path("/dev/shm")
-VERIFY_ROWS = 16  # rows of each probed parameter compared per server
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def model_bytes(model: Any) -> int:
@@ -49,78 +43,16 @@ def default_root(cfg: TrainConfig, need: int) -> Path:
     return run_dirs(cfg)[0] / "weight_update"
 
 
-def probe_names(model: Any) -> list[str]:
-    """First, middle and last parameter: the embedding, a layer, the final norm."""
-    names = [n for n, _ in model.named_parameters()]
-    picks = {names[0], names[len(names) // 2], names[-1]} if names else set()
-    return [n for n in names if n in picks]
-
-
-def verify_weights(model: Any, surface: WeightUpdateSurface, version: int) -> None:
-    """Every server's copy of the probed parameters equals the learner's, cast to the
-    server's dtype; a WeightSyncError names the first mismatch."""
-    dtype = DTYPES.get(surface.weight_dtype, torch.float32)
-    params = dict(model.named_parameters())
-    for name in probe_names(model):
-        want = params[name].detach()[:VERIFY_ROWS].to(dtype).float().cpu()
-        for i, got in enumerate(surface.read_weights(name, VERIFY_ROWS)):
-            got = got[: want.shape[0]]  # SGLang pads the vocabulary rows of embeddings
-            if got.shape != want.shape:
-                raise WeightSyncError(
-                    f"weight sync to version {version}: server {i} returned {name} with shape "
-                    f"{tuple(got.shape)}, the learner's is {tuple(want.shape)}"
-                )
-            if not torch.equal(got, want):
-                diff = float((got - want).abs().max())
-                raise WeightSyncError(
-                    f"weight sync to version {version}: server {i}'s {name} differs from the "
-                    f"learner's (max |diff| {diff:.3g}): the update did not take"
-                )
-
-
-class DiskSync:
-    name = "disk"
+class Versions:
+    """Saved versions in one folder: ``save`` writes ``v{version}`` atomically, and
+    ``keep`` deletes every other one."""
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         self.root: Path | None = (
             Path(cfg.weight_sync.disk_dir) if cfg.weight_sync.disk_dir else None
         )
-        self.current: Path | None = None
-        self.version = 0
-        self.seconds: dict[str, float] = {}  # phase -> seconds of the last sync
-
-    def sync(self, model: Any, backend: RolloutBackend, version: int) -> None:
-        surface = update_surface(backend, self.name)
-        t0 = time.perf_counter()
-        path = self.save(model, version)  # before pausing: the servers may still serve
-        t1 = time.perf_counter()
-        surface.pause_generation()
-        old = self.current
-        try:
-            surface.update_weights_from_disk(str(path), version)
-            t2 = time.perf_counter()
-            if self.cfg.weight_sync.verify:
-                verify_weights(model, surface, version)
-            # Before resuming: a server restarted meanwhile reloads this version.
-            self.current, self.version = path, version
-        finally:
-            surface.continue_generation()
-        t3 = time.perf_counter()
-        backend.set_policy_version(version)
-        if old is not None and old != path:
-            shutil.rmtree(old, ignore_errors=True)
-        if hasattr(backend, "resync"):  # a restarted server reloads the kept version
-            backend.resync = self.resync_server(backend)
-        self.seconds = {"save": t1 - t0, "load": t2 - t1, "verify": t3 - t2}
-
-    def resync_server(self, backend: Any) -> Callable[[int], None]:
-        def resync(index: int) -> None:
-            if self.current is None:
-                raise WeightSyncError("no synced version to restore")
-            backend.update_server_from_disk(index, str(self.current), self.version)
-
-        return resync
+        self.saved: dict[int, Path] = {}
 
     def save(self, model: Any, version: int) -> Path:
         if self.root is None:
@@ -131,12 +63,15 @@ class DiskSync:
         model.save_pretrained(tmp, safe_serialization=True)
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)  # a server never sees a half-written version
+        self.saved[version] = path
         return path
 
+    def keep(self, version: int | None) -> None:
+        for v in [v for v in self.saved if v != version]:
+            shutil.rmtree(self.saved.pop(v), ignore_errors=True)
+
     def close(self) -> None:
-        if self.current is not None:
-            shutil.rmtree(self.current, ignore_errors=True)
-            self.current = None
+        self.keep(None)
         if self.root is not None and self.root.is_relative_to(SHM):
             # Drop the now empty folders this run made in /dev/shm.
             for folder in (self.root, *self.root.parents):
@@ -144,3 +79,43 @@ class DiskSync:
                     break
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+
+
+class DiskSync:
+    name = "disk"
+    phases: tuple[str | None, str] = ("save", "load")
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.verify = cfg.weight_sync.verify
+        self.versions = Versions(cfg)
+        self.path: Path | None = None  # the version being pushed
+        self.held: tuple[int, Path] | None = None  # the version every server holds
+
+    def sync(self, model: Any, backend: RolloutBackend, version: int) -> Mapping[str, float]:
+        return sync_weights(self, model, backend, version)
+
+    def surface(self, backend: RolloutBackend) -> WeightUpdateSurface:
+        return update_surface(backend, self.name)
+
+    def prepare(self, model: Any, version: int) -> None:
+        self.path = self.versions.save(model, version)  # the servers still serve meanwhile
+
+    def push(self, model: Any, surface: WeightUpdateSurface, version: int) -> None:
+        assert self.path is not None
+        surface.update_weights_from_disk(str(self.path), version)
+
+    def pushed(self, model: Any, version: int) -> None:
+        assert self.path is not None
+        self.held = (version, self.path)
+        self.versions.keep(version)
+
+    def restore(self, backend: ServerBackend, index: int) -> bool:
+        if self.held is None:
+            raise WeightSyncError("no synced version to restore")
+        version, path = self.held
+        backend.load_server_weights(index, str(path), version)
+        return True
+
+    def close(self) -> None:
+        self.versions.close()

@@ -1,13 +1,15 @@
 """``distributed``: the servers join a process group with the learner as rank 0 and
 receive the weights by broadcast (NCCL between GPUs, gloo on CPU).
 
-Once: ``/init_weights_update_group`` on every server (from a thread: it blocks until
-the learner joins), then the learner joins as rank 0 and hosts the TCP store. Per
-sync: pause -> ``/begin_weight_update`` -> per bucket, ``/update_weights_from_distributed``
-from a thread and then one broadcast of the flattened bucket -> ``/end_weight_update``
--> verify -> resume. A server that refuses a request (SGLang 0.5.23 answers 400 to an
-update outside a begin/end session *before* receiving anything) is noticed while the
-learner broadcasts, so a learner broadcasting to no one cannot hang the run.
+The servers up join a group (from a thread: it blocks until the learner joins), then
+the learner joins as rank 0 and hosts the TCP store; the group is formed afresh
+whenever the servers up change (one died, or came back). The push, inside
+weight_sync.sync_weights's pause and verify: ``/begin_weight_update`` -> per bucket,
+``/update_weights_from_distributed`` from a thread and then one broadcast of the
+flattened bucket -> ``/end_weight_update``. The backend builds the request bodies.
+A server that refuses a request (SGLang 0.5.23 answers 400 to an update outside a
+begin/end session *before* receiving anything) is noticed while the learner
+broadcasts, so a learner broadcasting to no one cannot hang the run.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import socket
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from datetime import timedelta
 from functools import partial
@@ -27,11 +29,14 @@ import torch
 
 from grpo_plug.config import TrainConfig
 from grpo_plug.errors import RequestFailed, WeightSyncError
-from grpo_plug.rollout.sglang.client import distributed_update_body, init_group_body
-from grpo_plug.rollout.sglang.servers import free_port
-from grpo_plug.types import DistributedUpdateSurface, RolloutBackend
-from grpo_plug.weight_sync import distributed_surface
-from grpo_plug.weight_sync.disk import DTYPES, verify_weights
+from grpo_plug.types import (
+    DistributedUpdateSurface,
+    RolloutBackend,
+    ServerBackend,
+    TensorMeta,
+)
+from grpo_plug.weight_sync import param_stamps, sync_weights, update_surface
+from grpo_plug.weight_sync.disk import Versions
 
 GROUP_TIMEOUT_S = 600.0  # a join or broadcast the servers never take part in fails then
 _GROUP_IDS = itertools.count()
@@ -62,11 +67,8 @@ def flatten(bucket: Named, device: str) -> torch.Tensor:
     return torch.cat([t.reshape(-1).view(torch.uint8) for _, t in bucket]).to(device)
 
 
-def bucket_body(bucket: Named, group: str, version: int, *, last: bool) -> dict[str, Any]:
-    named = [(n, str(t.dtype).removeprefix("torch."), list(t.shape)) for n, t in bucket]
-    body = distributed_update_body(named, group, version, last=last)
-    body["load_format"] = "flattened_bucket"
-    return body
+def metas(bucket: Named) -> list[TensorMeta]:
+    return [(n, str(t.dtype).removeprefix("torch."), tuple(t.shape)) for n, t in bucket]
 
 
 def join_group(master: str, port: int, world: int, group: str, backend: str) -> Any:
@@ -110,100 +112,130 @@ def master_address(cfg: TrainConfig, addrs: Sequence[str]) -> str:
     if cfg.weight_sync.master_address:
         return cfg.weight_sync.master_address
     local = all(a.rsplit(":", 1)[0] in ("127.0.0.1", "localhost") for a in addrs)
-    import socket
-
     return "127.0.0.1" if local else socket.gethostname()
 
 
+def free_port() -> int:
+    """A TCP port free now, for the group's store (the learner binds it at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
 class DistributedSync:
+    """Restoring a restarted server: it cannot join the running group (the group's
+    ranks are fixed when formed), so it loads the last pushed version from disk,
+    written from the learner's weights if they still are that version (parameter
+    version counters unchanged since the push); the next sync forms a fresh group with
+    every server up. If the learner has moved on (it is training), the server waits
+    out of rotation until the next push."""
+
     name = "distributed"
+    phases: tuple[str | None, str] = (None, "push")
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
+        self.verify = cfg.weight_sync.verify
         self.group: str | None = None
         self.pg: Any = None
-        self.surface: DistributedUpdateSurface | None = None
+        self.surface_: DistributedUpdateSurface | None = None
+        self.members: dict[int, int] = {}  # server index -> ranks, as the group was formed
         self.broken = False
-        self.seconds: dict[str, float] = {}  # phase -> seconds of the last sync
+        self.versions = Versions(cfg)  # disk copies for restores only
+        self.model: Any = None
+        self.held: tuple[int, tuple[int, ...]] | None = None  # pushed version, its stamps
 
-    @property
-    def comm_backend(self) -> str:
-        from grpo_plug.rollout.sglang.backend import launch_device
+    def sync(self, model: Any, backend: RolloutBackend, version: int) -> Mapping[str, float]:
+        return sync_weights(self, model, backend, version)
 
-        return "nccl" if launch_device(self.cfg) == "cuda" else "gloo"
+    def surface(self, backend: RolloutBackend) -> DistributedUpdateSurface:
+        surface = update_surface(backend, self.name)
+        if not isinstance(surface, DistributedUpdateSurface):
+            raise WeightSyncError(
+                f"weight_sync.strategy=distributed: {backend.name!r} does not offer "
+                "grpo_plug.api.DistributedUpdateSurface (use weight_sync.strategy=disk)"
+            )
+        return surface
 
-    def sync(self, model: Any, backend: RolloutBackend, version: int) -> None:
-        surface = distributed_surface(backend, self.name)
-        t0 = time.perf_counter()
-        if self.broken:
-            self.leave()
-        if self.pg is None:
-            self.open(surface, [c.addr for c in getattr(backend, "clients", [])])
-        t1 = time.perf_counter()
-        surface.pause_generation()
-        try:
-            self.push(model, surface, version)
-            t2 = time.perf_counter()
-            if self.cfg.weight_sync.verify:
-                verify_weights(model, surface, version)
-        finally:
-            surface.continue_generation()
-        t3 = time.perf_counter()
-        backend.set_policy_version(version)
-        if hasattr(backend, "resync"):
-            backend.resync = self.resync_server
-        self.seconds = {"open": t1 - t0, "push": t2 - t1, "verify": t3 - t2}
-
-    def open(self, surface: DistributedUpdateSurface, addrs: Sequence[str]) -> None:
-        """Every server joins a fresh group; the learner joins last, as rank 0."""
-        ranks = surface.ranks_per_server()
-        world = 1 + sum(ranks)
-        offsets = [1 + sum(ranks[:i]) for i in range(len(ranks))]
-        master, port = master_address(self.cfg, addrs), free_port()
-        group = f"grpo-plug-{os.getpid()}-{next(_GROUP_IDS)}"
-        bodies = [
-            init_group_body(master, port, off, world, group, self.comm_backend) for off in offsets
-        ]
-        self.group, self.surface, self.broken = group, surface, False
-        self.pg = self._together(
-            lambda: surface.init_weights_update_group(bodies),
-            lambda: join_group(master, port, world, group, self.comm_backend),
-            f"weight_sync.strategy=distributed: joining process group {group} at "
-            f"{master}:{port} ({world} ranks, {self.comm_backend})",
-        )
+    def prepare(self, model: Any, version: int) -> None:
+        pass
 
     def push(self, model: Any, surface: DistributedUpdateSurface, version: int) -> None:
+        members = surface.server_ranks()  # after the pause: a dead server is known by now
+        if self.broken or members != self.members or surface is not self.surface_:
+            self.leave()
+            if not members:
+                return  # every server is away: each is restored when it comes back
+            self.open(surface, members)
         assert self.group is not None
-        dtype = DTYPES.get(surface.weight_dtype, torch.float32)
+        dtype = getattr(torch, surface.weight_dtype, torch.float32)
         limit = max(1, int(self.cfg.weight_sync.bucket_mb * 2**20))
-        device = "cuda" if self.comm_backend == "nccl" else "cpu"
-        surface.begin_weight_update()
+        device = "cuda" if surface.comm_backend == "nccl" else "cpu"
+        group = self.group
+        surface.begin_weight_update(group)
         ok = False
         try:
             chunks = list(buckets(model, dtype, limit))
             for i, chunk in enumerate(chunks):
-                body = bucket_body(chunk, self.group, version, last=i == len(chunks) - 1)
+                last = i == len(chunks) - 1
                 flat = flatten(chunk, device)
                 self._together(
-                    partial(surface.update_weights_from_distributed, body),
+                    partial(
+                        surface.update_weights_from_distributed,
+                        group,
+                        metas(chunk),
+                        version,
+                        last=last,
+                    ),
                     partial(broadcast, self.pg, flat),
                     f"weight sync to version {version}, bucket {i + 1}/{len(chunks)}",
                 )
             ok = True
         finally:
             try:
-                surface.end_weight_update()
+                surface.end_weight_update(group)
             except RequestFailed:
                 if ok:  # else the first error is the one to report
                     raise
 
-    def resync_server(self, index: int) -> None:
-        """A restarted server would need a new group of every server and the weights of
-        the last sync, which the learner may be changing by then: not supported yet."""
-        raise WeightSyncError(
-            f"server {index} was restarted; weight_sync.strategy=distributed cannot bring "
-            "one server back to the current weights yet (use weight_sync.strategy=disk)"
+    def open(self, surface: DistributedUpdateSurface, members: dict[int, int]) -> None:
+        """The servers up join a fresh group; the learner joins last, as rank 0."""
+        world = 1 + sum(members.values())
+        offsets, next_rank = {}, 1
+        for i, ranks in sorted(members.items()):
+            offsets[i], next_rank = next_rank, next_rank + ranks
+        addrs = surface.server_addrs() if isinstance(surface, ServerBackend) else []
+        master, port = master_address(self.cfg, addrs), free_port()
+        group = f"grpo-plug-{os.getpid()}-{next(_GROUP_IDS)}"
+        comm = surface.comm_backend
+        self.group, self.surface_, self.members, self.broken = group, surface, members, False
+        self.pg = self._together(
+            lambda: surface.init_weights_update_group(group, master, port, offsets, world),
+            lambda: join_group(master, port, world, group, comm),
+            f"weight_sync.strategy=distributed: joining process group {group} at "
+            f"{master}:{port} ({world} ranks, {comm})",
         )
+
+    def pushed(self, model: Any, version: int) -> None:
+        self.model, self.held = model, (version, param_stamps(model))
+        self.versions.keep(None)  # a copy of an older version is no use any more
+
+    def restore(self, backend: ServerBackend, index: int) -> bool:
+        """See the class docstring: from a disk copy of the last pushed version."""
+        if self.held is None:
+            raise WeightSyncError("no synced version to restore")
+        self.broken = True  # the group no longer spans the servers: formed afresh next sync
+        version, stamps = self.held
+        path = self.versions.saved.get(version)
+        if path is None:
+            if param_stamps(self.model) != stamps:
+                return False  # training has moved on: the next push brings it
+            path = self.versions.save(self.model, version)
+            if param_stamps(self.model) != stamps:  # changed while being written
+                self.versions.keep(None)
+                return False
+        backend.load_server_weights(index, str(path), version)
+        return True
 
     def _together(self, request: Callable[[], None], local: Callable[[], Any], what: str) -> Any:
         """Run the servers' blocking ``request`` and the learner's part of the collective
@@ -222,14 +254,15 @@ class DistributedSync:
 
     def close(self) -> None:
         self.leave()
+        self.versions.close()
 
     def leave(self) -> None:
         """Leave the group on both sides; errors are ignored (a server may be gone)."""
-        if self.group is not None and self.surface is not None:
+        if self.group is not None and self.surface_ is not None:
             with contextlib.suppress(RequestFailed):
-                self.surface.destroy_weights_update_group(self.group)
+                self.surface_.destroy_weights_update_group(self.group)
         if self.pg is not None:
             with contextlib.suppress(Exception):
                 torch.distributed.destroy_process_group(self.pg)
-        self.pg = self.group = self.surface = None
-        self.broken = False
+        self.pg = self.group = self.surface_ = None
+        self.members, self.broken = {}, False

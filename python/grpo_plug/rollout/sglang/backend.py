@@ -3,17 +3,19 @@
 Each request goes to the server with the fewest requests in flight. The backend is
 also the weight-update surface the strategies drive on every server: pause, load from
 disk (types.WeightUpdateSurface) or join a broadcast (types.DistributedUpdateSurface),
-read weights back, continue.
+hash every weight (types.WeightDigests), continue; and it brings a server that comes
+back to the synced weights through the strategy's restore (types.ServerBackend).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,16 +26,31 @@ from grpo_plug.config import TrainConfig
 from grpo_plug.errors import RequestFailed, ServerError
 from grpo_plug.metrics import names as mn
 from grpo_plug.plan import resolve as resolve_plan
+from grpo_plug.rollout.sglang import digests
 from grpo_plug.rollout.sglang import servers as srv
-from grpo_plug.rollout.sglang.client import ServerClient, disk_update_body, generate_body
+from grpo_plug.rollout.sglang.client import (
+    ServerClient,
+    disk_update_body,
+    distributed_update_body,
+    generate_body,
+    init_group_body,
+)
 from grpo_plug.rollout.sglang.health import HealthPolicy, ServerMonitor
-from grpo_plug.types import GenerationRequest, RolloutContext, Sample
+from grpo_plug.types import (
+    DistributedUpdateSurface,
+    GenerationRequest,
+    RolloutContext,
+    Sample,
+    ServerBackend,
+    TensorMeta,
+    WeightDigests,
+)
 
 CPU_MAX_TOTAL_TOKENS = 16384  # KV pool of a CPU server unless sglang.max_total_tokens says
 WAIT_POLL_S = 0.5  # how often a request waiting for a server to come back looks again
 
 
-class SGLangBackend:
+class SGLangBackend(ServerBackend, DistributedUpdateSurface, WeightDigests):
     name = "sglang"
     colocated = False
     in_process = False
@@ -44,6 +61,8 @@ class SGLangBackend:
         stop_ids: Sequence[int],
         *,
         dtype: str = "bfloat16",
+        device: str = "cpu",
+        tp: int = 1,
         seeded: bool = False,
         launched: Sequence[srv.Server] = (),
         health: HealthPolicy | None = None,
@@ -54,17 +73,21 @@ class SGLangBackend:
         self.clients = [ServerClient(a) for a in addrs]
         self.stop_ids = list(stop_ids)
         self._dtype = dtype
+        self.device = device  # where the servers run: nccl or gloo for a broadcast
+        self.tp = tp  # tensor-parallel workers per server
         self.seeded = seeded
         by_addr = {s.spec.addr: s for s in launched}
         # servers[i] runs clients[i] (None: attached); restarts replace entries.
         self.servers: list[srv.Server | None] = [by_addr.get(a) for a in addrs]
         self.version = 0
-        # Set by the weight-sync strategy: brings server i to the last synced weights.
-        self.resync: Callable[[int], None] | None = None
+        # From the weight-sync strategy: brings server i to the last synced weights.
+        self._restore: Callable[[int], bool] | None = None
         # Held from pause_generation to continue_generation: a sync and a returning
         # server's resync never interleave, so no server serves between two versions.
         self.update_lock = threading.RLock()
         self.missed: set[int] = set()  # servers an update skipped (down at the time)
+        self._ranks: dict[int, int] = {}  # server index -> TP ranks (asked once per start)
+        self._groups: dict[str, list[int]] = {}  # process group -> its member servers
         self._paused = 0  # pause_generation calls not yet continued
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counted: dict[str, float] = {}
@@ -111,18 +134,47 @@ class SGLangBackend:
 
     def _bring_up(self, index: int, restarted: bool) -> None:
         """Server ``index`` answers again: bring it to the current weights (a restarted
-        one starts from the model path, i.e. version 0), then route to it."""
+        one starts from the model path, i.e. version 0), then route to it; a server
+        the strategy cannot restore yet waits, out of rotation (see ServerBackend)."""
         assert self.monitor is not None
         with self.update_lock:
-            if restarted or index in self.missed:
-                if self.resync is not None:
-                    self.resync(index)
+            if restarted:
+                self._ranks.pop(index, None)
+                self.missed.add(index)
+            if index in self.missed:
+                if self._restore is not None:
+                    if not self._restore(index):
+                        self.monitor.state[index] = "waiting"
+                        return
                 elif self.version != 0 or not restarted:
                     raise RuntimeError(
                         f"no weight-sync strategy can bring it to version {self.version}"
                     )
             self.missed.discard(index)
             self.monitor.state[index] = "up"
+
+    def _retry_waiting(self) -> None:
+        """After a push: a waiting server can be restored now."""
+        if self.monitor is None:
+            return
+        for i, state in enumerate(self.monitor.state):
+            if state == "waiting":
+                try:
+                    self._bring_up(i, False)
+                except Exception as e:
+                    self.monitor.fail(i, f"is back, but could not get the current weights: {e}")
+
+    # ------------------------------------------------------------------ ServerBackend
+
+    def server_addrs(self) -> list[str]:
+        return [c.addr for c in self.clients]
+
+    def on_server_back(self, restore: Callable[[int], bool]) -> None:
+        self._restore = restore
+
+    def load_server_weights(self, index: int, path: str, version: int) -> None:
+        """One (restarted) server only: the others already hold ``version``."""
+        self.clients[index].post_ok("/update_weights_from_disk", disk_update_body(path, version))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]:
         raise NotImplementedError("the sglang backend is driven by the rollout controller")
@@ -143,7 +195,7 @@ class SGLangBackend:
         return out
 
     def server_states(self) -> dict[str, str]:
-        """addr -> up / suspect / restarting / failed (all up when unmonitored)."""
+        """addr -> up / suspect / restarting / waiting / failed (all up unmonitored)."""
         states = self.monitor.state if self.monitor else ["up"] * len(self.clients)
         return {c.addr: st for c, st in zip(self.clients, states, strict=True)}
 
@@ -170,11 +222,18 @@ class SGLangBackend:
                 self.monitor.suspect(i)
         return out
 
-    def _each_parallel(self, fn: Callable[[int, ServerClient], Any]) -> list[Any]:
-        """``fn`` on every server at once: distributed calls block until all ranks join."""
-        with ThreadPoolExecutor(len(self.clients), thread_name_prefix="sglang-ctl") as pool:
-            futures = [pool.submit(fn, i, c) for i, c in enumerate(self.clients)]
-            return [f.result() for f in futures]
+    def _members(self, servers: Sequence[int], fn: Callable[[int, ServerClient], Any]) -> None:
+        """``fn`` on each of ``servers`` at once: distributed calls block until every rank
+        joins, so none can be skipped; one failing in transport is suspected (the next
+        sync forms a group without it) and the failure raised."""
+        with ThreadPoolExecutor(max(1, len(servers)), thread_name_prefix="sglang-ctl") as pool:
+            futures = {i: pool.submit(fn, i, self.clients[i]) for i in servers}
+            for i, f in futures.items():
+                e = f.exception()
+                if isinstance(e, RequestFailed) and e.retryable and self.monitor is not None:
+                    self.monitor.suspect(i)
+            for f in futures.values():
+                f.result()
 
     def pause_generation(self) -> None:
         self.update_lock.acquire()  # released by continue_generation
@@ -189,6 +248,7 @@ class SGLangBackend:
     def continue_generation(self) -> None:
         try:
             self._each(lambda c: c.call("POST", "/continue_generation", {}))
+            self._retry_waiting()
         finally:
             self._resume_lock()
 
@@ -201,33 +261,73 @@ class SGLangBackend:
         body = disk_update_body(path, version)
         self._each(lambda c: c.post_ok("/update_weights_from_disk", body))
 
-    def update_server_from_disk(self, index: int, path: str, version: int) -> None:
-        """One (restarted) server only: the others already hold ``version``."""
-        self.clients[index].post_ok("/update_weights_from_disk", disk_update_body(path, version))
-
     # distributed update (types.DistributedUpdateSurface)
 
-    def ranks_per_server(self) -> list[int]:
-        """Process-group ranks each server takes: one per tensor-parallel worker."""
-        return self._each(lambda c: int(c.call("GET", "/server_info").get("tp_size", 1)))
+    @property
+    def comm_backend(self) -> str:
+        return "nccl" if self.device == "cuda" else "gloo"
 
-    def init_weights_update_group(self, bodies: Sequence[dict[str, Any]]) -> None:
+    def server_ranks(self) -> dict[int, int]:
+        """Process-group ranks each server up takes: one per tensor-parallel worker."""
+        up = self.monitor.up() if self.monitor else range(len(self.clients))
+        for i in up:
+            if i not in self._ranks:
+                info = self.clients[i].call("GET", "/server_info")
+                self._ranks[i] = int(info.get("tp_size", 1))
+        return {i: self._ranks[i] for i in up}
+
+    def init_weights_update_group(
+        self,
+        group: str,
+        master_address: str,
+        master_port: int,
+        rank_offsets: Mapping[int, int],
+        world_size: int,
+    ) -> None:
         """Blocks until the learner joins the group as rank 0: call it from a thread."""
-        self._each_parallel(lambda i, c: c.post_ok("/init_weights_update_group", bodies[i]))
+        self._groups[group] = sorted(rank_offsets)
 
-    def begin_weight_update(self) -> None:
-        self._each(lambda c: c.post_ok("/begin_weight_update", {}))
+        def join(i: int, c: ServerClient) -> None:
+            body = init_group_body(
+                master_address, master_port, rank_offsets[i], world_size, group, self.comm_backend
+            )
+            c.post_ok("/init_weights_update_group", body)
 
-    def update_weights_from_distributed(self, body: dict[str, Any]) -> None:
-        """Blocks until every tensor of ``body`` is broadcast: call it from a thread."""
-        self._each_parallel(lambda i, c: c.post_ok("/update_weights_from_distributed", body))
+        self._members(self._groups[group], join)
 
-    def end_weight_update(self) -> None:
-        self._each(lambda c: c.post_ok("/end_weight_update", {}))
+    def begin_weight_update(self, group: str) -> None:
+        self._members(self._groups[group], lambda i, c: c.post_ok("/begin_weight_update", {}))
+
+    def update_weights_from_distributed(
+        self, group: str, tensors: Sequence[TensorMeta], version: int, *, last: bool
+    ) -> None:
+        """Blocks until every tensor of the bucket is broadcast: call it from a thread."""
+        body = distributed_update_body(tensors, group, version, last=last)
+        body["load_format"] = "flattened_bucket"
+        path = "/update_weights_from_distributed"
+        self._members(self._groups[group], lambda i, c: c.post_ok(path, body))
+
+    def end_weight_update(self, group: str) -> None:
+        self._members(self._groups[group], lambda i, c: c.post_ok("/end_weight_update", {}))
 
     def destroy_weights_update_group(self, group: str) -> None:
         body = {"group_name": group}
-        self._each(lambda c: c.post_ok("/destroy_weights_update_group", body, timeout=30.0))
+        for i in self._groups.pop(group, []):
+            with contextlib.suppress(RequestFailed):  # e.g. restarted: it never knew it
+                self.clients[i].post_ok("/destroy_weights_update_group", body, timeout=30.0)
+
+    # digests (types.WeightDigests)
+
+    def weight_digests(self) -> list[dict[str, str]]:
+        body = {"action": "checksum"}
+        return self._each(
+            lambda c: digests.parse_checksums(c.call("POST", "/weights_checker", body), c.addr)
+        )
+
+    def expected_digests(self, named: Iterable[tuple[str, torch.Tensor]]) -> dict[str, str] | None:
+        if not digests.predictable(self.device, self._dtype, self.tp):
+            return None
+        return digests.expected(named)
 
     def flush_cache(self) -> None:
         self._each(lambda c: c.call("GET", "/flush_cache"))
@@ -347,6 +447,7 @@ def make_sglang_backend(cfg: TrainConfig, ctx: RolloutContext) -> SGLangBackend:
     from grpo_plug.models import resolve_model_path
 
     tok = ctx.tokenizer
+    alloc = resolve_plan(cfg).allocation
     stop_ids = sorted({i for i in (tok.eos_token_id, tok.pad_token_id) if i is not None})
     if cfg.rollout.server_addrs:
         addrs, launched = list(cfg.rollout.server_addrs), []
@@ -365,6 +466,8 @@ def make_sglang_backend(cfg: TrainConfig, ctx: RolloutContext) -> SGLangBackend:
         addrs,
         stop_ids,
         dtype=server_dtype(cfg),
+        device=launch_device(cfg),
+        tp=alloc.gen_tp if alloc else 1,
         seeded=cfg.sglang.deterministic,
         launched=launched,
         health=health_policy(cfg),

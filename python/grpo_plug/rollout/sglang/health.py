@@ -6,7 +6,8 @@ longer than ``sglang.health_timeout`` is hung. Either is taken out of rotation, 
 (process group) and launched again on the same port, with a doubling backoff between
 tries; once healthy it is brought to the last synced weights (the backend's
 ``bring_up``, which also resyncs a server that missed an update while it was out)
-before it serves again. Requests it had in flight fail and the rollout
+before it serves again, or ``waiting`` until the strategy can. Several servers down at
+once restart at once, each in its own thread. Requests it had in flight fail and the rollout
 controller retries them on a server that is up, so each prompt group is answered
 exactly once. After ``sglang.max_restarts`` failed restarts, or when every server is
 down with none restarting, the backend fails with the cause and the server's log.
@@ -27,7 +28,7 @@ from grpo_plug.errors import ServerError
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.client import ServerClient
 
-State = Literal["up", "suspect", "restarting", "failed"]
+State = Literal["up", "suspect", "restarting", "waiting", "failed"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class ServerMonitor:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sglang-health", daemon=True)
+        self._restarts: list[threading.Thread] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -73,8 +75,9 @@ class ServerMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
+        for t in [self._thread, *self._restarts]:
+            if t.is_alive():
+                t.join(timeout=30)
 
     def up(self) -> list[int]:
         return [i for i, s in enumerate(self.state) if s == "up"]
@@ -96,7 +99,7 @@ class ServerMonitor:
             for i in range(len(self.clients)):
                 if self._stop.is_set():
                     return
-                if self.state[i] in ("up", "suspect"):
+                if self.state[i] in ("up", "suspect", "waiting"):
                     self._check(i)
             self._give_up_if_all_down()
             self._wake.wait(self.policy.interval)
@@ -109,16 +112,21 @@ class ServerMonitor:
                 try:
                     self.bring_up(i, False)
                 except Exception as e:
-                    self._fail(i, f"is back, but could not get the current weights: {e}")
+                    self.fail(i, f"is back, but could not get the current weights: {e}")
             return
         self.health_failures += 1
         self._note(f"SGLang server {self.clients[i].addr} {cause}")
         if self.servers[i] is None:
-            self._fail(i, f"{cause}; it is attached (rollout.server_addrs), not restartable")
+            self.fail(i, f"{cause}; it is attached (rollout.server_addrs), not restartable")
         elif self.policy.max_restarts == 0:
-            self._fail(i, f"{cause}; sglang.max_restarts=0")
+            self.fail(i, f"{cause}; sglang.max_restarts=0")
         else:
-            self._restart(i, cause)
+            self.state[i] = "restarting"
+            t = threading.Thread(
+                target=self._restart, args=(i, cause), name=f"sglang-restart-{i}", daemon=True
+            )
+            self._restarts = [r for r in self._restarts if r.is_alive()] + [t]
+            t.start()
 
     def problem(self, i: int) -> str | None:
         """Why server ``i`` cannot serve, or None when it is healthy."""
@@ -139,7 +147,6 @@ class ServerMonitor:
         return None
 
     def _restart(self, i: int, cause: str) -> None:
-        self.state[i] = "restarting"
         old = self.servers[i]
         assert old is not None
         last = cause
@@ -160,15 +167,15 @@ class ServerMonitor:
             try:
                 self.bring_up(i, True)  # the last synced weights before it serves again
             except Exception as e:
-                self._fail(i, f"restarted, but could not get the current weights: {e}")
+                self.fail(i, f"restarted, but could not get the current weights: {e}")
                 return
             self.restarts += 1
             self.restart_seconds.append(time.monotonic() - start)
             self._note(f"SGLang server {new.spec.addr} back after {time.monotonic() - start:.0f}s")
             return
-        self._fail(i, f"{cause}; {self.policy.max_restarts} restart(s) failed, last: {last}")
+        self.fail(i, f"{cause}; {self.policy.max_restarts} restart(s) failed, last: {last}")
 
-    def _fail(self, i: int, why: str) -> None:
+    def fail(self, i: int, why: str) -> None:
         self.state[i] = "failed"
         server = self.servers[i]
         log = f"; log {server.spec.log_path}" if server is not None else ""
@@ -176,7 +183,7 @@ class ServerMonitor:
         self._note(self.fatal)
 
     def _give_up_if_all_down(self) -> None:
-        if self.fatal is None and not any(s in ("up", "restarting") for s in self.state):
+        if self.fatal is None and not any(s in ("up", "restarting", "waiting") for s in self.state):
             logs = [str(s.spec.log_path) for s in self.servers if s is not None]
             self.fatal = "every SGLang server is down" + (
                 f" (logs: {', '.join(logs)})" if logs else ""
