@@ -167,19 +167,38 @@ def train(
     ] = False,
 ) -> None:
     """Train with GRPO: `grpo-plug train --preset cpu` runs anywhere, no GPU needed."""
-    from grpo_plug import interactive
+    from grpo_plug import launch, threads
 
     tui = metric_commands.wants_tui(sys.stdout, no_tui)
     try:
         name = preset if preset or config else "cpu"
         cfg = cfgmod.load(preset=name, config_file=config, overrides=overrides or [])
-        from grpo_plug import launch
-
         source = ["--config", str(config)] if config else ["--preset", name]
         train_args = [*source, *(overrides or []), *(["--no-tui"] if no_tui else [])]
+        plan = threads.plan_for(cfg)
         if dry_run:
-            out.print(escape(launch.describe(launch.plan(cfg, train_args))), highlight=False)
+            text = f"{launch.describe(launch.plan(cfg, train_args))}\n{plan.describe()}"
+            out.print(escape(text), highlight=False)
             return
+    except _train_errors() as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    # Before torch loads (OpenMP reads its wait policy once); undone after the run.
+    with threads.exported(plan):
+        _train(cfg, name, config, train_args, tui=tui)
+
+
+def _train(
+    cfg: cfgmod.TrainConfig,
+    name: str | None,
+    config: Path | None,
+    train_args: list[str],
+    *,
+    tui: bool,
+) -> None:
+    from grpo_plug import interactive, launch
+
+    try:
         if launch.needs_torchrun(cfg):  # more than one learner rank: torchrun starts them
             _run_learners(cfg, train_args)
             return

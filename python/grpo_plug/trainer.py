@@ -44,7 +44,7 @@ import torch
 
 from grpo_plug import checkpoint as ckpt
 from grpo_plug import config as cfgmod
-from grpo_plug import core
+from grpo_plug import core, threads
 from grpo_plug.config import DatasetConfig, TrainConfig
 
 # Re-exported: callers and plugins import these from the trainer.
@@ -59,7 +59,7 @@ from grpo_plug.evaluation import (
 )
 from grpo_plug.launch import learner_dist
 from grpo_plug.learner import Learner, LearnerBatch, dist
-from grpo_plug.learner.group import LearnerGroup, seed_all
+from grpo_plug.learner.group import LearnerGroup, seed_all, use_thread_plan
 from grpo_plug.metrics import names as mn
 from grpo_plug.metrics.emit import RunEvents
 from grpo_plug.metrics.fanout import (
@@ -134,6 +134,9 @@ class Trainer:
         self.events = RunEvents(self.log_dir)
         self.device = str(self.info.device)
         seed_all(cfg.seed)
+        self.threads = use_thread_plan(cfg)
+        # Sampled while the model loads; said at the start of train().
+        self.load_check = threads.BusyCheck(self.threads.cores)
 
         # Components by name, validated before any heavy work.
         tasks = self.host.tasks()
@@ -403,6 +406,11 @@ class Trainer:
         cfg = self.cfg
         start = time.time()
         self.announce()
+        self.message(f"CPU {self.threads.summary()}")
+        busy = self.load_check.warning()
+        if busy is not None:
+            self.events.warning(busy)
+            self.message(f"warning: {busy}")
         self.message(
             f"training {cfg.actor.path} on {cfg.train_dataset.task} "
             f"({len(self.train_data)} examples): {self.total_steps} steps of "
@@ -475,6 +483,7 @@ class Trainer:
             backend=self.backend.name,
             weight_sync=self.weight_sync.name,
             devices=dist.describe(self.info),
+            threads=self.threads.summary(),
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch,
             resumed_from=self.global_step if self.resumed_from is not None else None,

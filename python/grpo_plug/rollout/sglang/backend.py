@@ -9,6 +9,7 @@ read weights back, continue.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shlex
 import sys
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from grpo_plug import threads
 from grpo_plug.config import TrainConfig, parse_allocation
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.client import ServerClient, disk_update_body, generate_body
@@ -316,10 +318,14 @@ def server_specs(cfg: TrainConfig, model_path: str, log_dir: Path) -> list[srv.S
     tp = alloc.gen_tp if alloc else 1
     device = launch_device(cfg)
     python = cfg.sglang.python or sys.executable
+    plan = cpu_thread_plan(cfg, n * tp) if device == "cpu" else None
     specs = []
     for i in range(n):
         port = srv.free_port()
         gpus = tuple(range(i * tp, (i + 1) * tp)) if device == "cuda" else ()
+        # A tensor-parallel server's workers share its pin and thread count.
+        workers = range(i * tp, (i + 1) * tp)
+        pin = tuple(c for k in workers for c in plan.server_pin(k)) if plan else ()
         specs.append(
             srv.ServerSpec(
                 python=python,
@@ -329,9 +335,21 @@ def server_specs(cfg: TrainConfig, model_path: str, log_dir: Path) -> list[srv.S
                 device=device,
                 gpu_ids=gpus,
                 args=launch_args(cfg, i, device),
+                thread_env=tuple(plan.server_env(i * tp).items()) if plan else (),
+                cpus=pin,
             )
         )
     return specs
+
+
+def cpu_thread_plan(cfg: TrainConfig, workers: int) -> threads.ThreadPlan:
+    """The run's thread plan, made for ``workers`` CPU server processes (a plan made
+    before the device was known may have counted them on a GPU)."""
+    plan = threads.plan_for(cfg)
+    if plan.servers != workers:
+        lay = dataclasses.replace(threads.layout(cfg, gpu=False), servers=workers)
+        plan = threads.plan_threads(lay, cpu_threads=cfg.cluster.cpu_threads)
+    return plan
 
 
 def make_sglang_backend(cfg: TrainConfig, ctx: RolloutContext) -> SGLangBackend:
