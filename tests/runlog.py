@@ -52,6 +52,7 @@ def write_run(log_dir: Path, steps: int = 12, total: int = 55, **over: float) ->
         model="embedded:smollm2-135m",
         backend="hf",
         devices="cpu x2",
+        threads="threads learner 1x2, gen 2 (budget 2, passive wait)",
         total_steps=total,
         resumed_from=None,
     )

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from grpo_plug.config import TrainConfig
 
 PLAN_ENV = "GRPO_PLUG_THREAD_PLAN"
-# Spins before an idle OpenMP worker sleeps when passive: a short spin keeps the
-# back-to-back ops of one forward cheap, and yields the core within ~50 us.
+# Spins before an idle OpenMP worker sleeps when passive (libgomp: ~100 spins per us):
+# back-to-back ops keep their workers, and a core is yielded within ~10 us.
 PASSIVE_SPINCOUNT = 1000
 BUSY_WARN_CORES = 0.5  # other processes using this much of the run's cores: warn
 
@@ -110,8 +110,8 @@ class ThreadPlan:
             parts.append(f"gen {self.generator}")
         if self.servers:
             parts.append(f"sglang {self.servers}x{self.server}")
-        wait = "passive" if self.passive else "spin"
-        return f"threads {' '.join(parts)} of {self.budget} ({wait})"
+        wait = "passive" if self.passive else "spinning"
+        return f"threads {', '.join(parts)} (budget {self.budget}, {wait} wait)"
 
     def describe(self) -> str:
         """The plan as lines for a terminal (``--dry-run``)."""
