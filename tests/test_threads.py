@@ -252,3 +252,14 @@ def test_doctor_reports_the_load(stranger: int) -> None:
     assert name == "cpu load"
     # Other agents may load the machine too; the spinner alone is over the threshold.
     assert status == "warn" and "other processes kept" in detail, detail
+
+
+def test_training_starts_with_the_plan_and_the_warning(stranger: int, tmp_path: Path) -> None:
+    from grpo_plug.testing.harness import run_training_step
+
+    res = run_training_step(workdir=tmp_path)
+    said = "\n".join(res.messages)
+    assert "CPU threads learner 1x" in said
+    assert "warning: other processes kept" in said, said
+    events = (res.log_dir / "events.jsonl").read_text()
+    assert '"kind": "warning"' in events and "other processes kept" in events

@@ -241,13 +241,15 @@ class Trainer:
         self.server_restarts += metrics.get("rollout/server_restarts", 0.0)
         servers = {"servers": states(), "server_restarts": self.server_restarts} if states else {}
         self.events.health(rss_gb=metrics[mn.PEAK_RSS_GB], gpu_gb=gpu_memory_gb(), **servers)
-        warning = self.watchdog.observe(metrics[mn.TASK_REWARD], metrics)
-        if warning is not None:
-            self.events.warning(warning)
-            self.message(f"warning: {warning}")
+        self.warn(self.watchdog.observe(metrics[mn.TASK_REWARD], metrics))
 
     def message(self, text: str) -> None:
         self.fanout.message(text)
+
+    def warn(self, text: str | None) -> None:
+        if text is not None:
+            self.events.warning(text)
+            self.message(f"warning: {text}")
 
     def log(self, metrics: dict[str, float], epoch: int) -> None:
         self.fanout.log(metrics, self.global_step, epoch)
@@ -406,11 +408,6 @@ class Trainer:
         cfg = self.cfg
         start = time.time()
         self.announce()
-        self.message(f"CPU {self.threads.summary()}")
-        busy = self.load_check.warning()
-        if busy is not None:
-            self.events.warning(busy)
-            self.message(f"warning: {busy}")
         self.message(
             f"training {cfg.actor.path} on {cfg.train_dataset.task} "
             f"({len(self.train_data)} examples): {self.total_steps} steps of "
@@ -473,7 +470,7 @@ class Trainer:
         return summary
 
     def announce(self) -> None:
-        """The run header the dashboard and ``watch`` show."""
+        """The run header the dashboard and ``watch`` show; the CPU threads and load."""
         cfg = self.cfg
         self.events.run(
             experiment=cfg.experiment_name,
@@ -489,6 +486,8 @@ class Trainer:
             resumed_from=self.global_step if self.resumed_from is not None else None,
             pid=os.getpid(),
         )
+        self.message(f"CPU {self.threads.summary()}")
+        self.warn(self.load_check.warning())  # other processes busy on our cores
 
     def close(self) -> None:
         try:
