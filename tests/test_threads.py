@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from grpo_plug import config as cfgmod
-from grpo_plug import launch, threads
+from grpo_plug import threads
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.backend import server_specs
 from grpo_plug.threads import Layout, plan_threads
@@ -121,11 +121,22 @@ def test_torchrun_ranks_get_the_plan_and_keep_a_users_wait_policy() -> None:
 
 
 def test_dry_run_prints_the_plan() -> None:
-    cfg = cfgmod.load(preset="cpu", overrides=["cluster.cpu_threads=3"])
-    text = threads.plan_for(cfg).describe()
-    assert "CPU threads: 3 (cluster.cpu_threads=3)" in text
-    assert "generation  in rank 0's process, 3 thread(s)" in text
-    assert "learner ranks: 1" in launch.describe(launch.plan(cfg))
+    from typer.testing import CliRunner
+
+    from grpo_plug.cli import app
+
+    args = ["train", "--dry-run", "--preset", "cpu", "cluster.cpu_threads=3", "--no-tui"]
+    res = CliRunner().invoke(
+        app, [*args, "rollout.backend=sglang", "allocation_mode=sglang:d3p1t1+d1p1t1"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "CPU threads: 3 (cluster.cpu_threads=3)" in res.output
+    assert "learner     1 rank(s) x 3 thread(s)" in res.output
+    assert res.output.count("1 thread(s), pinned to CPUs") == (
+        3 if len(threads.affinity()) >= 3 else 0
+    )
+    assert "OMP_WAIT_POLICY=PASSIVE" in res.output
+    assert "sglang 2    1 thread(s)" in res.output  # three servers share three threads
 
 
 # ----------------------------------------------------------------------- children
