@@ -3,8 +3,9 @@
     GRPO_PLUG_SGLANG_PYTHON=.venv-sglang/bin/python \
         python bench/bench_sglang_idle.py [--window 20] [--variants default,threads2,...]
 
-For each launch variant (threads, OpenMP wait policy, --sleep-on-idle) one real server
-is started by the project's launcher on SmolLM2-135M, then:
+For each launch variant (threads, OpenMP wait policy as the thread plan sets it,
+--sleep-on-idle) one real server is started by the project's launcher on SmolLM2-135M
+(the cpu preset's server settings), then:
   - ``burst``: a rollout-sized batch (8 prompts x 8 samples x 64 tokens), timed;
   - ``after``: CPU% in the ``--window`` seconds right after the burst (what the learner's
     train step competes with: OpenMP workers spinning, a busy-polling scheduler);
@@ -17,6 +18,7 @@ CPU% sums utime+stime of every process in the server's session over the window
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import threading
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from grpo_plug import config as cfgmod  # noqa: E402
+from grpo_plug import threads  # noqa: E402
 from grpo_plug.models import resolve_model_path  # noqa: E402
 from grpo_plug.rollout.sglang import servers as srv  # noqa: E402
 from grpo_plug.rollout.sglang.backend import server_specs  # noqa: E402
@@ -43,11 +46,18 @@ class Variant:
     passive: bool
     sleep_on_idle: bool = True
 
+    def env(self) -> dict[str, str]:
+        """What the launcher sets: the thread plan's server environment."""
+        lay = threads.Layout(ranks=1, in_process=False, servers=1, gpu=not self.passive)
+        plan = threads.plan_threads(lay, cpu_threads=self.threads)
+        return plan.server_env(0)
+
 
 VARIANTS = {
     "old": Variant(1, passive=False),  # what the launcher did before the thread plan
-    "threads2": Variant(2, passive=False),
-    "threads2_passive": Variant(2, passive=True),
+    "threads2": Variant(2, passive=False),  # two threads, OpenMP's spinning default
+    "plan": Variant(2, passive=True),  # what the plan gives one server on 2 cores
+    "plan1": Variant(1, passive=True),
     "no_sleep_on_idle": Variant(1, passive=False, sleep_on_idle=False),
 }
 
@@ -95,14 +105,19 @@ def window(pid: int, seconds: float) -> tuple[float, list[tuple[str, float]]]:
     return total, busy[:3]
 
 
-def burst(addr: str) -> float:
-    """A rollout-sized batch: 8 prompts x 8 samples x 64 new tokens; seconds."""
+def burst(addr: str, timeout: float) -> float:
+    """A rollout-sized batch: 8 prompts x 8 samples x 64 new tokens; seconds (inf when
+    it took longer than ``timeout``: the batch is aborted then)."""
     body = {
         "input_ids": [[1, 520 + i, 33, 44, 55, 66, 77, 88] for i in range(8)],
         "sampling_params": {"max_new_tokens": 64, "temperature": 1.0, "n": 8, "ignore_eos": True},
     }
     t0 = time.perf_counter()
-    r = httpx.post(f"http://{addr}/generate", json=body, timeout=600)
+    try:
+        r = httpx.post(f"http://{addr}/generate", json=body, timeout=timeout)
+    except httpx.TimeoutException:
+        httpx.post(f"http://{addr}/abort_request", json={"abort_all": True}, timeout=60)
+        return float("inf")
     r.raise_for_status()
     return time.perf_counter() - t0
 
@@ -120,20 +135,16 @@ def run_variant(name: str, v: Variant, args: argparse.Namespace, log_dir: Path) 
     )
     (spec,) = server_specs(cfg, resolve_model_path(cfg.actor.path), log_dir / name)
     flags = tuple(a for a in spec.args if v.sleep_on_idle or a != "--sleep-on-idle")
-    spec = srv.ServerSpec(spec.python, spec.model_path, spec.port, spec.log_path, "cpu", args=flags)
-    os.environ["OMP_NUM_THREADS"] = str(v.threads)
-    for key, val in (("OMP_WAIT_POLICY", "PASSIVE"), ("GOMP_SPINCOUNT", "0")):
-        if v.passive:
-            os.environ[key] = val
-        else:
-            os.environ.pop(key, None)
+    spec = dataclasses.replace(spec, args=flags)
+    spec = dataclasses.replace(spec, thread_env=tuple(v.env().items()))
     t0 = time.monotonic()
     (server,) = srv.start([spec], 900)
     try:
         up = time.monotonic() - t0
         idle, _ = window(server.pid, args.window)
-        burst(spec.addr)  # warm: the first batch compiles and allocates
-        secs = burst(spec.addr)
+        secs = burst(spec.addr, args.burst_timeout)  # the first batch also warms up
+        if secs != float("inf"):
+            secs = burst(spec.addr, args.burst_timeout)
         after, top = window(server.pid, args.window)
         stop = threading.Event()
         poller = threading.Thread(target=poll_health, args=(spec.addr, 5.0, stop))
@@ -159,6 +170,7 @@ def main() -> None:
     p.add_argument("--python", default=os.environ.get("GRPO_PLUG_SGLANG_PYTHON"))
     p.add_argument("--window", type=float, default=20.0, help="seconds per CPU%% window")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    p.add_argument("--burst-timeout", type=float, default=600.0, help="seconds")
     p.add_argument("--log-dir", type=Path, default=Path("outputs/bench_sglang_idle"))
     args = p.parse_args()
     if not args.python:
