@@ -76,13 +76,11 @@ class ThreadPlan:
         return {**self.omp_env(max(self.learner, self.generator)), PLAN_ENV: self.to_json()}
 
     def server_env(self, index: int) -> dict[str, str]:
-        """What local SGLang CPU server ``index`` starts with."""
-        env = self.omp_env(self.server)
-        if self.server_cpus:
-            # SGLang binds its OpenMP threads to these cores itself where its CPU
-            # kernels are installed (AMX builds); the launcher pins the process anyway.
-            env["SGLANG_CPU_OMP_THREADS_BIND"] = _ranges(self.server_cpus[index])
-        return env
+        """What local SGLang CPU server ``index`` starts with. Not SGLang's own
+        SGLANG_CPU_OMP_THREADS_BIND: it binds threads only through sgl_kernel's CPU ops
+        (not on PyPI), and with it set SGLang stops sizing its CPU memory (0.5.23); the
+        launcher pins the process instead (``server_pin``)."""
+        return self.omp_env(self.server)
 
     def server_pin(self, index: int) -> tuple[int, ...]:
         return self.server_cpus[index] if self.server_cpus else ()
