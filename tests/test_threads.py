@@ -70,6 +70,7 @@ def test_overlapped_generation_splits_the_cores_between_the_sides() -> None:
     assert (plan.server, plan.learner) == (2, 2)
     inproc = plan_threads(Layout(ranks=1), cores=CORES4, env=NO_ENV, overlap=True)
     assert (inproc.generator, inproc.learner) == (2, 2)
+    assert inproc.learner_cpus == ()  # one process: a pin would hold the generator too
 
 
 def test_gpu_learners_keep_spinning_openmp() -> None:

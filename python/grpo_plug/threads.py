@@ -208,18 +208,9 @@ def plan_threads(
     ``OMP_NUM_THREADS`` the user set. ``overlap``: generation runs while the learner
     trains, so the budget is split between them and each side pinned to its cores.
     """
-    env = os.environ if env is None else env
     cores = tuple(cores) if cores is not None else affinity()
+    budget, source, cap = _budget(cpu_threads, cores, os.environ if env is None else env)
     notes: list[str] = []
-    cap: int | None = None
-    if cpu_threads is not None:
-        budget, source = cpu_threads, f"cluster.cpu_threads={cpu_threads}"
-    else:
-        budget, source = len(cores), f"{len(cores)} cores this process may use ({_ranges(cores)})"
-        raw = env.get("OMP_NUM_THREADS", "")
-        if raw.isdigit() and int(raw) > 0:
-            cap = int(raw)
-            source += f", each process capped by OMP_NUM_THREADS={cap}"
     if budget > len(cores):
         notes.append(f"{budget} threads on {len(cores)} cores: processes will contend")
 
@@ -234,7 +225,7 @@ def plan_threads(
     if overlap and (servers or lay.in_process):
         gen_share = max(1, budget // 2)
         learn_share = max(1, budget - gen_share)
-        if len(cores) >= 2:
+        if len(cores) >= 2 and servers:  # in-process generation shares the learner's pin
             cut = max(1, len(cores) * gen_share // budget)
             server_cores, learner_cpus = cores[:cut], cores[cut:]
     learner = fit(learn_share // ranks)
@@ -267,6 +258,19 @@ def plan_threads(
         notes=tuple(notes),
         key=_key(lay, cpu_threads),
     )
+
+
+def _budget(
+    cpu_threads: int | None, cores: Sequence[int], env: Mapping[str, str]
+) -> tuple[int, str, int | None]:
+    """(threads in all, where that came from, a per-process cap the user set)."""
+    if cpu_threads is not None:
+        return cpu_threads, f"cluster.cpu_threads={cpu_threads}", None
+    source = f"{len(cores)} cores this process may use ({_ranges(cores)})"
+    raw = env.get("OMP_NUM_THREADS", "")
+    if raw.isdigit() and int(raw) > 0:
+        return len(cores), f"{source}, each process capped by OMP_NUM_THREADS={raw}", int(raw)
+    return len(cores), source, None
 
 
 def plan_for(cfg: TrainConfig, *, gpu: bool | None = None) -> ThreadPlan:
