@@ -17,6 +17,7 @@ import pytest
 
 from grpo_plug import config as cfgmod
 from grpo_plug import threads
+from grpo_plug.metrics import names as mn
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.backend import server_specs
 from grpo_plug.threads import Layout, plan_threads
@@ -275,3 +276,31 @@ def test_training_starts_with_the_plan_and_the_warning(stranger: int, tmp_path: 
     assert "warning: other processes kept" in said, said
     events = (res.log_dir / "events.jsonl").read_text()
     assert '"kind": "warning"' in events and "other processes kept" in events
+    assert res.metrics[mn.CPU_OTHERS_BUSY] > 0 and res.metrics[mn.CPU_THREADS] >= 1
+
+
+def test_adaptive_threads_leave_the_cores_others_use() -> None:
+    plan = plan_threads(Layout(ranks=1), cores=(0, 1), env=NO_ENV)
+    adaptive = threads.Adaptive(plan)
+    assert [adaptive.fit(2, busy) for busy in (0.0, 0.4, 0.6, 1.0, 1.9, 2.0)] == [2, 2, 1, 1, 1, 1]
+    assert adaptive.fit(1, 0.0) == 1  # never above the plan
+
+
+def test_adaptive_threads_follow_a_busy_stranger(stranger: int) -> None:
+    import torch
+
+    class Backend:
+        threads = 0
+
+    plan = threads.plan_for(cfgmod.load(preset="cpu"))
+    adaptive = threads.Adaptive(plan)
+    before = torch.get_num_threads()
+    try:
+        time.sleep(1.0)
+        got = adaptive.step(Backend)
+        assert got[mn.CPU_OTHERS_BUSY] >= 0.05  # the stranger, at least
+        want = adaptive.fit(plan.learner, got[mn.CPU_OTHERS_BUSY])
+        assert got[mn.CPU_THREADS] == torch.get_num_threads() == want
+        assert Backend.threads == adaptive.fit(plan.generator, got[mn.CPU_OTHERS_BUSY])
+    finally:
+        torch.set_num_threads(before)

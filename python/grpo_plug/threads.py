@@ -31,6 +31,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from grpo_plug.metrics import names as mn
+
 if TYPE_CHECKING:
     from grpo_plug.config import TrainConfig
 
@@ -400,37 +402,78 @@ def _own_tree(root: int) -> set[int]:
     return {root}
 
 
-def busy_elsewhere(cores: Sequence[int] | None = None, seconds: float = 0.5) -> Busy:
-    """CPU time that processes outside this one's tree spent, over ``seconds``, that may
-    run on ``cores`` (default: this process's affinity)."""
+def _others_cpu(cores: Sequence[int]) -> dict[int, tuple[str, float]]:
+    """pid -> (name, CPU seconds so far) of every process that may run on ``cores``,
+    this process's tree left out."""
     import psutil
 
-    cores = tuple(cores) if cores is not None else affinity()
-    mine = set(cores)
+    mine, skip = set(cores), _own_tree(os.getpid())
+    out = {}
+    for p in psutil.process_iter(["name", "cpu_times", "cpu_affinity"]):
+        info = p.info
+        times, aff = info.get("cpu_times"), info.get("cpu_affinity")
+        if p.pid in skip or times is None or (aff and not mine.intersection(aff)):
+            continue
+        out[p.pid] = (str(info.get("name") or "?"), times.user + times.system)
+    return out
 
-    def sample() -> dict[int, tuple[str, float]]:
-        out = {}
-        for p in psutil.process_iter(["name", "cpu_times", "cpu_affinity"]):
-            info = p.info
-            times, aff = info.get("cpu_times"), info.get("cpu_affinity")
-            if times is None or (aff and not mine.intersection(aff)):
-                continue
-            out[p.pid] = (str(info.get("name") or "?"), times.user + times.system)
-        return out
 
-    before, t0 = sample(), time.monotonic()
-    time.sleep(seconds)
-    after, wall = sample(), time.monotonic() - t0
-    skip = _own_tree(os.getpid())
+def _used(
+    before: Mapping[int, tuple[str, float]], after: Mapping[int, tuple[str, float]], wall: float
+) -> list[tuple[int, str, float]]:
+    """(pid, name, cores used) between two samples, busiest first."""
     used = [
         (pid, name, (t - before[pid][1]) / wall)
         for pid, (name, t) in after.items()
-        if pid in before and pid not in skip
+        if pid in before
     ]
-    used.sort(key=lambda x: -x[2])
+    return sorted(used, key=lambda x: -x[2])
+
+
+def busy_elsewhere(cores: Sequence[int] | None = None, seconds: float = 0.5) -> Busy:
+    """CPU time that processes outside this one's tree spent, over ``seconds``, that may
+    run on ``cores`` (default: this process's affinity)."""
+    cores = tuple(cores) if cores is not None else affinity()
+    before, t0 = _others_cpu(cores), time.monotonic()
+    time.sleep(seconds)
+    after, wall = _others_cpu(cores), time.monotonic() - t0
+    used = _used(before, after, wall)
     total = sum(c for _, _, c in used)
     top = tuple((pid, name, c) for pid, name, c in used if c >= 0.05)
     return Busy(min(total, float(len(cores))), len(cores), wall, top)
+
+
+class Adaptive:
+    """Each step, the torch threads of a one-rank CPU learner (and its in-process
+    generator): the plan's, lowered to the cores other processes left free during the
+    last step (``cluster.adapt_threads``). Two runs on two cores then settle at one
+    thread each instead of four threads taking turns on two cores."""
+
+    def __init__(self, plan: ThreadPlan) -> None:
+        self.plan = plan
+        self._last, self._t = _others_cpu(plan.cores), time.monotonic()
+
+    def others(self) -> float:
+        """Cores other processes kept busy since the last call."""
+        now, t = _others_cpu(self.plan.cores), time.monotonic()
+        used = _used(self._last, now, max(t - self._t, 1e-3))
+        self._last, self._t = now, t
+        return min(sum(c for _, _, c in used), float(len(self.plan.cores)))
+
+    def fit(self, limit: int, others: float) -> int:
+        free = len(self.plan.cores) - others
+        return max(1, min(limit, int(free + 0.5)))
+
+    def step(self, backend: object) -> dict[str, float]:
+        """Set the threads for the coming step; the figures to log."""
+        import torch
+
+        others = self.others()
+        learner = self.fit(self.plan.learner, others)
+        torch.set_num_threads(learner)
+        if self.plan.generator and hasattr(backend, "threads"):
+            backend.threads = self.fit(self.plan.generator, others)
+        return {mn.CPU_THREADS: float(learner), mn.CPU_OTHERS_BUSY: others}
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:

@@ -135,8 +135,10 @@ class Trainer:
         self.device = str(self.info.device)
         seed_all(cfg.seed)
         self.threads = use_thread_plan(cfg)
-        # Sampled while the model loads; said at the start of train().
-        self.load_check = threads.BusyCheck(self.threads.cores)
+        self.load_check = threads.BusyCheck(self.threads.cores)  # said when train() starts
+        one_cpu_rank = self.info.device.type == "cpu" and not self.info.distributed
+        adapt = cfg.cluster.adapt_threads and one_cpu_rank
+        self.adaptive = threads.Adaptive(self.threads) if adapt else None
 
         # Components by name, validated before any heavy work.
         tasks = self.host.tasks()
@@ -318,6 +320,7 @@ class Trainer:
     def step(self, batch: Sequence[Example], epoch: int) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
+        cpu = self.adaptive.step(self.backend) if self.adaptive else {}
         # Sampling noise depends only on (seed, step), so a resumed run samples the same.
         torch.manual_seed(cfg.seed * 1_000_003 + self.global_step)
 
@@ -372,6 +375,7 @@ class Trainer:
             mn.TIME_STEP: t4 - t0,
             mn.GEN_TOKENS_PER_S: float(lens.sum() / max(got.seconds_rollout, 1e-9)),
             mn.PEAK_RSS_GB: peak_rss_gb(),
+            **cpu,
             **rollout_stats,
         }
 

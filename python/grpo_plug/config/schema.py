@@ -45,6 +45,12 @@ class ClusterConfig:
         "each process capped by OMP_NUM_THREADS if set.",
         ge=1,
     )
+    adapt_threads: bool = _f(
+        True,
+        "One-rank CPU runs: before each step, lower the learner's and in-process "
+        "generation's torch threads to the cores other processes left free during the "
+        "last step (never above the plan); logged as perf/cpu_threads.",
+    )
 
 
 @dataclass
