@@ -13,8 +13,9 @@ Step 1 (first-touch costs) is left out; a run's figure is the median of its othe
 steps, the table's the median over ``--repeats``. Take the figures on a quiet machine
 (``uptime``): other processes on the cores are what (a) is about.
 
-``--env GOMP_SPINCOUNT=300000`` gives every run OpenMP's spinning default back (a wait
-policy set by the user wins over the thread plan's), for a before/after comparison.
+Before/after: ``--env GOMP_SPINCOUNT=300000`` gives every run OpenMP's spinning default
+back (a wait policy the user sets wins over the thread plan's), and
+``--set cluster.adapt_threads=false`` keeps every run at the plan's thread count.
 ``--set KEY=VALUE`` adds config overrides, e.g. a smaller smoke run:
 ``--steps 2 --repeats 1 --set train_dataset.batch_size=2 --set gconfig.n_samples=2``.
 """
@@ -43,6 +44,7 @@ PHASES = (
     ("sync", mn.TIME_WEIGHT_SYNC),
     ("verify", mn.weight_sync_phase("verify")),
     ("gen tok/s", mn.GEN_TOKENS_PER_S),
+    ("threads", mn.CPU_THREADS),  # cluster.adapt_threads' choice
 )
 
 
@@ -101,25 +103,27 @@ def over_repeats(runs: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 def pair(args: argparse.Namespace) -> list[str]:
-    solo, duo = [], []
+    runs: dict[str, list[dict[str, float]]] = {"alone": [], "two at once: run a": []}
+    runs["two at once: run b"] = []
     for r in range(args.repeats):
-        p = start(f"solo{r}", [], args)
-        finish([p], args.out)
-        solo.append(medians(metrics(args.out, f"solo{r}"))["s/step"])
-        ps = [start(f"pair{r}_{k}", [], args) for k in "ab"]
-        finish(ps, args.out)
-        duo.append([medians(metrics(args.out, f"pair{r}_{k}"))["s/step"] for k in "ab"])
-    s = statistics.median(solo)
-    a, b = (statistics.median(d[k] for d in duo) for k in (0, 1))
-    return [
-        "(a) one cpu-preset run alone vs two at once (seconds per step, median of repeats)",
-        "| case | s/step | x solo |",
-        "|---|---|---|",
-        f"| alone | {s:.2f} | 1.00 |",
-        f"| two at once: run a | {a:.2f} | {a / s:.2f} |",
-        f"| two at once: run b | {b:.2f} | {b / s:.2f} |",
-        f"per repeat: alone {fmt(solo)}; pairs {[fmt(d) for d in duo]}",
+        finish([start(f"solo{r}", [], args)], args.out)
+        runs["alone"].append(medians(metrics(args.out, f"solo{r}")))
+        finish([start(f"pair{r}_{k}", [], args) for k in "ab"], args.out)
+        for k in "ab":
+            runs[f"two at once: run {k}"].append(medians(metrics(args.out, f"pair{r}_{k}")))
+    solo = statistics.median(m["s/step"] for m in runs["alone"])
+    lines = [
+        "(a) one cpu-preset run alone vs two at once (median over steps 2.. and repeats)",
+        "| case | s/step | x alone | torch threads |",
+        "|---|---|---|---|",
     ]
+    for case, ms in runs.items():
+        m = over_repeats(ms)
+        lines.append(
+            f"| {case} | {m['s/step']:.2f} | {m['s/step'] / solo:.2f} | {cell(m, 'threads')} |"
+        )
+    per = {case: fmt([m["s/step"] for m in ms]) for case, ms in runs.items()}
+    return [*lines, f"s/step per repeat: {per}"]
 
 
 def backends(args: argparse.Namespace) -> list[str]:
