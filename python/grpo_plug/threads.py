@@ -41,6 +41,7 @@ PLAN_ENV = "GRPO_PLUG_THREAD_PLAN"
 # back-to-back ops keep their workers, and a core is yielded within ~10 us.
 PASSIVE_SPINCOUNT = 1000
 BUSY_WARN_CORES = 0.5  # other processes using this much of the run's cores: warn
+ADAPT_EVERY_S = 2.0  # cluster.adapt_threads looks at the load at most this often
 
 
 @dataclass(frozen=True)
@@ -449,9 +450,11 @@ class Adaptive:
     last step (``cluster.adapt_threads``). Two runs on two cores then settle at one
     thread each instead of four threads taking turns on two cores."""
 
-    def __init__(self, plan: ThreadPlan) -> None:
+    def __init__(self, plan: ThreadPlan, every: float = ADAPT_EVERY_S) -> None:
         self.plan = plan
+        self.every = every
         self._last, self._t = _others_cpu(plan.cores), time.monotonic()
+        self._figures: dict[str, float] = {}
 
     def others(self) -> float:
         """Cores other processes kept busy since the last call."""
@@ -468,12 +471,15 @@ class Adaptive:
         """Set the threads for the coming step; the figures to log."""
         import torch
 
+        if self._figures and time.monotonic() - self._t < self.every:
+            return self._figures  # short steps: a sample costs ~25 ms, keep the last
         others = self.others()
         learner = self.fit(self.plan.learner, others)
         torch.set_num_threads(learner)
         if self.plan.generator and hasattr(backend, "threads"):
             backend.threads = self.fit(self.plan.generator, others)
-        return {mn.CPU_THREADS: float(learner), mn.CPU_OTHERS_BUSY: others}
+        self._figures = {mn.CPU_THREADS: float(learner), mn.CPU_OTHERS_BUSY: others}
+        return self._figures
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
