@@ -49,7 +49,8 @@ class ClusterConfig:
         True,
         "One-rank CPU runs: before each step, lower the learner's and in-process "
         "generation's torch threads to the cores other processes left free during the "
-        "last step (never above the plan); logged as perf/cpu_threads.",
+        "last step (never above the plan); logged as perf/cpu_threads. Another thread "
+        "count sums floats in another order: set false where runs must repeat bit for bit.",
     )
 
 
