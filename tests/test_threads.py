@@ -78,6 +78,7 @@ def test_gpu_learners_keep_spinning_openmp() -> None:
     plan = plan_threads(Layout(ranks=4, gpu=True), cores=tuple(range(32)), env=NO_ENV)
     assert plan.learner == 8 and not plan.passive
     assert "OMP_WAIT_POLICY" not in plan.learner_env()
+    assert threads.child_env(plan, {"PATH": "/bin"}) == {"PATH": "/bin"}  # torchrun decides
 
 
 def test_layout_follows_the_allocation() -> None:

@@ -62,6 +62,7 @@ class ThreadPlan:
     learner_cpus: tuple[int, ...] = ()  # pin of every learner rank (() = none)
     notes: tuple[str, ...] = field(default=())
     key: str = ""  # the layout and budget it was made for (an inherited plan must match)
+    gpu: bool = False  # learners on GPUs: their processes' environment is left alone
 
     # ------------------------------------------------------------ environments
 
@@ -260,6 +261,7 @@ def plan_threads(
         learner_cpus=learner_cpus,
         notes=tuple(notes),
         key=_key(lay, cpu_threads),
+        gpu=lay.gpu,
     )
 
 
@@ -295,7 +297,9 @@ def _key(lay: Layout, cpu_threads: int | None) -> str:
 
 def child_env(plan: ThreadPlan, base: Mapping[str, str]) -> dict[str, str]:
     """``base`` with a learner process's settings from ``plan``; a wait policy the
-    user set in ``base`` is kept."""
+    user set in ``base`` is kept. GPU runs: ``base`` as it is."""
+    if plan.gpu:  # torchrun's and SGLang's own defaults stand
+        return dict(base)
     keep = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
     return {
         **base,
@@ -310,7 +314,7 @@ def exported(plan: ThreadPlan) -> Iterator[None]:
     library loads); the processes started inside inherit it. A wait policy the user
     set is kept."""
     before = {k: os.environ.get(k) for k in plan.learner_env()}
-    os.environ.update(child_env(plan, os.environ))
+    os.environ.update(child_env(plan, dict(os.environ)))
     try:
         yield
     finally:
