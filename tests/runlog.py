@@ -55,6 +55,7 @@ def write_run(
         backend="hf",
         attention="shared_prompt",
         devices="cpu x2",
+        threads="threads learner 1x2, gen 2 (budget 2, passive wait)",
         total_steps=total,
         zero_reward_steps=zero_reward_steps,
         resumed_from=None,

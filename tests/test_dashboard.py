@@ -59,6 +59,7 @@ def test_bigger_terminal_shows_more_history(tmp_path: Path) -> None:
     assert len(big) == 50 and all(len(line) <= 160 for line in big)
     rows = [line for line in big if line.strip("│ ").split(" ")[0].isdigit()]
     assert len(rows) == 12  # every step fits
+    assert "threads learner 1x2, gen 2 (budget 2, passive wait)" in big[1]  # the header
     assert sum(1 for line in small if line.strip("│ ").split(" ")[0].isdigit()) < 12
 
 

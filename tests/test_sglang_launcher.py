@@ -225,3 +225,21 @@ def test_sglang_is_found_in_its_own_venv_whose_python_links_to_ours() -> None:
     # uv venvs link bin/python to one base interpreter: resolving the link would wrongly
     # make .venv-sglang's python "this" one.
     assert sglang_importable(sglang_python())
+
+
+def test_weight_sync_probes_skip_parameters_too_big_to_read_back() -> None:
+    import torch
+
+    from grpo_plug.weight_sync.disk import PROBE_MAX_ELEMENTS, probe_names
+
+    model = torch.nn.ModuleDict(
+        {
+            "embed": torch.nn.Embedding(PROBE_MAX_ELEMENTS // 64 + 1, 64),  # one row too many
+            "q": torch.nn.Linear(64, 64, bias=False),
+            "mlp": torch.nn.Linear(64, 256, bias=False),
+            "norm": torch.nn.LayerNorm(64, bias=False),
+        }
+    )
+    assert probe_names(model) == ["q.weight", "mlp.weight", "norm.weight"]
+    huge = torch.nn.ModuleDict({"a": torch.nn.Embedding(PROBE_MAX_ELEMENTS + 1, 2)})
+    assert probe_names(huge) == ["a.weight"]  # nothing small: the smallest one

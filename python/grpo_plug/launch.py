@@ -345,7 +345,10 @@ def run_learners(
     env: Mapping[str, str] | None = None,
 ) -> int:
     """Start this node's learner ranks under torchrun and wait for them; the exit code."""
-    env = dict(os.environ if env is None else env)
+    from grpo_plug import threads
+
+    # The ranks share this node's cores (torchrun would give each one thread).
+    env = threads.child_env(threads.plan_for(cfg), os.environ if env is None else env)
     node = this_node(cfg, env)
     the_plan = plan(cfg, train_args, env)
     proc = the_plan.learner(node)

@@ -97,10 +97,17 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve(cfg: TrainConfig, *, device: str | None = None) -> RunPlan:
-    """The plan of ``cfg`` (already validated) on this machine."""
+def allocation_of(cfg: TrainConfig) -> tuple[Allocation | None, int]:
+    """(the SGLang layout or None when colocated, learner ranks over all nodes): the part
+    of the plan that needs no torch (the thread plan is made before torch loads)."""
     alloc = parse_allocation(cfg.allocation_mode)
     ranks = alloc.train_dp if alloc is not None else (colocated_ranks(cfg.allocation_mode) or 1)
+    return alloc, ranks
+
+
+def resolve(cfg: TrainConfig, *, device: str | None = None) -> RunPlan:
+    """The plan of ``cfg`` (already validated) on this machine."""
+    alloc, ranks = allocation_of(cfg)
     one_gpu = cfg.cluster.n_gpus_per_node == 1 and cfg.cluster.n_nodes == 1
     shared = alloc is not None and one_gpu and alloc.gen_gpus == 1 and alloc.train_dp == 1
     ckpt_dir, log_dir = run_dirs(cfg)

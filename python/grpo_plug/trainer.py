@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from grpo_plug import config as cfgmod
-from grpo_plug import core, group_sampling
+from grpo_plug import core, group_sampling, threads
 from grpo_plug.config import DatasetConfig, TrainConfig
 from grpo_plug.data.prompts import build_prompt
 from grpo_plug.data.tasks import build_task, load_examples
@@ -53,7 +53,7 @@ from grpo_plug.evaluation import EvalResult, evaluate, write_jsonl
 from grpo_plug.faults import fault_point
 from grpo_plug.learner import Learner, LearnerBatch, dist
 from grpo_plug.learner.actor import resolve_attention
-from grpo_plug.learner.ranks import LearnerRanks, seed_all
+from grpo_plug.learner.ranks import LearnerRanks, seed_all, use_thread_plan
 from grpo_plug.metrics import names as mn
 from grpo_plug.metrics.emit import RunEvents
 from grpo_plug.metrics.fanout import (
@@ -133,6 +133,11 @@ class Trainer:
         self.events = RunEvents(self.log_dir)
         self.device = str(self.info.device)
         seed_all(cfg.seed)
+        self.threads = use_thread_plan(cfg)
+        self.load_check = threads.BusyCheck(self.threads.cores)  # said when train() starts
+        one_cpu_rank = self.info.device.type == "cpu" and not self.info.distributed
+        adapt = cfg.cluster.adapt_threads and one_cpu_rank
+        self.adaptive = threads.Adaptive(self.threads) if adapt else None
 
         # Components by name, validated before any heavy work.
         tasks = self.host.tasks()
@@ -253,13 +258,15 @@ class Trainer:
                 "server_restarts": self.server_restarts,
             }
         self.events.health(rss_gb=metrics[mn.PEAK_RSS_GB], gpu_gb=gpu_memory_gb(), **servers)
-        warning = self.watchdog.observe(metrics[mn.TASK_REWARD], metrics)
-        if warning is not None:
-            self.events.warning(warning)
-            self.message(f"warning: {warning}")
+        self.warn(self.watchdog.observe(metrics[mn.TASK_REWARD], metrics))
 
     def message(self, text: str) -> None:
         self.fanout.message(text)
+
+    def warn(self, text: str | None) -> None:
+        if text is not None:
+            self.events.warning(text)
+            self.message(f"warning: {text}")
 
     def log(self, metrics: dict[str, float], epoch: int) -> None:
         self.fanout.log(metrics, self.global_step, epoch)
@@ -328,6 +335,7 @@ class Trainer:
     def step(self, batch: Sequence[Example], epoch: int) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
+        cpu = self.adaptive.step(self.backend) if self.adaptive else {}
         # Sampling noise depends only on (seed, step), so a resumed run samples the same.
         torch.manual_seed(cfg.seed * 1_000_003 + self.global_step)
 
@@ -381,6 +389,7 @@ class Trainer:
             mn.TIME_STEP: t4 - t0,
             mn.GEN_TOKENS_PER_S: float(lens.sum() / max(got.seconds_rollout, 1e-9)),
             mn.PEAK_RSS_GB: peak_rss_gb(),
+            **cpu,
             **rollout_stats,
         }
 
@@ -483,7 +492,7 @@ class Trainer:
         return summary
 
     def announce(self) -> None:
-        """The run header the dashboard and ``watch`` show."""
+        """The run header the dashboard and ``watch`` show; the CPU threads and load."""
         cfg = self.cfg
         self.events.run(
             experiment=cfg.experiment_name,
@@ -494,6 +503,7 @@ class Trainer:
             weight_sync=self.weight_sync.name,
             attention=self.learner.attention,
             devices=dist.describe(self.info),
+            threads=self.threads.summary(),
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch,
             zero_reward_steps=cfg.rollout.zero_reward_steps,
@@ -501,6 +511,8 @@ class Trainer:
             resumed_from=self.global_step if self.resumed_from is not None else None,
             pid=os.getpid(),
         )
+        self.message(f"CPU {self.threads.summary()}")
+        self.warn(self.load_check.warning())  # other processes busy on our cores
 
     def close(self) -> None:
         try:

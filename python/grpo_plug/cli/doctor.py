@@ -222,6 +222,22 @@ def sglang_check() -> Row:
     )
 
 
+def cpu_load_check(seconds: float = 1.0) -> Row:
+    """Other processes busy on the cores a run here would use (a 2-core machine
+    shared with another training run makes both crawl)."""
+    from grpo_plug import threads
+
+    try:
+        busy = threads.busy_elsewhere(seconds=seconds)
+    except Exception as e:  # no /proc, no psutil: say so, never fail doctor
+        return ("cpu load", "warn", f"cannot sample it ({type(e).__name__}: {e})", "")
+    detail = f"others use {busy.cores_busy:.1f} of {busy.cores} cores (over {busy.seconds:.1f}s)"
+    warning = busy.warning()
+    if warning is None:
+        return ("cpu load", "ok", detail, "")
+    return ("cpu load", "warn", warning, "")
+
+
 def wandb_check() -> Row:
     from grpo_plug.metrics.loggers import wandb_has_credentials
 
@@ -246,6 +262,7 @@ def doctor_checks(fileroot: str, cfg: TrainConfig | None = None) -> list[Row]:
         disk_check(fileroot),
         embedded_model_check(),
         sglang_check(),
+        cpu_load_check(),
         wandb_check(),
     ]
 

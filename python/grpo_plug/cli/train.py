@@ -43,25 +43,50 @@ def train(
     debug: DebugOpt = False,
 ) -> None:
     """Train with GRPO: `grpo-plug train --preset cpu` runs anywhere, no GPU needed."""
-    from grpo_plug.cli import interactive
+    from grpo_plug import launch, threads
 
     debug = debug or wants_debug()
-
     tui = metric_commands.wants_tui(sys.stdout, no_tui)
+    name = preset if preset or config else "cpu"
     try:
-        name = preset if preset or config else "cpu"
         cfg = cfgmod.load(preset=name, config_file=config, overrides=overrides or [])
-        from grpo_plug import launch
-
         source = ["--config", str(config)] if config else ["--preset", name]
         train_args = [*source, *(overrides or []), *(["--no-tui"] if no_tui else [])]
+        thread_plan = threads.plan_for(cfg)
         if dry_run:
-            out.print(escape(launch.describe(launch.plan(cfg, train_args))), highlight=False)
             from grpo_plug.plan import resolve as resolve_plan
 
             plan_lines = "\n".join(f"  {line}" for line in resolve_plan(cfg).lines())
-            out.print(escape(f"run plan:\n{plan_lines}"), highlight=False)
+            text = (
+                f"{launch.describe(launch.plan(cfg, train_args))}\n{thread_plan.describe()}\n"
+                f"run plan:\n{plan_lines}"
+            )
+            out.print(escape(text), highlight=False)
             return
+    except GrpoPlugError as e:
+        if debug:
+            raise
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    # Before torch loads (OpenMP reads its wait policy once); undone after the run.
+    with threads.exported(thread_plan):
+        _train(cfg, name, config, train_args, tui=tui, debug=debug)
+
+
+def _train(
+    cfg: cfgmod.TrainConfig,
+    name: str | None,
+    config: Path | None,
+    train_args: list[str],
+    *,
+    tui: bool,
+    debug: bool,
+) -> None:
+    """Start torchrun's ranks, follow rank 0, or train here; one line per error."""
+    from grpo_plug import launch
+    from grpo_plug.cli import interactive
+
+    try:
         if launch.needs_torchrun(cfg):  # more than one learner rank: torchrun starts them
             _run_learners(cfg, train_args)
             return

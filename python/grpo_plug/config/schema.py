@@ -35,6 +35,21 @@ class ClusterConfig:
     fileroot: str = _f("outputs/grpo", "Root folder for checkpoints and logs.")
     n_nodes: int = _f(1, "Number of machines.", ge=1)
     n_gpus_per_node: int = _f(0, "GPUs per machine (0 = CPU only).", ge=0)
+    cpu_threads: int | None = _f(
+        None,
+        "CPU threads this run may use on each machine, shared out among the learner ranks, "
+        "in-process generation and local SGLang CPU servers (`grpo-plug train --dry-run` "
+        "prints the split); null = the cores this process may run on (its affinity mask), "
+        "each process capped by OMP_NUM_THREADS if set.",
+        ge=1,
+    )
+    adapt_threads: bool = _f(
+        True,
+        "One-rank CPU runs: before each step, lower the learner's and in-process "
+        "generation's torch threads to the cores other processes left free during the "
+        "last step (never above the plan); logged as perf/cpu_threads. Another thread "
+        "count sums floats in another order: set false where runs must repeat bit for bit.",
+    )
 
 
 @dataclass

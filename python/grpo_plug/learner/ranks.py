@@ -14,7 +14,6 @@ step and resume refresh (one gather). It costs a second copy of the weights on r
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from grpo_plug import threads
 from grpo_plug.config import TrainConfig
 from grpo_plug.learner import dist, fsdp
 from grpo_plug.learner import state as learner_state
@@ -129,14 +129,20 @@ class LearnerRanks:
 
 
 def seed_all(seed: int) -> None:
-    """Seed every generator; on CPU also share the cores among this node's ranks."""
+    """Seed every generator."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if not torch.cuda.is_available():
-        # Cores this process may use (taskset/cgroups), not the machine's.
-        cores = len(os.sched_getaffinity(0)) or 1
-        torch.set_num_threads(max(1, cores // dist.local_world_size()))
+
+
+def use_thread_plan(cfg: TrainConfig) -> threads.ThreadPlan:
+    """This rank's share of the CPU (:mod:`grpo_plug.threads`): torch's thread counts
+    and pin on a CPU learner, before the model loads."""
+    gpu = torch.cuda.is_available()
+    plan = threads.plan_for(cfg, gpu=gpu)
+    if not gpu:
+        threads.apply_learner(plan)
+    return plan
 
 
 def follow(cfg: TrainConfig) -> None:
@@ -149,6 +155,7 @@ def follow(cfg: TrainConfig) -> None:
         raise RuntimeError("rank 0 runs the trainer, not follow()")
     dist.init(info)
     seed_all(cfg.seed)
+    use_thread_plan(cfg)
     total_steps = dist.broadcast(0, info)
     group = LearnerRanks(Learner(cfg, total_steps, info), run_dirs(cfg)[0])
     try:

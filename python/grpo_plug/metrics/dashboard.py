@@ -65,6 +65,8 @@ def header(st: RunState) -> Text:
         (f"  attention {i['attention']}" if i.get("attention") else "", ""),
         (f"  {i.get('devices', '')}  {model}", ""),
     ]
+    if i.get("threads"):
+        parts.append((f"  {i['threads']}", "dim"))
     if i.get("resumed_from") is not None:
         parts.append((f"  resumed from step {i['resumed_from']}", "yellow"))
     return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")

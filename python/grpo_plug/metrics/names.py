@@ -28,6 +28,8 @@ POLICY_VERSION = "grpo_actor/policy_version"
 GEN_TOKENS_PER_S = "grpo_actor/gen_tokens_per_s"
 EVAL_ACCURACY = "grpo-eval/task_reward/avg"
 PEAK_RSS_GB = "perf/peak_rss_gb"
+CPU_THREADS = "perf/cpu_threads"  # the learner's torch threads this step (adapt_threads)
+CPU_OTHERS_BUSY = "perf/cpu_others_busy"  # cores other processes used in the last step
 
 # The rollout layer's counters (per step) and the servers' health.
 ROLLOUT_REQUESTS = "rollout/requests"  # attempts sent, resubmissions included

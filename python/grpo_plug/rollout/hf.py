@@ -41,6 +41,7 @@ from grpo_plug.config import TrainConfig
 from grpo_plug.faults import fault_point
 from grpo_plug.padding import cache_kwarg, pad_batch
 from grpo_plug.plan import resolve as resolve_plan
+from grpo_plug.threads import plan_for, torch_threads
 from grpo_plug.types import (
     FinishReason,
     GenerationRequest,
@@ -177,12 +178,16 @@ class HFBackend(ReportsProgress):
         sample_dtype: torch.dtype | None = None,
         cache: CacheKind = "prealloc",
         draw: Draw = "cdf",
+        threads: int = 0,
     ) -> None:
         """``sample_dtype``: sample with a copy of ``model`` in that dtype (``None`` or
         the model's own dtype: with ``model`` itself). ``cache``: ``dynamic`` is
         transformers' growing cache, kept as the reference the tests compare with;
-        ``draw``: ``multinomial`` is the former sampler, kept for the benchmark."""
+        ``draw``: ``multinomial`` is the former sampler, kept for the benchmark.
+        ``threads``: torch threads while generating (0 = the caller's; the thread plan
+        gives rank 0 every core while the other learner ranks wait)."""
         self.model = model
+        self.threads = threads
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.cache_kind: CacheKind = cache
@@ -233,6 +238,10 @@ class HFBackend(ReportsProgress):
         return await asyncio.to_thread(self.generate, requests)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]:
+        with torch_threads(self.threads):
+            return self._generate(requests)
+
+    def _generate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]:
         out: list[list[Sample]] = [[] for _ in requests]
         # Chunks of whole requests with equal sampling params, <= max_batch_size rows each.
         by_params: dict[tuple[SamplingParams, int], list[int]] = {}
@@ -353,4 +362,5 @@ def make_hf_backend(cfg: TrainConfig, ctx: RolloutContext) -> HFBackend:
         ctx.tokenizer,
         max_batch_size=cfg.rollout.max_batch_size,
         sample_dtype=dtype,
+        threads=plan_for(cfg, gpu=False).generator if ctx.device == "cpu" else 0,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shlex
 import sys
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 
+from grpo_plug import threads
 from grpo_plug.config import TrainConfig
 from grpo_plug.errors import RequestFailed, ServerError
 from grpo_plug.metrics import names as mn
@@ -424,10 +426,14 @@ def server_specs(
     tp = alloc.gen_tp if alloc else 1
     device = device or launch_device(cfg)
     python = cfg.sglang.python or sys.executable
+    plan = cpu_thread_plan(cfg, n * tp) if device == "cpu" else None
     specs = []
     for i in range(n):
         port = pick_port()
         gpus = tuple(range(i * tp, (i + 1) * tp)) if device == "cuda" else ()
+        # A tensor-parallel server's workers share its pin and thread count.
+        workers = range(i * tp, (i + 1) * tp)
+        pin = tuple(c for k in workers for c in plan.server_pin(k)) if plan else ()
         specs.append(
             srv.ServerSpec(
                 python=python,
@@ -437,9 +443,21 @@ def server_specs(
                 device=device,
                 gpu_ids=gpus,
                 args=launch_args(cfg, i, device),
+                thread_env=tuple(plan.server_env(i * tp).items()) if plan else (),
+                cpus=pin,
             )
         )
     return specs
+
+
+def cpu_thread_plan(cfg: TrainConfig, workers: int) -> threads.ThreadPlan:
+    """The run's thread plan, made for ``workers`` CPU server processes (a plan made
+    before the device was known may have counted them on a GPU)."""
+    plan = threads.plan_for(cfg)
+    if plan.servers != workers:
+        lay = dataclasses.replace(threads.layout(cfg, gpu=False), servers=workers)
+        plan = threads.plan_threads(lay, cpu_threads=cfg.cluster.cpu_threads)
+    return plan
 
 
 def make_sglang_backend(cfg: TrainConfig, ctx: RolloutContext) -> SGLangBackend:

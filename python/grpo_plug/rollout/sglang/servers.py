@@ -45,6 +45,10 @@ class ServerSpec:
     gpu_ids: tuple[int, ...] = ()
     args: tuple[str, ...] = ()  # further launch_server flags
     host: str = "127.0.0.1"
+    # From the run's thread plan (grpo_plug.threads): OpenMP settings, and the CPUs
+    # the server is pinned to (() = not pinned).
+    thread_env: tuple[tuple[str, str], ...] = ()
+    cpus: tuple[int, ...] = ()
 
     @property
     def addr(self) -> str:
@@ -67,11 +71,27 @@ class ServerSpec:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(CPU_SHIM), env.get("PYTHONPATH", "")) if p
             )
-            # Two threads beside another busy process cut throughput ~10x (CPU.md).
+            # Unplanned: one thread, as two spinning ones beside another busy process
+            # cut throughput ~10x (the plan makes OpenMP wait passively instead).
             env.setdefault("OMP_NUM_THREADS", "1")
+            env.update(self.thread_env)
         else:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpu_ids))
         return env
+
+    def preexec(self) -> Callable[[], None] | None:
+        """Runs in the child before exec (Linux): die with the trainer, take the pin."""
+        if sys.platform != "linux":
+            return None
+        cpus = self.cpus
+
+        def setup() -> None:
+            _die_with_parent()
+            if cpus:
+                with contextlib.suppress(OSError):  # a CPU gone offline: run unpinned
+                    os.sched_setaffinity(0, cpus)
+
+        return setup
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -147,7 +167,7 @@ def launch(spec: ServerSpec) -> Server:
             stdin=subprocess.DEVNULL,
             env=spec.env(),
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=spec.preexec(),
         )
     server = Server(spec, proc)
     with _LOCK:
