@@ -8,7 +8,7 @@ import pytest
 from grpo_plug.plugins import get_host, reset_host
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 @pytest.fixture()

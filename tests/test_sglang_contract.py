@@ -1,4 +1,4 @@
-"""Contract tests: every fixture in ../shared/sglang/examples is produced by the client
+"""Contract tests: every fixture in tests/fixtures/sglang is produced by the client
 (method, path and body, sent over real loopback HTTP) and its reply parsed by it."""
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from grpo_plug.rollout.sglang.client import (
 )
 from grpo_plug.rollout.sglang.client import generate_body as make_generate_body
 from grpo_plug.types import GenerationRequest, SamplingParams
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES
 
-EXAMPLES = SHARED / "sglang" / "examples"
+# Request/reply pairs of docs/sglang/CONTRACT.md.
+EXAMPLES = FIXTURES / "sglang"
 
 
 class Canned:

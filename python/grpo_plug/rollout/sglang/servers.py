@@ -69,7 +69,7 @@ class ServerSpec:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(CPU_SHIM), env.get("PYTHONPATH", "")) if p
             )
-            # Two threads beside another busy process cut throughput ~10x (CPU.md).
+            # Two threads beside another busy process cut throughput ~10x (docs/sglang/CPU.md).
             env.setdefault("OMP_NUM_THREADS", "1")
         else:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpu_ids))
