@@ -129,7 +129,8 @@ class LearnerGroup:
 
 
 def seed_all(seed: int) -> None:
-    """Seed every generator; on CPU also share the cores among this node's ranks."""
+    """Seed every generator; on CPU also share the cores among this node's ranks and
+    make the kernels run-to-run deterministic (:func:`deterministic_cpu`)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -137,6 +138,17 @@ def seed_all(seed: int) -> None:
         # Cores this process may use (taskset/cgroups), not the machine's.
         cores = len(os.sched_getaffinity(0)) or 1
         torch.set_num_threads(max(1, cores // dist.local_world_size()))
+        deterministic_cpu()
+
+
+def deterministic_cpu() -> None:
+    """Same seed, same machine, same bits. With more than one thread, the CPU backward
+    of ``x[idx]`` with repeated ``idx`` (index_put_ with accumulate: the shared-prompt
+    path's KV cache repeated per sample) adds floats with atomics in thread order, so
+    gradients differ in the last bits from run to run. The flag makes it serial (a few
+    MB of adds per step). ``warn_only``: an op with no deterministic CPU kernel warns,
+    naming itself, instead of stopping the run."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def follow(cfg: TrainConfig) -> None:
