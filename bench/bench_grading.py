@@ -4,7 +4,7 @@
 
 Builds --n realistic completions (seeded), 8 per prompt as in a GRPO rollout (the golds
 list repeats the prompt's answer object 8 times), from the GSM8K reference solutions in
-../shared/data/gsm8k: the solution's working with its calculator annotations removed,
+the package's bundled copy of GSM8K: the solution's working with its calculator annotations removed,
 ending in a boxed answer, "The answer is x.", a `#### x` line, a Markdown "Final
 Answer" block, plain prose whose last number is the answer, commas, dollars, decimals,
 fractions, hedged boxes, truncated completions and wrong numbers. Each completion has
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gzip
 import json
 import os
 import random
@@ -33,13 +34,11 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from grpo_plug import core
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+from grpo_plug.builtin.tasks import bundled_gsm8k
 
 # --------------------------------------------------------------------------------------
 # Completions
@@ -50,8 +49,8 @@ CALC = re.compile(r"<<[^>]*>>")
 
 def load_answers() -> list[str]:
     answers = []
-    for name in ("train.jsonl", "test.jsonl"):
-        with (DATA / name).open(encoding="utf-8") as fh:
+    for split in ("train", "test"):
+        with gzip.open(bundled_gsm8k(split), "rt", encoding="utf-8") as fh:
             answers.extend(json.loads(line)["answer"] for line in fh if line.strip())
     return answers
 

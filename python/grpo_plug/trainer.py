@@ -113,6 +113,9 @@ class Trainer:
         """``quiet``: status lines go only to the loggers and the event stream (the
         dashboard shows them), never straight to stderr."""
         self.cfg = cfg
+        # Before any component derives settings into cfg (make_hf_backend may switch
+        # actor.recompute_logprob on): what recover points store and compare.
+        self.given_config = cfgmod.to_dict(cfg)
         self.preset = preset
         self.quiet = quiet
         self.watchdog = ZeroRewardWatchdog(cfg.rollout.zero_reward_steps)
@@ -227,6 +230,7 @@ class Trainer:
             self.message,
             steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps,
+            config=self.given_config,
         )
         try:
             self.maybe_resume()

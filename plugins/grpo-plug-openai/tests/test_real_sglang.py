@@ -90,7 +90,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     python = sglang_python()
     root = tmp_path_factory.mktemp("openai-sglang")
     model = build_tiny_model(root / "tiny-model", hidden=64)  # run_training_step reuses it
-    shim = root / "cpu_shim"  # CPU.md: an empty common_ops satisfies sgl_kernel's import
+    # docs/sglang/CPU.md: an empty common_ops satisfies sgl_kernel's import
+    shim = root / "cpu_shim"
     shim.mkdir()
     (shim / "common_ops.py").write_text("")
     port = free_port()

@@ -10,5 +10,5 @@ from grpo_plug.types import TaskFactory
 
 @hookimpl
 def register_tasks(registry: ComponentRegistry[TaskFactory]) -> None:
-    registry.register("gsm8k", Gsm8kTask, description="GSM8K grade-school math (hub or file)")
+    registry.register("gsm8k", Gsm8kTask, description="GSM8K math (bundled, hub or file)")
     registry.register("arith", ArithTask, description="generated arithmetic word problems")

@@ -1,7 +1,8 @@
-"""Built-in tasks: GSM8K (hub or local file) and procedurally generated arithmetic."""
+"""Built-in tasks: GSM8K (bundled, hub or local file) and procedurally generated arithmetic."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from pathlib import Path
@@ -16,10 +17,24 @@ if TYPE_CHECKING:
 
 INSTRUCTION = "Please put your final answer within \\boxed{}."
 GSM8K_HUB_ID = "openai/gsm8k"
+# GSM8K's train and test splits (MIT, see LICENSE there), shipped so runs need no network.
+BUNDLED_GSM8K = Path(__file__).resolve().parent / "gsm8k"
+
+
+def bundled_gsm8k(split: str) -> Path:
+    """The packaged copy of GSM8K's ``split`` (``train`` or ``test``)."""
+    path = BUNDLED_GSM8K / f"{split}.jsonl.gz"
+    if not path.is_file():
+        have = sorted(p.name.removesuffix(".jsonl.gz") for p in BUNDLED_GSM8K.glob("*.jsonl.gz"))
+        raise DataError(
+            f"gsm8k has no split {split!r} in the bundled copy (have: {', '.join(have)}); "
+            "set the dataset's path to a local file or to the hub id openai/gsm8k"
+        )
+    return path
 
 
 def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(location, row) pairs from a JSONL or parquet file."""
+    """(location, row) pairs from a JSONL (optionally gzipped) or parquet file."""
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -30,7 +45,8 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
         table = pq.read_table(path)
         return [(f"{path}:row {i + 1}", r) for i, r in enumerate(table.to_pylist())]
     rows = []
-    with path.open(encoding="utf-8") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -53,7 +69,8 @@ def _field(where: str, row: dict[str, Any], *names: str) -> str:
 
 
 class Gsm8kTask:
-    """GSM8K: ``question`` and ``answer`` (gold after ``#### ``)."""
+    """GSM8K: ``question`` and ``answer`` (gold after ``#### ``). ``path`` unset: the
+    bundled copy; a hub id (``openai/gsm8k``): fetched from the Hugging Face hub."""
 
     name = "gsm8k"
 
@@ -62,10 +79,13 @@ class Gsm8kTask:
         self.seed = seed
 
     def _resolve(self) -> Path:
-        path = self.cfg.path or GSM8K_HUB_ID
+        if self.cfg.path is None:
+            return bundled_gsm8k(self.cfg.split)
+        path = self.cfg.path
         local = Path(path).expanduser()
         if local.is_dir():
-            local = local / f"{self.cfg.split}.jsonl"
+            plain = local / f"{self.cfg.split}.jsonl"
+            local = plain if plain.exists() else plain.with_name(plain.name + ".gz")
         if local.exists():
             return local
         if path != GSM8K_HUB_ID and ("/" not in path or path.startswith((".", "/", "~"))):

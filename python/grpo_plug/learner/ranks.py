@@ -129,10 +129,23 @@ class LearnerRanks:
 
 
 def seed_all(seed: int) -> None:
-    """Seed every generator."""
+    """Seed every generator; on CPU also make the kernels run-to-run deterministic
+    (:func:`deterministic_cpu`)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if not torch.cuda.is_available():
+        deterministic_cpu()
+
+
+def deterministic_cpu() -> None:
+    """Same seed, same machine, same thread count, same bits. With more than one thread,
+    the CPU backward of ``x[idx]`` with repeated ``idx`` (index_put_ with accumulate: the
+    shared-prompt path's KV cache repeated per sample) adds floats with atomics in thread
+    order, so gradients differ in the last bits from run to run. The flag makes it serial
+    (a few MB of adds per step). ``warn_only``: an op with no deterministic CPU kernel
+    warns, naming itself, instead of stopping the run."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def use_thread_plan(cfg: TrainConfig) -> threads.ThreadPlan:

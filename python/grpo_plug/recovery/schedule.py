@@ -56,8 +56,14 @@ class Checkpointer:
         *,
         steps_per_epoch: int,
         total_steps: int,
+        config: dict[str, Any] | None = None,
     ) -> None:
+        """``config``: the run's config as the user gave it, which recover points store
+        and compare (default: ``cfg`` now); settings derived on this machine (such as
+        ``actor.recompute_logprob`` for bf16 sampling) stay out of it, so the point
+        resumes on a machine that derives them otherwise."""
         self.cfg, self.ckpt_dir, self.group, self.tokenizer = cfg, ckpt_dir, group, tokenizer
+        self.config = cfgmod.to_dict(cfg) if config is None else config
         self.events, self.message = events, message
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
         self.last_recover_time = self.last_save_time = time.time()
@@ -97,7 +103,7 @@ class Checkpointer:
             self.message(f"no recover checkpoint at {where}; starting fresh")
             return None
         saved = json.loads((path / "state.json").read_text())
-        diffs = ckpt.config_diff(saved.get("config", {}), cfgmod.to_dict(self.cfg))
+        diffs = ckpt.config_diff(saved.get("config", {}), self.config)
         if diffs:
             raise CheckpointError(
                 f"recover checkpoint {path} was written with a different config: "
@@ -126,7 +132,7 @@ class Checkpointer:
             "epoch_step": global_step - epoch * self.steps_per_epoch,
             "accuracy_before": accuracy_before,
             "accuracy_after": accuracy_after,
-            "config": cfgmod.to_dict(self.cfg),
+            "config": self.config,
             "time": time.time(),
         }
         self.events.stage("save", global_step)

@@ -1,4 +1,4 @@
-"""SGLang's native HTTP API as the rollout backend uses it (../shared/sglang/CONTRACT.md).
+"""SGLang's native HTTP API as the rollout backend uses it (docs/sglang/CONTRACT.md).
 
 Pure functions build request bodies and parse replies (the contract tests feed them
 the fixtures); :class:`ServerClient` sends them, mapping failures to
