@@ -72,7 +72,8 @@ class ServerSpec:
                 p for p in (str(CPU_SHIM), env.get("PYTHONPATH", "")) if p
             )
             # Unplanned: one thread, as two spinning ones beside another busy process
-            # cut throughput ~10x (docs/sglang/CPU.md; the plan makes OpenMP wait passively instead).
+            # cut throughput ~10x (docs/sglang/CPU.md); the plan makes OpenMP wait
+            # passively instead.
             env.setdefault("OMP_NUM_THREADS", "1")
             env.update(self.thread_env)
         else:
