@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from grpo_plug import core
-from grpo_plug.builtin.tasks import bundled_gsm8k
+from grpo_plug.data.tasks import bundled_gsm8k
 
 # --------------------------------------------------------------------------------------
 # Completions

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from grpo_plug import core
-from grpo_plug.builtin.tasks import bundled_gsm8k
+from grpo_plug.data.tasks import bundled_gsm8k
 
 # The copy shipped in the package: these tests never skip.
 FILES = [bundled_gsm8k("train"), bundled_gsm8k("test")]

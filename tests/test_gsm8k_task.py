@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from grpo_plug.builtin.tasks import DataError, Gsm8kTask, bundled_gsm8k
 from grpo_plug.config import DatasetConfig
+from grpo_plug.data.tasks import Gsm8kTask, bundled_gsm8k
+from grpo_plug.errors import DataError
 
 
 @pytest.mark.parametrize(("split", "count"), [("train", 7473), ("test", 1319)])
