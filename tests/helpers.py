@@ -184,3 +184,51 @@ def train_through_server(
     learned = [r for r in rows if "grpo_actor/logprob_abs_diff" in r]
     assert learned and all(r["grpo_actor/logprob_abs_diff"] < 1e-3 for r in learned)
     return rows, run.capture
+
+
+# ----------------------------------------------------------------------- run outcomes
+
+VOLATILE = ("timestamp", "timeperf/", "perf/", "grpo_actor/gen_tokens_per_s")
+
+
+def outcome(root: Path) -> dict[str, Any]:
+    """A finished run's recover point (weights, optimizer, state) and metric rows, less
+    what legitimately differs between runs (times)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from grpo_plug.recovery import store
+
+    run = root / "out" / "checkpoints"
+    rec = next(run.rglob(store.RECOVER_DIR))
+    store.verify_dir(rec)
+    rows = []
+    for line in next((root / "out" / "logs").rglob("metrics.jsonl")).read_text().splitlines():
+        row = json.loads(line)
+        rows.append({k: v for k, v in row.items() if not k.startswith(VOLATILE)})
+    return {
+        "model": load_file(str(rec / "model.safetensors")),
+        "optimizer": torch.load(rec / "optimizer.pt", weights_only=True),
+        "state": json.loads((rec / "state.json").read_text()),
+        "metrics": rows,
+    }
+
+
+def assert_same(a: Any, b: Any, where: str = "") -> None:
+    """``a == b`` bit for bit, tensors included; ``where`` names the first difference."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where

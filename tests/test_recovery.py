@@ -13,19 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
-from safetensors.torch import load_file
 
 from grpo_plug import config as cfgmod
 from grpo_plug.errors import CheckpointError
 from grpo_plug.plugins import PluginHost
 from grpo_plug.recovery import store as ckpt
-from tests.helpers import CaptureLogger, run_trainer, tiny_config
+from tests.helpers import CaptureLogger, assert_same, outcome, run_trainer, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "crash_driver.py"
-VOLATILE = ("timestamp", "timeperf/", "perf/", "grpo_actor/gen_tokens_per_s")
 
 
 def write_config(root: Path, model: Path, **sections: dict[str, Any]) -> Path:
@@ -62,37 +59,6 @@ def launch(config: Path, fault: str | None = None) -> subprocess.CompletedProces
         env=env,
         timeout=600,
     )
-
-
-def outcome(root: Path) -> dict[str, Any]:
-    run = root / "out" / "checkpoints"
-    rec = next(run.rglob(ckpt.RECOVER_DIR))
-    ckpt.verify_dir(rec)
-    rows = []
-    for line in next((root / "out" / "logs").rglob("metrics.jsonl")).read_text().splitlines():
-        row = json.loads(line)
-        rows.append({k: v for k, v in row.items() if not k.startswith(VOLATILE)})
-    return {
-        "model": load_file(str(rec / "model.safetensors")),
-        "optimizer": torch.load(rec / "optimizer.pt", weights_only=True),
-        "state": json.loads((rec / "state.json").read_text()),
-        "metrics": rows,
-    }
-
-
-def assert_same(a: Any, b: Any, where: str = "") -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 @pytest.fixture(scope="module")

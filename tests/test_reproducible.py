@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from grpo_plug.learner.group import seed_all
 
 from grpo_plug import config as cfgmod
 from grpo_plug.learner.actor import Learner, LearnerBatch, pack_for_ranks
 from grpo_plug.learner.dist import from_env
 from grpo_plug.learner.logprobs import learner_logprobs
-from tests.test_recovery import assert_same, outcome
+from grpo_plug.learner.ranks import seed_all
+from tests.helpers import assert_same, outcome
 
 REPO = Path(__file__).resolve().parents[1]
 

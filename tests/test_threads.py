@@ -260,7 +260,7 @@ def test_busy_threshold() -> None:
 
 
 def test_doctor_reports_the_load(stranger: int) -> None:
-    from grpo_plug.doctor import cpu_load_check
+    from grpo_plug.cli.doctor import cpu_load_check
 
     name, status, detail, _ = cpu_load_check(seconds=1.5)
     assert name == "cpu load"

@@ -43,11 +43,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from grpo_plug import components, core, group_sampling, threads
 from grpo_plug import config as cfgmod
-from grpo_plug import core, group_sampling, threads
 from grpo_plug.config import DatasetConfig, TrainConfig
 from grpo_plug.data.prompts import build_prompt
-from grpo_plug.data.tasks import build_task, load_examples
+from grpo_plug.data.tasks import load_examples
 from grpo_plug.errors import SetupError
 from grpo_plug.evaluation import EvalResult, evaluate, write_jsonl
 from grpo_plug.faults import fault_point
@@ -70,20 +70,17 @@ from grpo_plug.plugins import PluginHost, get_host
 from grpo_plug.preflight import check_machine, check_world_size
 from grpo_plug.recovery import store
 from grpo_plug.recovery.schedule import Checkpointer
-from grpo_plug.rewards import RewardSpec
 from grpo_plug.rollout.controller import RolloutController, limits_from_config
 from grpo_plug.types import (
     Example,
     GenerationRequest,
     Logger,
     RolloutBackend,
+    RolloutBackendFactory,
     RolloutContext,
-    RunInfo,
     SamplingParams,
     ServerBackend,
-    Task,
 )
-from grpo_plug.weight_sync import resolve_strategy_name
 
 
 @dataclass
@@ -122,6 +119,61 @@ class Trainer:
         self.server_restarts = 0.0
         self.stop_requested = False  # set (e.g. by Ctrl-C): stop after the current step
         self.host = host or get_host()
+        self._place()
+
+        # Components by name, validated before any heavy work.
+        self.train_task, self.valid_task = components.tasks(self.host, cfg)
+        self.reward_fns = components.rewards(self.host, cfg)
+        backend_factory = self.host.rollout_backends().get(cfg.rollout.backend)
+        try:  # what actor.attention runs here: an impossible choice stops the run now
+            derived = {"actor.attention": resolve_attention(cfg.actor, self.info)}
+        except ValueError as e:
+            raise SetupError(str(e)) from None
+        if loggers is None:
+            loggers = components.loggers(self.host, cfg, self.log_dir, derived)
+        self.loggers = list(loggers)
+        self.fanout = LoggerFanout(
+            self.loggers,
+            self.events,
+            quiet=quiet,
+            terminal=components.prints_to_terminal(self.host, self.loggers),
+        )
+        self._load_data_and_learner()
+        self._start_rollout(backend_factory)
+        self.global_step = 0
+        self.prompt_cache: dict[str, list[int]] = {}
+        self.accuracy_before: float | None = None
+        self.accuracy_after: float | None = None  # set when resuming a finished run
+        self.resumed_from: Path | None = None
+        self._resume_or_start()
+
+    def _resume_or_start(self) -> None:
+        """The recover schedule; apply ``recover.mode``, then bring a backend with its
+        own weights to the learner's."""
+        cfg = self.cfg
+        self.checkpointer = Checkpointer(
+            cfg,
+            self.ckpt_dir,
+            self.group,
+            self.tokenizer,
+            self.events,
+            self.message,
+            steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps,
+            config=self.given_config,
+        )
+        try:
+            self.maybe_resume()
+            if not self.backend.colocated:
+                self.push_weights()
+        except BaseException:
+            self.close()
+            raise
+
+    def _place(self) -> None:
+        """Where this run lives: machine checks, the run plan, this rank, the event
+        stream, the seeds and the thread budget."""
+        cfg = self.cfg
         check_machine(cfg)
         self.plan = resolve_plan(cfg)
         self.ckpt_dir, self.log_dir = self.plan.ckpt_dir, self.plan.log_dir
@@ -142,46 +194,16 @@ class Trainer:
         adapt = cfg.cluster.adapt_threads and one_cpu_rank
         self.adaptive = threads.Adaptive(self.threads) if adapt else None
 
-        # Components by name, validated before any heavy work.
-        tasks = self.host.tasks()
-        train_ds, valid_ds = cfg.train_dataset, cfg.valid_dataset
-        self.train_task: Task = build_task(tasks.get(train_ds.task), train_ds, cfg.seed, cfg)
-        self.valid_task: Task = build_task(tasks.get(valid_ds.task), valid_ds, cfg.seed, cfg)
-        rewards = self.host.reward_functions()
-        self.reward_fns = [
-            RewardSpec(n, rewards.get(n), w, rewards.entry(n).correctness)
-            for n, w in zip(cfg.reward.functions, cfg.reward.weights, strict=True)
-        ]
-        backend_factory = self.host.rollout_backends().get(cfg.rollout.backend)
-        sync_names = self.host.weight_sync_strategies()
-        try:  # what actor.attention runs here: an impossible choice stops the run now
-            derived = {"actor.attention": resolve_attention(cfg.actor, self.info)}
-        except ValueError as e:
-            raise SetupError(str(e)) from None
-        if loggers is None:
-            logger_reg = self.host.loggers()
-            factories = [logger_reg.get(n) for n in cfg.loggers]
-            # Derived settings ride beside the config, which stays as validated.
-            config = {**cfgmod.to_dict(cfg), "derived": derived}
-            run = RunInfo(cfg.experiment_name, cfg.trial_name, str(self.log_dir), config)
-            loggers = [f(cfg, run) for f in factories]
-        self.loggers = list(loggers)
-        terminal = {e.name for e in self.host.loggers().with_trait("terminal")}
-        self.fanout = LoggerFanout(
-            self.loggers,
-            self.events,
-            quiet=quiet,
-            terminal=any(lg.name in terminal for lg in self.loggers),
-        )
-
-        self.train_data = load_examples(self.train_task, train_ds)
-        self.valid_data = load_examples(self.valid_task, valid_ds)
+    def _load_data_and_learner(self) -> None:
+        """The examples, the tokenizer, the step counts and the learner (its ranks)."""
+        cfg = self.cfg
+        self.train_data = load_examples(self.train_task, cfg.train_dataset)
+        self.valid_data = load_examples(self.valid_task, cfg.valid_dataset)
         if len(self.train_data) < cfg.train_dataset.batch_size:
             raise SetupError(
                 f"train_dataset.batch_size: {cfg.train_dataset.batch_size} is larger than the "
                 f"{len(self.train_data)} training examples"
             )
-
         self.tokenizer = load_tokenizer(cfg.actor.path)
         self.steps_per_epoch = len(self.train_data) // cfg.train_dataset.batch_size
         self.total_steps = self.steps_per_epoch * cfg.total_train_epochs
@@ -192,6 +214,8 @@ class Trainer:
         self.group = LearnerRanks(self.learner, self.ckpt_dir)
         self.model = self.group.policy  # whole weights: rollouts, weight sync, HF exports
 
+    def _start_rollout(self, backend_factory: RolloutBackendFactory) -> None:
+        """The rollout backend (servers start here), its controller and the sync strategy."""
         ctx = RolloutContext(
             tokenizer=self.tokenizer,
             model=self.model,
@@ -200,44 +224,14 @@ class Trainer:
             message=self.message,
             plan=self.plan,
         )
-        self.backend: RolloutBackend = backend_factory(cfg, ctx)
+        self.backend: RolloutBackend = backend_factory(self.cfg, ctx)
         self.rollout = RolloutController(
-            self.backend, limits_from_config(cfg), progress=self.events.progress
+            self.backend, limits_from_config(self.cfg), progress=self.events.progress
         )
         try:
-            strategy = resolve_strategy_name(cfg, self.backend, sync_names)
-            if strategy not in sync_names:
-                raise SetupError(
-                    f"weight_sync.strategy={cfg.weight_sync.strategy} resolved to {strategy!r}, "
-                    f"which is not available (registered: {', '.join(sync_names.names())}); "
-                    "set weight_sync.strategy explicitly"
-                )
-            self.weight_sync = sync_names.get(strategy)(cfg)
+            self.weight_sync = components.weight_sync(self.host, self.cfg, self.backend)
         except BaseException:
             self.rollout.close()  # stops launched servers
-            raise
-        self.global_step = 0
-        self.prompt_cache: dict[str, list[int]] = {}
-        self.accuracy_before: float | None = None
-        self.accuracy_after: float | None = None  # set when resuming a finished run
-        self.resumed_from: Path | None = None
-        self.checkpointer = Checkpointer(
-            cfg,
-            self.ckpt_dir,
-            self.group,
-            self.tokenizer,
-            self.events,
-            self.message,
-            steps_per_epoch=self.steps_per_epoch,
-            total_steps=self.total_steps,
-            config=self.given_config,
-        )
-        try:
-            self.maybe_resume()
-            if not self.backend.colocated:
-                self.push_weights()
-        except BaseException:
-            self.close()
             raise
 
     # ------------------------------------------------------------------ helpers
@@ -474,6 +468,11 @@ class Trainer:
             self.log({mn.EVAL_ACCURACY: self.accuracy_after}, epoch)
             if cfg.recover.mode != "disabled":
                 self.save_recover(epoch, self.accuracy_after)
+        return self._finish(start, interrupted)
+
+    def _finish(self, start: float, interrupted: bool) -> Summary:
+        """The run's summary (``summary.json``, the event stream's end), the running
+        marker gone: a clean end."""
         final = [
             c for c in store.list_hf_checkpoints(self.ckpt_dir) if c.global_step == self.global_step
         ]
