@@ -230,7 +230,7 @@ def test_sglang_is_found_in_its_own_venv_whose_python_links_to_ours() -> None:
 def test_weight_sync_probes_skip_parameters_too_big_to_read_back() -> None:
     import torch
 
-    from grpo_plug.weight_sync.disk import PROBE_MAX_ELEMENTS, probe_names
+    from grpo_plug.weight_sync import PROBE_MAX_ELEMENTS, probe_names
 
     model = torch.nn.ModuleDict(
         {

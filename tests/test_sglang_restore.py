@@ -64,7 +64,7 @@ def two_servers(sglang_server: Any, tmp_path_factory: pytest.TempPathFactory) ->
     """Two launched servers of this module's own (they get killed)."""
     from grpo_plug.rollout.sglang import servers as srv
     from grpo_plug.rollout.sglang.backend import server_specs
-    from tests.conftest import cpu_server_overrides
+    from tests.helpers import cpu_server_overrides
 
     _server, model_dir = sglang_server
     cfg = cfgmod.load(overrides=["rollout.backend=sglang", *cpu_server_overrides()])

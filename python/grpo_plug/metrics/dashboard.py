@@ -58,8 +58,7 @@ def header(st: RunState) -> Text:
     model = str(i.get("model", "?"))
     if model.startswith(("/", ".", "~")):  # a local path: its folder name says enough
         model = Path(model).name
-    parts = [
-        ("grpo-plug ", "bold"),
+    parts = [  # the panel title names the app; the header spends its width on the run
         (f"{i.get('experiment', '?')}/{i.get('trial', '?')}", "bold cyan"),
         (f"  preset {i.get('preset') or '-'}  backend {i.get('backend', '?')}", ""),
         (f"  attention {i['attention']}" if i.get("attention") else "", ""),
