@@ -10,10 +10,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from grpo_plug.api import hookimpl
+from grpo_plug.plugins import PluginHost
 from grpo_plug.recovery.schedule import rerun_note
+from tests.helpers import run_trainer, tiny_config
 
 DRIVER = textwrap.dedent(
     """
@@ -120,3 +124,52 @@ def test_the_rerun_note_says_what_a_rerun_does() -> None:
     assert rerun_note("fault", 5, ended_cleanly=False) == "a rerun resumes from step 5"
     assert "stops at once" in rerun_note("resume", None, ended_cleanly=False)
     assert "no recover point" in rerun_note("auto", None, ended_cleanly=False)
+
+
+class _Broken:
+    """A logger plugin: ``nostart`` cannot be built (wandb online with no network),
+    ``noclose`` logs but raises when closed."""
+
+    @hookimpl
+    def register_loggers(self, registry: Any) -> None:
+        def nostart(cfg: Any, run: Any) -> Any:
+            raise ConnectionError("network is unreachable")
+
+        class NoClose:
+            name = "noclose"
+
+            def log(self, metrics: Any, step: int, epoch: int) -> None:
+                pass
+
+            def message(self, text: str) -> None:
+                pass
+
+            def close(self) -> None:
+                raise OSError("disk full")
+
+        registry.register("nostart", nostart)
+        registry.register("noclose", lambda cfg, run: NoClose())
+
+
+def test_a_logger_that_cannot_start_or_close_never_ends_the_run(
+    seven_host: PluginHost, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    seven_host.register(_Broken(), name="broken_loggers")
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "total_train_steps=2",
+        "loggers=[nostart,noclose,jsonl]",
+        host=seven_host,
+    )
+    run = run_trainer(cfg, seven_host, loggers=None)
+    assert run.summary.steps == 2
+    log_dir = Path(run.summary.log_dir)
+    assert (log_dir / "summary.json").exists()  # the end of the run went on after close()
+    events = (log_dir / "events.jsonl").read_text()
+    assert "logger 'nostart' (plugin 'broken_loggers') could not start" in events
+    assert "ConnectionError: network is unreachable" in events
+    assert "logger 'noclose' failed (OSError: disk full)" in events
+    assert '"kind": "end"' in events and '"status": "done"' in events
+    rows = (log_dir / "metrics.jsonl").read_text().splitlines()
+    assert len([r for r in rows if '"global_step": 2' in r]) >= 1

@@ -4,7 +4,7 @@ model, so the trainer builds it). Every name is checked here, before any heavy w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +38,30 @@ def rewards(host: PluginHost, cfg: TrainConfig) -> list[RewardSpec]:
 
 
 def loggers(
-    host: PluginHost, cfg: TrainConfig, log_dir: Path, derived: Mapping[str, Any]
+    host: PluginHost,
+    cfg: TrainConfig,
+    log_dir: Path,
+    derived: Mapping[str, Any],
+    warn: Callable[[str], None],
 ) -> list[Logger]:
     """``loggers``, each given the config as validated plus the derived settings beside
-    it (``derived``: what the run resolved, e.g. the attention kernel)."""
+    it (``derived``: what the run resolved, e.g. the attention kernel). A logger whose
+    factory raises is left out, with one ``warn`` line naming it: a logger never stops
+    a run."""
     reg = host.loggers()
-    factories = [reg.get(n) for n in cfg.loggers]
+    entries = [reg.entry(n) for n in cfg.loggers]
     config = {**cfgmod.to_dict(cfg), "derived": dict(derived)}
     run = RunInfo(cfg.experiment_name, cfg.trial_name, str(log_dir), config)
-    return [f(cfg, run) for f in factories]
+    out = []
+    for entry in entries:
+        try:
+            out.append(entry.factory(cfg, run))
+        except Exception as e:  # e.g. wandb.init online with the network down
+            warn(
+                f"logger {entry.name!r} (plugin {entry.plugin!r}) could not start "
+                f"({type(e).__name__}: {e}); training goes on without it"
+            )
+    return out
 
 
 def prints_to_terminal(host: PluginHost, chosen: Sequence[Logger]) -> bool:

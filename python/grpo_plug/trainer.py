@@ -129,8 +129,11 @@ class Trainer:
             derived = {"actor.attention": resolve_attention(cfg.actor, self.info)}
         except ValueError as e:
             raise SetupError(str(e)) from None
+        failed_loggers: list[str] = []
         if loggers is None:
-            loggers = components.loggers(self.host, cfg, self.log_dir, derived)
+            loggers = components.loggers(
+                self.host, cfg, self.log_dir, derived, failed_loggers.append
+            )
         self.loggers = list(loggers)
         self.fanout = LoggerFanout(
             self.loggers,
@@ -138,6 +141,8 @@ class Trainer:
             quiet=quiet,
             terminal=components.prints_to_terminal(self.host, self.loggers),
         )
+        for text in failed_loggers:
+            self.warn(text)
         self._load_data_and_learner()
         self._start_rollout(backend_factory)
         self.global_step = 0

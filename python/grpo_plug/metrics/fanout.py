@@ -111,5 +111,8 @@ class LoggerFanout:
                 print(f"grpo-plug: warning: {text}", file=sys.stderr)
 
     def close(self) -> None:
-        for lg in self.loggers:
-            lg.close()
+        """Close every logger; one that raises warns once, as in a step, and the others
+        still close (the run's own ending goes on after this)."""
+        with self._lock:
+            for lg in self.loggers:
+                self._guard(lg, lg.close)
