@@ -68,6 +68,7 @@ class ServerMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sglang-health", daemon=True)
         self._restarts: list[threading.Thread] = []
+        self._count = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -169,8 +170,9 @@ class ServerMonitor:
             except Exception as e:
                 self.fail(i, f"restarted, but could not get the current weights: {e}")
                 return
-            self.restarts += 1
-            self.restart_seconds.append(time.monotonic() - start)
+            with self._count:  # restarts run in parallel threads
+                self.restarts += 1
+                self.restart_seconds.append(time.monotonic() - start)
             self._note(f"SGLang server {new.spec.addr} back after {time.monotonic() - start:.0f}s")
             return
         self.fail(i, f"{cause}; {self.policy.max_restarts} restart(s) failed, last: {last}")
