@@ -224,3 +224,64 @@ def test_sglang_is_found_in_its_own_venv_whose_python_links_to_ours() -> None:
     # uv venvs link bin/python to one base interpreter: resolving the link would wrongly
     # make .venv-sglang's python "this" one.
     assert sglang_importable(sglang_python())
+
+
+FAKE_SERVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Ok(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])), Ok).serve_forever()
+"""
+
+
+def test_servers_killed_at_once_are_restarted_and_stay_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restarts run in their own threads, but a server dies with the thread that
+    launched it (PR_SET_PDEATHSIG): they must outlive the restart. A stand-in
+    ``sglang.launch_server`` that answers 200 to everything plays the server."""
+    import os
+    import signal
+
+    from grpo_plug.rollout.sglang.backend import SGLangBackend
+    from grpo_plug.rollout.sglang.health import HealthPolicy
+
+    (tmp_path / "sglang").mkdir()
+    (tmp_path / "sglang" / "__init__.py").write_text("")
+    (tmp_path / "sglang" / "launch_server.py").write_text(FAKE_SERVER)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    specs = [
+        srv.ServerSpec(sys.executable, "m", srv.free_port(), tmp_path / f"{i}.log", "cuda")
+        for i in range(2)
+    ]
+    servers = srv.start(specs, timeout=60)
+    policy = HealthPolicy(interval=0.2, timeout=5, max_restarts=2, backoff=0.1)
+    backend = SGLangBackend([s.addr for s in specs], [2], launched=servers, health=policy)
+    try:
+        for s in servers:
+            os.killpg(s.pid, signal.SIGKILL)
+        monitor = backend.monitor
+        assert monitor is not None
+        deadline = time.monotonic() + 60
+        while monitor.restarts < 2 or monitor.state != ["up", "up"]:
+            assert monitor.fatal is None, monitor.fatal
+            assert time.monotonic() < deadline, f"restarts {monitor.restarts}, {monitor.state}"
+            time.sleep(0.1)
+        new = list(backend.launched)
+        time.sleep(1.0)  # the restart threads have finished by now
+        assert all(s.alive() for s in new) and {s.pid for s in new}.isdisjoint(
+            s.pid for s in servers
+        )
+        assert monitor.restarts == 2 and monitor.state == ["up", "up"]
+    finally:
+        backend.close()
+    assert not any(s.alive() for s in backend.launched)
