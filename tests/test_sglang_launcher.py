@@ -227,19 +227,62 @@ def test_sglang_is_found_in_its_own_venv_whose_python_links_to_ours() -> None:
     assert sglang_importable(sglang_python())
 
 
-def test_weight_sync_probes_skip_parameters_too_big_to_read_back() -> None:
-    import torch
+FAKE_SERVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from grpo_plug.weight_sync import PROBE_MAX_ELEMENTS, probe_names
+class Ok(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
 
-    model = torch.nn.ModuleDict(
-        {
-            "embed": torch.nn.Embedding(PROBE_MAX_ELEMENTS // 64 + 1, 64),  # one row too many
-            "q": torch.nn.Linear(64, 64, bias=False),
-            "mlp": torch.nn.Linear(64, 256, bias=False),
-            "norm": torch.nn.LayerNorm(64, bias=False),
-        }
-    )
-    assert probe_names(model) == ["q.weight", "mlp.weight", "norm.weight"]
-    huge = torch.nn.ModuleDict({"a": torch.nn.Embedding(PROBE_MAX_ELEMENTS + 1, 2)})
-    assert probe_names(huge) == ["a.weight"]  # nothing small: the smallest one
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])), Ok).serve_forever()
+"""
+
+
+def test_servers_killed_at_once_are_restarted_and_stay_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restarts run in their own threads, but a server dies with the thread that
+    launched it (PR_SET_PDEATHSIG): they must outlive the restart. A stand-in
+    ``sglang.launch_server`` that answers 200 to everything plays the server."""
+    import os
+    import signal
+
+    from grpo_plug.rollout.sglang.backend import SGLangBackend
+    from grpo_plug.rollout.sglang.health import HealthPolicy
+
+    (tmp_path / "sglang").mkdir()
+    (tmp_path / "sglang" / "__init__.py").write_text("")
+    (tmp_path / "sglang" / "launch_server.py").write_text(FAKE_SERVER)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    specs = [
+        srv.ServerSpec(sys.executable, "m", srv.free_port(), tmp_path / f"{i}.log", "cuda")
+        for i in range(2)
+    ]
+    servers = srv.start(specs, timeout=60)
+    policy = HealthPolicy(interval=0.2, timeout=5, max_restarts=2, backoff=0.1)
+    backend = SGLangBackend([s.addr for s in specs], [2], launched=servers, health=policy)
+    try:
+        for s in servers:
+            os.killpg(s.pid, signal.SIGKILL)
+        monitor = backend.monitor
+        assert monitor is not None
+        deadline = time.monotonic() + 60
+        while monitor.restarts < 2 or monitor.state != ["up", "up"]:
+            assert monitor.fatal is None, monitor.fatal
+            assert time.monotonic() < deadline, f"restarts {monitor.restarts}, {monitor.state}"
+            time.sleep(0.1)
+        new = list(backend.launched)
+        time.sleep(1.0)  # the restart threads have finished by now
+        assert all(s.alive() for s in new) and {s.pid for s in new}.isdisjoint(
+            s.pid for s in servers
+        )
+        assert monitor.restarts == 2 and monitor.state == ["up", "up"]
+    finally:
+        backend.close()
+    assert not any(s.alive() for s in backend.launched)

@@ -60,16 +60,17 @@ def test_one_value_outside_the_probed_rows_is_caught(sglang_server: Any, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def two_servers(sglang_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def two_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Two launched servers of this module's own (they get killed)."""
     from grpo_plug.rollout.sglang import servers as srv
     from grpo_plug.rollout.sglang.backend import server_specs
+    from grpo_plug.testing import build_tiny_model
     from tests.helpers import cpu_server_overrides
 
-    _server, model_dir = sglang_server
+    root = tmp_path_factory.mktemp("restore")
+    model_dir = build_tiny_model(root / "tiny", hidden=64)
     cfg = cfgmod.load(overrides=["rollout.backend=sglang", *cpu_server_overrides()])
-    logs = tmp_path_factory.mktemp("restore") / "logs"
-    specs = [server_specs(cfg, str(model_dir), logs / str(i))[0] for i in range(2)]
+    specs = [server_specs(cfg, str(model_dir), root / "logs" / str(i))[0] for i in range(2)]
     launched = srv.start(specs, timeout=1800)
     try:
         yield launched, model_dir
@@ -77,12 +78,16 @@ def two_servers(sglang_server: Any, tmp_path_factory: pytest.TempPathFactory) ->
         srv.stop_all(launched)
 
 
-def wait_for(backend: SGLangBackend, states: list[str], timeout: float = 1800) -> None:
-    assert backend.monitor is not None
+def wait_for(
+    backend: SGLangBackend, states: list[str], restarts: int, timeout: float = 1800
+) -> None:
+    """Until ``restarts`` restarts are done and the servers are in ``states``."""
+    monitor = backend.monitor
+    assert monitor is not None
     deadline = time.monotonic() + timeout
-    while backend.monitor.state != states:
-        assert backend.monitor.fatal is None, backend.monitor.fatal
-        assert time.monotonic() < deadline, f"states {backend.monitor.state}, want {states}"
+    while monitor.restarts < restarts or monitor.state != states:
+        assert monitor.fatal is None, monitor.fatal
+        assert time.monotonic() < deadline, f"states {monitor.state}, want {states}"
         time.sleep(1)
 
 
@@ -110,7 +115,7 @@ def test_servers_killed_under_distributed_sync_come_back_at_the_pushed_version(
         # Both at once, the learner idle: each restarts (in parallel) and loads a copy of
         # version 1 written from the learner's unchanged weights.
         kill(backend, 0, 1)
-        wait_for(backend, ["up", "up"])
+        wait_for(backend, ["up", "up"], restarts=2)
         assert backend.monitor is not None and backend.monitor.restarts == 2
         assert backend.weight_versions() == ["1", "1"]
         verify_weights(model, backend, 1)  # every tensor, on both servers
@@ -126,7 +131,7 @@ def test_servers_killed_under_distributed_sync_come_back_at_the_pushed_version(
         kill(backend, 0)
         with torch.no_grad():
             next(model.parameters()).add_(0.25)
-        wait_for(backend, ["waiting", "up"])
+        wait_for(backend, ["waiting", "up"], restarts=3)
         sync.sync(model, backend, 3)
         assert backend.monitor.state == ["up", "up"] and sync.members == {1: 1}
         assert backend.weight_versions() == ["3", "3"]

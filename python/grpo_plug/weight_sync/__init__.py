@@ -162,7 +162,8 @@ def server_tensors(model: Any, dtype: str) -> Iterator[tuple[str, Any]]:
 def verify_weights(model: Any, surface: WeightUpdateSurface, version: int) -> None:
     """Every server holds the learner's weights, cast to the server's dtype: compared
     tensor by tensor by digest where the surface offers digests, else by reading back
-    the first rows of three parameters. A WeightSyncError names what differs."""
+    the first rows of three parameters (see :func:`probe_names`). A WeightSyncError
+    names what differs."""
     if isinstance(surface, WeightDigests) and _verify_digests(model, surface, surface, version):
         return
     verify_rows(model, surface, version)
@@ -212,7 +213,7 @@ def verify_rows(model: Any, surface: WeightUpdateSurface, version: int) -> None:
 
     dtype = getattr(torch, _dtype_of(surface))
     params = dict(model.named_parameters())
-    for name in probe_names(model):
+    for name in probe_names(model, version):
         want = params[name].detach()[:VERIFY_ROWS].to(dtype).float().cpu()
         for i, got in enumerate(surface.read_weights(name, VERIFY_ROWS)):
             got = got[: want.shape[0]]  # SGLang pads the vocabulary rows of embeddings
@@ -229,19 +230,12 @@ def verify_rows(model: Any, surface: WeightUpdateSurface, version: int) -> None:
                 )
 
 
-PROBE_MAX_ELEMENTS = 2**21  # a probe read back costs ~0.1 s per million elements
-
-
-def probe_names(model: Any) -> list[str]:
-    """First, middle and last parameter of at most PROBE_MAX_ELEMENTS elements: a
-    layer's projection, a layer, the final norm. SGLang (0.5.23) turns the whole
-    parameter into a Python list before it truncates it to the rows asked for: the
-    2.4 s of SmolLM2's 28M-element embedding were most of a 3.1 s sync."""
-    sized = [(n, p.numel()) for n, p in model.named_parameters()]
-    names = [n for n, k in sized if k <= PROBE_MAX_ELEMENTS]
-    if not names and sized:
-        names = [min(sized, key=lambda nk: nk[1])[0]]
-    picks = {names[0], names[len(names) // 2], names[-1]} if names else set()
+def probe_names(model: Any, version: int) -> list[str]:
+    """Three parameters, a different three each version: every one is read within a
+    few syncs, and the costly embedding not every time (the server converts a whole
+    tensor to read its first rows)."""
+    names = [n for n, _ in model.named_parameters()]
+    picks = {names[(3 * version + k) % len(names)] for k in range(3)} if names else set()
     return [n for n in names if n in picks]
 
 

@@ -19,6 +19,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -68,6 +69,10 @@ class ServerMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sglang-health", daemon=True)
         self._restarts: list[threading.Thread] = []
+        self._count = threading.Lock()
+        # Servers die with the thread that launched them (PR_SET_PDEATHSIG is per
+        # thread), so restarts launch from this one, which lives as long as the monitor.
+        self._launcher = ThreadPoolExecutor(1, thread_name_prefix="sglang-launch")
 
     def start(self) -> None:
         self._thread.start()
@@ -78,6 +83,7 @@ class ServerMonitor:
         for t in [self._thread, *self._restarts]:
             if t.is_alive():
                 t.join(timeout=30)
+        self._launcher.shutdown(wait=False)  # its servers are stopped next anyway
 
     def up(self) -> list[int]:
         return [i for i, s in enumerate(self.state) if s == "up"]
@@ -157,7 +163,7 @@ class ServerMonitor:
             start = time.monotonic()
             srv.stop_all([old])
             self._note(f"restarting SGLang server {old.spec.addr} (try {attempt + 1})")
-            new = srv.launch(old.spec)
+            new = self._launcher.submit(srv.launch, old.spec).result()
             self.servers[i] = old = new
             try:
                 srv.wait_healthy([new], self.policy.startup_timeout)
@@ -169,8 +175,9 @@ class ServerMonitor:
             except Exception as e:
                 self.fail(i, f"restarted, but could not get the current weights: {e}")
                 return
-            self.restarts += 1
-            self.restart_seconds.append(time.monotonic() - start)
+            with self._count:  # restarts run in parallel threads
+                self.restarts += 1
+                self.restart_seconds.append(time.monotonic() - start)
             self._note(f"SGLang server {new.spec.addr} back after {time.monotonic() - start:.0f}s")
             return
         self.fail(i, f"{cause}; {self.policy.max_restarts} restart(s) failed, last: {last}")
