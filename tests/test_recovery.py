@@ -291,3 +291,26 @@ def test_a_fresh_start_sets_an_earlier_attempts_metrics_aside(
     assert steps(metrics) == steps(metrics.with_name("metrics.jsonl.1"))
     assert steps(metrics).count(0) == 1 and max(steps(metrics)) == 2
     assert not metrics.with_name("metrics.jsonl.2").exists()
+
+
+def test_recover_point_from_a_bf16_cpu_resumes_on_one_without(
+    tmp_path: Path, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rollout.sample_dtype=auto`` samples in bf16 on an AMX CPU and switches
+    ``actor.recompute_logprob`` on there; the recover point keeps the config as given,
+    so a CPU without bf16 (fp32 sampling, no recompute) resumes it."""
+    from grpo_plug.rollout import hf
+
+    monkeypatch.setattr(hf, "native_bf16_cpu", lambda: True)
+    tr = trainer_for(tmp_path, tiny, "recover.mode=auto", "rollout.sample_dtype=auto")
+    assert tr.cfg.actor.recompute_logprob  # derived for this run...
+    tr.train()
+    tr.close()
+    state = json.loads((tr.ckpt_dir / ckpt.RECOVER_DIR / "state.json").read_text())
+    assert state["config"]["actor"]["recompute_logprob"] is False  # ...and not saved
+    monkeypatch.setattr(hf, "native_bf16_cpu", lambda: False)
+    again = trainer_for(
+        tmp_path, tiny, "recover.mode=resume", "rollout.sample_dtype=auto", "total_train_steps=6"
+    )
+    assert again.global_step == 4 and not again.cfg.actor.recompute_logprob
+    assert again.train().steps == 6
