@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +21,7 @@ from grpo_plug.testing import CaptureLogger, SevenPlugin, build_tiny_model, tiny
 from grpo_plug.types import Logger, RolloutBackend
 
 if TYPE_CHECKING:
-    from grpo_plug.trainer import Trainer
+    from grpo_plug.trainer import Summary, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,8 +56,8 @@ class TrainRun:
     what the capture logger received."""
 
     trainer: Trainer
-    summary: Any
-    capture: CaptureLogger = field(default_factory=CaptureLogger)
+    summary: Summary
+    capture: CaptureLogger
 
 
 def run_trainer(
