@@ -294,23 +294,21 @@ def test_a_fresh_start_sets_an_earlier_attempts_metrics_aside(
 
 
 def test_recover_point_from_a_bf16_cpu_resumes_on_one_without(
-    tmp_path: Path, tiny: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``rollout.sample_dtype=auto`` samples in bf16 on an AMX CPU and switches
-    ``actor.recompute_logprob`` on there; the recover point keeps the config as given,
-    so a CPU without bf16 (fp32 sampling, no recompute) resumes it."""
-    from grpo_plug.rollout import hf
+    """``rollout.sample_dtype=auto`` samples in bf16 on an AMX CPU, and the run plan
+    switches recompute_logprob on there; the config (and so the recover point) stays
+    as given, so a CPU without bf16 (fp32 sampling, no recompute) resumes it."""
+    from grpo_plug import plan
 
-    monkeypatch.setattr(hf, "native_bf16_cpu", lambda: True)
-    tr = trainer_for(tmp_path, tiny, "recover.mode=auto", "rollout.sample_dtype=auto")
-    assert tr.cfg.actor.recompute_logprob  # derived for this run...
-    tr.train()
-    tr.close()
-    state = json.loads((tr.ckpt_dir / ckpt.RECOVER_DIR / "state.json").read_text())
-    assert state["config"]["actor"]["recompute_logprob"] is False  # ...and not saved
-    monkeypatch.setattr(hf, "native_bf16_cpu", lambda: False)
-    again = trainer_for(
-        tmp_path, tiny, "recover.mode=resume", "rollout.sample_dtype=auto", "total_train_steps=6"
-    )
-    assert again.global_step == 4 and not again.cfg.actor.recompute_logprob
-    assert again.train().steps == 6
+    keys = ("recover.mode=auto", "rollout.sample_dtype=auto", "total_train_steps=4")
+    monkeypatch.setattr(plan, "native_bf16_cpu", lambda: True)
+    first = run_trainer(tiny_config(tmp_path, tiny_model_dir, *keys), seven_host).trainer
+    assert first.plan.recompute_logprob and first.plan.sample_dtype == "bfloat16"
+    state = json.loads((first.ckpt_dir / ckpt.RECOVER_DIR / "state.json").read_text())
+    assert state["config"]["actor"]["recompute_logprob"] is False  # derived, not saved
+    monkeypatch.setattr(plan, "native_bf16_cpu", lambda: False)
+    more = ("rollout.sample_dtype=auto", "recover.mode=resume", "total_train_steps=6")
+    again = run_trainer(tiny_config(tmp_path, tiny_model_dir, *more), seven_host)
+    assert not again.trainer.plan.recompute_logprob
+    assert again.trainer.resumed_from is not None and again.summary.steps == 6
