@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from grpo_plug import config as cfgmod
+from grpo_plug.learner import state as learner_state
 from grpo_plug.recovery import store as ckpt
 from grpo_plug.trainer import Trainer
 
@@ -43,7 +44,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ckpt.verify_dir(path)
     lr = tr.learner
-    ckpt.load_recover(path, model=lr.model, optimizer=lr.optimizer, scheduler=lr.scheduler)
+    learner_state.load_recover(path, model=lr.model, optimizer=lr.optimizer, scheduler=lr.scheduler)
     load = time.perf_counter() - t0
     files = {p.name: p.stat().st_size / 2**20 for p in sorted(path.iterdir())}
     print(

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from grpo_plug import config as cfgmod
 from grpo_plug.launch import end_rank
 from grpo_plug.learner import Learner, LearnerBatch, dist, fsdp
+from grpo_plug.learner import state as learner_state
 from grpo_plug.recovery import store as ckpt
 
 
@@ -60,7 +61,7 @@ def main() -> int:
     if args.resume:
         assert args.root is not None
         path = args.root / ckpt.RECOVER_DIR
-        state = ckpt.load_recover_sharded(
+        state = learner_state.load_recover_sharded(
             path,
             model=learner.model,
             optimizer=learner.optimizer,
@@ -72,7 +73,7 @@ def main() -> int:
         rows.append(learner.train_step(synthetic_batch(step)))
         if args.save_at == step + 1:
             assert args.root is not None
-            ckpt.save_recover_sharded(
+            learner_state.save_recover_sharded(
                 args.root,
                 model=learner.model,
                 optimizer=learner.optimizer,
