@@ -36,8 +36,9 @@ import torch
 from grpo_plug import config as cfgmod
 from grpo_plug.data.prompts import build_prompt
 from grpo_plug.models import load_model, load_tokenizer, resolve_model_path
+from grpo_plug.plan import native_bf16_cpu
 from grpo_plug.plugins import get_host
-from grpo_plug.rollout.hf import HFBackend, native_bf16_cpu
+from grpo_plug.rollout.hf import HFBackend
 from grpo_plug.types import GenerationRequest, SamplingParams
 
 
