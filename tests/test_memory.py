@@ -68,7 +68,7 @@ def test_oom_in_a_real_learner_step_ends_with_the_advice(
     path.write_text(cfgmod.dump_yaml(cfg))
     monkeypatch.setattr(actor, "train_minibatch", _oom)  # where the forward/backward runs
     res = CliRunner().invoke(app, ["train", "--config", str(path), "--no-tui"])
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == 2, res.output  # a run error: one message, exit status 2
     out = res.output
     assert "error: out of GPU memory in the learner's train step: CUDA out of memory." in out
     assert f"actor.mb_max_tokens: {cfg.actor.mb_max_tokens} -> " in out
