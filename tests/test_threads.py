@@ -271,7 +271,7 @@ def test_doctor_reports_the_load(stranger: int) -> None:
 def test_training_starts_with_the_plan_and_the_warning(stranger: int, tmp_path: Path) -> None:
     from grpo_plug.testing.harness import run_training_step
 
-    res = run_training_step(workdir=tmp_path)
+    res = run_training_step(workdir=tmp_path, overrides=("cluster.adapt_threads=true",))
     said = "\n".join(res.messages)
     assert "CPU threads learner 1x" in said
     assert "warning: other processes kept" in said, said

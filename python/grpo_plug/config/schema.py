@@ -44,11 +44,12 @@ class ClusterConfig:
         ge=1,
     )
     adapt_threads: bool = _f(
-        True,
+        False,
         "One-rank CPU runs: before each step, lower the learner's and in-process "
         "generation's torch threads to the cores other processes left free during the "
-        "last step (never above the plan); logged as perf/cpu_threads. Another thread "
-        "count sums floats in another order: set false where runs must repeat bit for bit.",
+        "last step (never above the plan); logged as perf/cpu_threads. Off by default: "
+        "another thread count sums floats in another order, so a run that adapted does "
+        "not repeat bit for bit.",
     )
 
 
