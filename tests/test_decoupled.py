@@ -242,7 +242,7 @@ def test_the_keys_load_and_the_plan_recomputes_pi_prox() -> None:
             ["actor.use_decoupled_loss=true", "actor.behav_imp_weight_cap=0"],
             "actor.behav_imp_weight_cap: 0.0 is out of range (must be > 0.0)",
         ),
-        (["actor.use_decoupled_loss=yes"], "actor.use_decoupled_loss: expected true/false"),
+        (["actor.use_decoupled_loss=maybe"], "actor.use_decoupled_loss: expected true/false"),
     ],
 )
 def test_bad_combinations_stop_with_one_line(overrides: list[str], message: str) -> None:

@@ -190,7 +190,7 @@ class Learner:
         mismatch = torch.zeros(2, dtype=torch.float64)
         proxes: list[list[np.ndarray] | None] = []
         for mine in minibatches:
-            prox = None
+            prox: list[np.ndarray] | None = None
             if a.use_decoupled_loss:
                 prox, diff, n = learner_old_logprobs(
                     self.model, mine, a, self.temperature, self.path

@@ -210,7 +210,8 @@ def learner_old_logprobs(
     """The learner's log-probs of each micro-batch's completion tokens (``[N]`` float32
     each; pi_prox of the decoupled loss), with the sum of |sampler - learner| over them
     and their count."""
-    out, total, count = [], 0.0, 0
+    out: list[np.ndarray] = []
+    total, count = 0.0, 0
     for mb in microbatches:
         logp, _ = learner_logprobs(model, mb, cfg, temperature, path=path, with_entropy=False)
         mask = mb.loss_mask > 0
