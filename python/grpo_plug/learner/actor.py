@@ -208,10 +208,10 @@ class Learner:
         acc = torch.zeros(len(MinibatchStats().as_tensor()), dtype=torch.float64)
         norms = []
         packed = [pack_for_ranks(batch, i, a.mb_max_tokens, self.info.world_size) for i in chunks]
+        mismatch = torch.zeros(2, dtype=torch.float64)  # sum |sampler - learner|, tokens
         # One minibatch: its own forward is before any update, so pi_old is that forward's
         # detached log-probs and the separate no-grad pass is skipped.
         fused = self.recompute and len(chunks) == 1
-        mismatch = torch.zeros(2, dtype=torch.float64)  # sum |sampler - learner|, tokens
         proxes: list[list[np.ndarray] | None] = [None] * len(packed)
         if self.recompute and not fused:
             mismatch, proxes = self._recompute([r[self.info.rank] for r, _ in packed])
