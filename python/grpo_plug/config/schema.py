@@ -92,6 +92,19 @@ class ActorConfig:
     recompute_logprob: bool = _f(
         False, "Recompute old log-probs with the learner instead of trusting the sampler's."
     )
+    use_decoupled_loss: bool = _f(
+        False,
+        "AReaL's decoupled PPO objective, for rollouts from older weights: the ratio and "
+        "clip are relative to pi_prox (the learner's weights at the start of the step, "
+        "recomputed: switches actor.recompute_logprob on) and each token's loss is weighted "
+        "by pi_prox/pi_behav (pi_behav: the sampler's log-probs).",
+    )
+    behav_imp_weight_cap: float | None = _f(
+        None,
+        "With actor.use_decoupled_loss: tokens whose weight pi_prox/pi_behav is above this "
+        "are masked out of the loss (grpo_actor/behave_masked_ratio); null = no cap.",
+        gt=0.0,
+    )
     ppo_n_minibatches: int = _f(1, "Optimizer steps per rollout batch.", ge=1)
     batch_size: int = _f(
         16, "Most sequences in one learner forward/backward (a memory knob).", ge=1

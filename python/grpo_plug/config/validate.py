@@ -259,8 +259,27 @@ def _check_rollout(cfg: TrainConfig) -> None:
         raise ConfigError("rollout.server_addrs: only the sglang backend attaches to servers")
 
 
+def _check_decoupled(cfg: TrainConfig) -> None:
+    """The decoupled loss's keys. pi_prox is always available (the run plan turns the
+    learner's recompute on), so what can fail is pi_behav, or a cap with nothing to cap."""
+    a = cfg.actor
+    if a.behav_imp_weight_cap is not None and not a.use_decoupled_loss:
+        # Without the decoupled loss pi_prox is pi_behav: every weight is 1, a cap is inert.
+        raise ConfigError(
+            "actor.behav_imp_weight_cap: acts only with actor.use_decoupled_loss=true "
+            "(without it every weight pi_prox/pi_behav is 1); set that, or the cap to null"
+        )
+    if a.use_decoupled_loss and cfg.gconfig.temperature <= 0:
+        raise ConfigError(
+            "actor.use_decoupled_loss: gconfig.temperature=0 samples greedily, so the "
+            "sampler's log-probs are no behaviour policy's and pi_prox/pi_behav is no "
+            "importance weight; sample with gconfig.temperature > 0"
+        )
+
+
 def _cross_checks(cfg: TrainConfig) -> None:
     _check_rollout(cfg)
+    _check_decoupled(cfg)
     if len(cfg.reward.functions) != len(cfg.reward.weights):
         raise ConfigError(
             f"reward.weights: has {len(cfg.reward.weights)} entries but reward.functions "

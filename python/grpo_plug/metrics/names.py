@@ -24,6 +24,10 @@ IMPORTANCE_WEIGHT = "grpo_actor/importance_weight"
 LOGPROB_DIFF = "grpo_actor/logprob_abs_diff"
 # Sampler's vs learner's log-probs before the update (only with actor.recompute_logprob).
 SAMPLER_LOGPROB_DIFF = "grpo_actor/sampler_logprob_abs_diff"
+# actor.use_decoupled_loss: mean pi_prox/pi_behav over the tokens within the cap, and
+# the fraction of tokens over actor.behav_imp_weight_cap (masked out of the loss).
+BEHAV_IMP_WEIGHT = "grpo_actor/behave_imp_weight"
+BEHAV_MASKED = "grpo_actor/behave_masked_ratio"
 POLICY_VERSION = "grpo_actor/policy_version"
 GEN_TOKENS_PER_S = "grpo_actor/gen_tokens_per_s"
 EVAL_ACCURACY = "grpo-eval/task_reward/avg"
