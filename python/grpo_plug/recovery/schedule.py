@@ -103,7 +103,8 @@ class Checkpointer:
             self.message(f"no recover checkpoint at {where}; starting fresh")
             return None
         saved = json.loads((path / "state.json").read_text())
-        diffs = ckpt.config_diff(saved.get("config", {}), self.config)
+        defaults = cfgmod.to_dict(TrainConfig())
+        diffs = ckpt.config_diff(saved.get("config", {}), self.config, defaults)
         if diffs:
             raise CheckpointError(
                 f"recover checkpoint {path} was written with a different config: "
