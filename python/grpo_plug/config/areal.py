@@ -202,9 +202,15 @@ def _async(flat: dict[str, Any], t: Translation, valid: set[str]) -> None:
         bound = got.get("rollout.max_head_offpolicyness")
         value = 0 if got.get("async_training") is False or bound is None else bound
         wanted.append(("rollout.max_head_offpolicyness", value, 0, list(got)))
-    for key, sync in (("actor.use_decoupled_loss", False), ("actor.behav_imp_weight_cap", None)):
-        if key in flat:
-            wanted.append((key, flat.pop(key), sync, [key]))
+    decoupled = flat.pop("actor.use_decoupled_loss", MISSING)
+    if decoupled is not MISSING:
+        wanted.append(("actor.use_decoupled_loss", decoupled, False, ["actor.use_decoupled_loss"]))
+    cap = "actor.behav_imp_weight_cap"
+    if cap in flat and decoupled in (MISSING, False, None):  # AReaL: it acts on that loss only
+        flat.pop(cap)
+        t.no_effect.append((cap, "acts only with actor.use_decoupled_loss, as in AReaL"))
+    elif cap in flat:
+        wanted.append((cap, flat.pop(cap), None, [cap]))
     for target, value, sync, keys in wanted:
         if target in valid:
             t.put(target, value, *keys)

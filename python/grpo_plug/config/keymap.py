@@ -117,7 +117,12 @@ RULES: tuple[Rule, ...] = (
     *_same("actor.eps_clip", "actor.kl_ctl", "actor.ppo_n_minibatches", "actor.recompute_logprob"),
     *_same("actor.reward_scaling", "actor.reward_bias"),
     Rule("actor.use_decoupled_loss", "special", "actor.use_decoupled_loss", _ASYNC),
-    Rule("actor.behav_imp_weight_cap", "special", "actor.behav_imp_weight_cap", _ASYNC),
+    Rule(
+        "actor.behav_imp_weight_cap",
+        "special",
+        "actor.behav_imp_weight_cap",
+        f"{_ASYNC}; acts only with use_decoupled_loss, as in AReaL",
+    ),
     Rule(
         "actor.reward_norm.mean_level",
         "special",

@@ -314,6 +314,11 @@ def _cross_checks(cfg: TrainConfig) -> None:
     for op in cfg.train_dataset.arith_ops + cfg.valid_dataset.arith_ops:
         if op not in "+-*":
             raise ConfigError(f"train_dataset.arith_ops: {op!r} is not one of + - *")
+    if cfg.gconfig.greedy and getattr(cfg.actor, "use_decoupled_loss", False):
+        raise ConfigError(
+            "gconfig.greedy: greedy rollouts have no behaviour policy for "
+            "actor.use_decoupled_loss; sample, or turn the decoupled loss off"
+        )
     if cfg.gconfig.min_new_tokens > cfg.gconfig.max_new_tokens:
         raise ConfigError(
             f"gconfig.min_new_tokens: {cfg.gconfig.min_new_tokens} is more than "
