@@ -105,7 +105,7 @@ def _resolve_node(node: DictConfig, prefix: str, notes: list[str]) -> dict[str, 
     assert isinstance(raw, dict)
     out: dict[str, Any] = {}
     for key, raw_value in raw.items():
-        path = f"{prefix}{key}"
+        path = f"{prefix}{key!s}"
         try:
             value = node[key]
         except OmegaConfBaseException as e:
