@@ -169,9 +169,8 @@ def _norms(flat: dict[str, Any], t: Translation) -> None:
         t.put("actor.adv_norm.mean_level", "none", "actor.adv_norm")
         t.put("actor.adv_norm.std_level", "none", "actor.adv_norm")
     an = [k for k in ("actor.adv_norm.mean_level", "actor.adv_norm.std_level") if k in flat]
-    if an:
-        for key in ("actor.adv_norm.mean_level", "actor.adv_norm.std_level"):
-            t.put(key, _level(flat.pop(key, "batch")), *an)
+    for key in ("actor.adv_norm.mean_level", "actor.adv_norm.std_level") if an else ():
+        t.put(key, _level(flat.pop(key, "batch")), *([key] if key in an else an))
 
 
 def _circuit_breaker(flat: dict[str, Any], t: Translation) -> None:
