@@ -12,6 +12,7 @@ and a resumed run's batches stay what they were.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from grpo_plug import core
 from grpo_plug.config import TrainConfig
 from grpo_plug.rewards import RewardSpec, score_samples
 from grpo_plug.rollout.controller import RolloutController
-from grpo_plug.types import Example, GenerationRequest, Sample, Task
+from grpo_plug.types import Example, GenerationRequest, Sample, SamplingParams, Task
 
 
 @dataclass
@@ -70,9 +71,7 @@ def sample_groups(
     scores = score_samples(
         reward_fns, task, questions, texts, golds, no_eos, cfg, completion_ids=ids
     )
-    adv = core.group_advantages(
-        scores.reward, G, mode=cfg.actor.adv_mode, normalize_batch=cfg.actor.adv_batch_norm
-    )
+    adv = group_advantages(scores.reward, cfg)
     return ScoredGroups(
         examples=list(examples),
         questions=questions,
@@ -87,6 +86,80 @@ def sample_groups(
         has_signal=np.abs(adv.reshape(-1, G)).max(axis=1) > 0,
         seconds_rollout=t1 - t0,
         seconds_reward=time.perf_counter() - t1,
+    )
+
+
+def group_advantages(rewards: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    """Group-relative advantages of ``(reward + actor.reward_bias) * actor.reward_scaling``
+    (AReaL's order; the logged rewards stay unscaled)."""
+    shaped = (rewards + cfg.actor.reward_bias) * cfg.actor.reward_scaling
+    return core.group_advantages(
+        shaped,
+        cfg.gconfig.n_samples,
+        mode=cfg.actor.adv_mode,
+        normalize_batch=cfg.actor.adv_batch_norm,
+    )
+
+
+def normalize_advantages(
+    adv: np.ndarray,
+    lengths: np.ndarray,
+    kept: np.ndarray,
+    group_size: int,
+    mean_level: str,
+    std_level: str,
+) -> np.ndarray:
+    """AReaL's ``adv_norm`` over completion tokens: every token of a sequence carries its
+    advantage, so a sequence weighs its length. ``mean_level`` / ``std_level``: ``batch``
+    (the sequences that train, ``kept``), ``group`` (each prompt's) or ``none``. The std
+    is unbiased, plus 1e-5; sequences not kept stay as they were."""
+    if mean_level == "none" and std_level == "none":
+        return adv
+    out = adv.astype(np.float64)
+    w = np.where(kept, lengths, 0).astype(np.float64)
+    if mean_level != "none":
+        out = out - _weighted(out, w, group_size if mean_level == "group" else None, "mean")
+    if std_level != "none":
+        out = out / (_weighted(out, w, group_size if std_level == "group" else None, "std") + 1e-5)
+    return np.where(kept, out, adv).astype(np.float32)
+
+
+def _weighted(x: np.ndarray, w: np.ndarray, group: int | None, what: str) -> np.ndarray:
+    """Token-weighted mean or unbiased std of ``x`` over the batch (``group`` None) or
+    per consecutive group, broadcast back to ``x``'s shape."""
+    xs, ws = (x, w) if group is None else (x.reshape(-1, group), w.reshape(-1, group))
+    axis = None if group is None else 1
+    n = ws.sum(axis=axis, keepdims=group is not None)
+    mean = (xs * ws).sum(axis=axis, keepdims=group is not None) / np.maximum(n, 1.0)
+    if what == "mean":
+        res = mean
+    else:
+        var = (ws * (xs - mean) ** 2).sum(axis=axis, keepdims=group is not None)
+        res = np.sqrt(var / np.maximum(n - 1.0, 1.0))
+    return np.broadcast_to(res, xs.shape).reshape(x.shape)
+
+
+def normalize_scored(got: ScoredGroups, cfg: TrainConfig) -> ScoredGroups:
+    """The step's batch with ``actor.adv_norm`` applied over the groups that train."""
+    norm = cfg.actor.adv_norm
+    if norm.mean_level == "none" and norm.std_level == "none":
+        return got
+    G = cfg.gconfig.n_samples
+    lengths = np.array([len(s.output_ids) for s in got.samples], dtype=np.float64)
+    kept = np.repeat(got.has_signal, G)
+    adv = normalize_advantages(got.advantages, lengths, kept, G, norm.mean_level, norm.std_level)
+    return dataclasses.replace(got, advantages=adv)
+
+
+def training_sampling(cfg: TrainConfig) -> SamplingParams:
+    """How training rollouts sample: ``gconfig`` (greedy is temperature 0)."""
+    g = cfg.gconfig
+    return SamplingParams(
+        g.max_new_tokens,
+        0.0 if g.greedy else g.temperature,
+        g.top_p,
+        g.top_k,
+        min_new_tokens=g.min_new_tokens,
     )
 
 

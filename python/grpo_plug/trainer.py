@@ -78,7 +78,6 @@ from grpo_plug.types import (
     RolloutBackend,
     RolloutBackendFactory,
     RolloutContext,
-    SamplingParams,
     ServerBackend,
 )
 
@@ -349,7 +348,7 @@ class Trainer:
                 self.train_data, cfg.seed, self.global_step, len(rounds), len(batch)
             )
             rounds.append(self.sample_round(extra, sum(len(r.examples) for r in rounds)))
-        got = group_sampling.merge(rounds)
+        got = group_sampling.normalize_scored(group_sampling.merge(rounds), cfg)  # adv_norm
         samples, rewards, adv = got.samples, got.rewards, got.advantages
         rollout_stats = {**self.rollout.pop_metrics(), **version_metrics(samples, self.global_step)}
         rollout_stats[mn.DYNAMIC_ROUNDS] = float(len(rounds) - 1)
@@ -402,12 +401,7 @@ class Trainer:
         """Stages 1-3 for ``batch``; its requests are numbered from ``first_index``."""
         cfg = self.cfg
         G = cfg.gconfig.n_samples
-        sp = SamplingParams(
-            cfg.gconfig.max_new_tokens,
-            cfg.gconfig.temperature,
-            cfg.gconfig.top_p,
-            cfg.gconfig.top_k,
-        )
+        sp = group_sampling.training_sampling(cfg)
         reqs = [
             GenerationRequest(
                 ex.uid, self.prompt_ids(ex), G, sp, seed=self.request_seed(first_index + i)

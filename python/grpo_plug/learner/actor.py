@@ -33,7 +33,7 @@ from grpo_plug.learner.step import (
     train_minibatch,
 )
 from grpo_plug.metrics import names as mn
-from grpo_plug.models import load_model
+from grpo_plug.models import disable_dropout, load_model
 from grpo_plug.plan import RunPlan
 from grpo_plug.plan import resolve as resolve_plan
 
@@ -71,6 +71,8 @@ def make_scheduler(
         if cfg.lr_scheduler_type == "constant":
             return 1.0
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if cfg.lr_scheduler_type == "linear":
+            return 1.0 - (1.0 - cfg.min_lr_ratio) * progress
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine
 
@@ -143,6 +145,8 @@ class Learner:
         if info.distributed and cfg.actor.mixed_precision and info.device.type == "cuda":
             dtype = "float32"  # master weights; FSDP computes in bf16
         self.model = load_model(cfg.actor.path, dtype=dtype, device=device)
+        if cfg.actor.disable_dropout:
+            disable_dropout(self.model)
         attention.use(self.model, self.attention)
         if cfg.actor.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()

@@ -294,6 +294,8 @@ class HFBackend(ReportsProgress):
             eos = torch.tensor(self.eos_ids, device=device)
             next_pos = pos[:, -1:] + 1
             for step in range(sp.max_new_tokens):
+                if step < sp.min_new_tokens:  # no stop token yet (SGLang's min_new_tokens)
+                    logits = logits.index_fill(-1, eos, float("-inf"))
                 tok, lp = sample_next(logits, sp, self.draw)
                 tok_l, lp_l = tok.tolist(), lp.tolist()
                 for b, r in enumerate(alive.tolist()):
