@@ -101,13 +101,14 @@ def test_every_consumed_sample_keeps_the_bound(
         assert row[mn.VERSION_LAG_MEAN] == pytest.approx(lag)
         assert row[mn.GROUPS_REGENERATED] == 0.0
         assert 0.0 <= row[mn.ASYNC_OVERLAP] <= 1.0
-    # The side that waits shows it: generation sat idle for weights, or the learner for data.
+    # The side that waits shows it: generation sat idle for weights, or the learner for
+    # data while generation, always busy, overlapped its training.
     later = rows[k + 1 :]
     if slower == "learner":
         assert sum(r[mn.WAIT_FOR_WEIGHTS] for r in later) > 0.2 * len(later), later
-        assert max(r[mn.ASYNC_OVERLAP] for r in later) > 0.0
     else:
         assert sum(r[mn.WAIT_FOR_DATA] for r in later) > 0.1 * len(later), later
+        assert all(r[mn.ASYNC_OVERLAP] > 0.0 for r in later), later
 
 
 def test_async_run_repeats_bit_for_bit(

@@ -480,7 +480,7 @@ class Trainer:
         self.warn(self.load_check.warning())  # other processes busy on our cores
 
     def close(self) -> None:
-        if self.ahead is not None:
+        if getattr(self, "ahead", None) is not None:
             self.ahead.close()  # before the backend it samples with goes
         try:
             # The strategy first: a process group must be left while its servers live.

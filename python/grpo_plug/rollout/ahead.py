@@ -222,9 +222,10 @@ class Schedule:
             self.version = version
             self.cond.notify_all()
 
-    def finished(self, first: int) -> list[SampledStep]:
+    def finished(self, first: int, last: int) -> list[SampledStep]:
+        """The sampled steps from ``first`` to ``last`` the learner has not taken."""
         with self.cond:
-            return [self.done[m] for m in sorted(self.done) if m >= first]
+            return [self.done[m] for m in sorted(self.done) if first <= m <= last]
 
     def close(self, timeout: float = 10.0) -> None:
         with self.cond:
@@ -259,11 +260,12 @@ class AheadRollout:
         self.twin: Twin | None = None
         self.controller = rollout
         if backend.in_process:
-            assert isinstance(backend, RunsAhead)
-            twin = backend.detached(threads)
-            assert isinstance(twin, Twin)
-            self.twin = twin
-            self.controller = RolloutController(twin, rollout.limits, progress=self._cancel)
+            assert isinstance(backend, RunsAhead)  # check_backend said so
+            made = backend.detached(threads)
+            self.controller = RolloutController(made, rollout.limits, progress=self._cancel)
+            if not isinstance(made, Twin):
+                raise SetupError(f"rollout backend {backend.name!r}: its twin is no Twin")
+            self.twin = made
         self.start, self.stop = steps
         self.restored = 0
         self.schedule: Schedule | None = None
@@ -351,8 +353,11 @@ class AheadRollout:
         }
 
     def state(self, step: int) -> list[dict[str, Any]]:
-        """The finished steps ``>= step``, for a recover point after ``step`` steps."""
-        return [self.sampler.to_json(s) for s in self.running.finished(step)]
+        """For a recover point after ``step`` steps: the sampled steps that weights older
+        than ``step`` sampled (``step .. step + k - 1``); later ones are sampled again
+        from the restored weights, so the point is the same whatever the timing."""
+        done = self.running.finished(step, step + self.k - 1)
+        return [self.sampler.to_json(s) for s in done]
 
     def close(self) -> None:
         if self.schedule is not None:
