@@ -207,6 +207,29 @@ def test_the_bound_check_names_the_sample() -> None:
     assert lags[mn.VERSION_LAG_MEAN] == pytest.approx((2 * 2 + 1 * 4) / 3)
 
 
+def test_a_sampled_step_survives_its_json_form(
+    tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost
+) -> None:
+    """What a recover point keeps of a sampled step gives back the same learner input."""
+    import numpy as np
+
+    from grpo_plug.trainer import Trainer
+
+    cfg = tiny_config(tmp_path, tiny_model_dir, "dynamic_sampling.max_rounds=2")
+    trainer = Trainer(cfg, host=seven_host, loggers=[])
+    try:
+        step = trainer.sampler.sample(trainer.rollout, 3)
+        back = trainer.sampler.from_json(json.loads(json.dumps(trainer.sampler.to_json(step))))
+    finally:
+        trainer.close()
+    a, b = step.merged(), back.merged()
+    assert back.index == 3 and len(back.rounds) == len(step.rounds) and back.stats == step.stats
+    assert a.samples == b.samples and a.prompts == b.prompts and a.texts == b.texts
+    for name in ("rewards", "task_reward", "advantages", "has_signal", "no_eos"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        assert getattr(a, name).dtype == getattr(b, name).dtype, name
+
+
 # ---------------------------------------------------------------------------- resume
 
 
