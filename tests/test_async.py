@@ -81,7 +81,7 @@ def test_every_consumed_sample_keeps_the_bound(
         slow(monkeypatch, LearnerRanks, "train_step", 0.3)
     else:
         slow(monkeypatch, HFBackend, "generate", 0.3)
-    steps = 6
+    steps = 8
     cfg = tiny_config(
         tmp_path,
         tiny_model_dir,
@@ -101,15 +101,16 @@ def test_every_consumed_sample_keeps_the_bound(
         assert row[mn.VERSION_LAG_MEAN] == pytest.approx(lag)
         assert row[mn.GROUPS_REGENERATED] == 0.0
         assert 0.0 <= row[mn.ASYNC_OVERLAP] <= 1.0
-    # The side that waits shows it: generation sat idle for weights, or the learner for
-    # data while generation, always busy, overlapped its training.
-    later = rows[k + 1 :]
+    # The side that waits shows it, in the steps with batches left to sample after them:
+    # generation sat idle for weights, or the learner for data while generation, always
+    # busy, overlapped its training.
+    middle = rows[k + 1 : steps - k - 1]
+    assert middle
     if slower == "learner":
-        assert sum(r[mn.WAIT_FOR_WEIGHTS] for r in later) > 0.2 * len(later), later
+        assert all(r[mn.WAIT_FOR_WEIGHTS] > 0.05 for r in middle), middle
     else:
-        assert sum(r[mn.WAIT_FOR_DATA] for r in later) > 0.1 * len(later), later
-        middle = rows[k + 1 : steps - k]  # the last k steps have nothing left to sample
-        assert middle and all(r[mn.ASYNC_OVERLAP] > 0.0 for r in middle), middle
+        assert all(r[mn.WAIT_FOR_DATA] > 0.05 for r in middle), middle
+        assert all(r[mn.ASYNC_OVERLAP] > 0.0 for r in middle), middle
 
 
 def test_async_run_repeats_bit_for_bit(

@@ -98,6 +98,7 @@ class Trainer:
         """``quiet``: status lines go only to the loggers and the event stream (the
         dashboard shows them), never straight to stderr."""
         self.cfg = cfg
+        self.ahead: AheadRollout | None = None  # the producer, when k >= 1
         # Before any component derives settings into cfg (make_hf_backend may switch
         # actor.recompute_logprob on): what recover points store and compare.
         self.given_config = cfgmod.to_dict(cfg)
@@ -136,7 +137,6 @@ class Trainer:
         self.sampler = StepSampler(
             cfg, self.tokenizer, self.train_task, self.reward_fns, self.train_data
         )
-        self.ahead: AheadRollout | None = None  # the producer, when k >= 1
         self.saved_ahead: list[dict[str, Any]] = []  # its finished steps, from a recover point
         self.global_step = 0
         self.accuracy_before: float | None = None
@@ -480,7 +480,7 @@ class Trainer:
         self.warn(self.load_check.warning())  # other processes busy on our cores
 
     def close(self) -> None:
-        if getattr(self, "ahead", None) is not None:
+        if self.ahead is not None:
             self.ahead.close()  # before the backend it samples with goes
         try:
             # The strategy first: a process group must be left while its servers live.
