@@ -6,7 +6,9 @@
 Each run is a real ``grpo-plug train --preset cpu`` (SmolLM2-135M, arith) for
 ``--steps`` steps, then a greedy eval on ``--eval-samples`` held-out problems; no
 checkpoints. Per backend (hf; sglang with ``--sglang-python``: one CPU server the
-trainer launches) and k: seconds per step (median of steps 2..), the overlap fraction
+trainer launches) and k: seconds per step (the mean over all steps of the learner's
+step time, waits for data included: with k >= 1 the last steps find their batches
+ready, so a median would flatter it), the overlap fraction
 (share of a step during which generation and learning ran at once), the learner's wait
 for data and the producer's wait for weights (seconds per step), the mean version lag,
 train reward over the last half of the steps and held-out accuracy after the run, each
@@ -74,8 +76,8 @@ def figures(path: Path) -> dict[str, float]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     steps = [r for r in rows if mn.TIME_STEP in r]
     timed = steps[1:] if len(steps) > 1 else steps  # step 1 pays first-touch costs
-    out = {}
-    for label, key in PER_STEP:
+    out = {"s/step": statistics.mean(float(r[mn.TIME_STEP]) for r in steps)}
+    for label, key in PER_STEP[1:]:
         vals = [float(r[key]) for r in timed if key in r]
         out[label] = statistics.median(vals) if vals else 0.0  # k = 0: no overlap, no lag
     half = steps[len(steps) // 2 :]
