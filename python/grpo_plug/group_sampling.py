@@ -21,6 +21,7 @@ import numpy as np
 
 from grpo_plug import core
 from grpo_plug.config import TrainConfig
+from grpo_plug.errors import RolloutError
 from grpo_plug.rewards import RewardSpec, score_samples
 from grpo_plug.rollout.controller import RolloutController
 from grpo_plug.types import Example, GenerationRequest, Sample, SamplingParams, Task
@@ -43,6 +44,7 @@ class ScoredGroups:
     has_signal: np.ndarray  # [B] some advantage is non-zero
     seconds_rollout: float
     seconds_reward: float
+    regenerated: int = 0  # groups generated again for breaking the staleness bound
 
 
 def sample_groups(
@@ -53,11 +55,63 @@ def sample_groups(
     cfg: TrainConfig,
     examples: Sequence[Example],
     reqs: Sequence[GenerationRequest],
+    min_version: int | None = None,
 ) -> ScoredGroups:
-    """1. rollout, 2. reward, 3. advantages for ``reqs`` (one per example)."""
-    G = cfg.gconfig.n_samples
+    """1. rollout, 2. reward, 3. advantages for ``reqs`` (one per example).
+
+    ``min_version`` (asynchronous runs): a group with a token older than that policy
+    version is never kept; it is generated again, and counted in ``regenerated``."""
     t0 = time.perf_counter()
     groups = rollout.generate(list(reqs))
+    regenerated = 0
+    if min_version is not None:
+        groups, regenerated = regenerate_stale(rollout, reqs, groups, min_version)
+    return score_groups(
+        tokenizer, task, reward_fns, cfg, examples, reqs, groups, t0, regenerated=regenerated
+    )
+
+
+MAX_REGENERATIONS = 8  # rounds of regenerating stale groups before the step fails
+
+
+def regenerate_stale(
+    rollout: RolloutController,
+    reqs: Sequence[GenerationRequest],
+    groups: list[list[Sample]],
+    min_version: int,
+) -> tuple[list[list[Sample]], int]:
+    """``groups`` with every group that has a token older than ``min_version`` generated
+    again (the same request: versions only rise, so the new one is fresh); the count."""
+    done = 0
+    for _ in range(MAX_REGENERATIONS):
+        stale = [i for i, g in enumerate(groups) if min(s.policy_version for s in g) < min_version]
+        if not stale:
+            return groups, done
+        done += len(stale)
+        for i, fresh in zip(stale, rollout.generate([reqs[i] for i in stale]), strict=True):
+            groups[i] = fresh
+    raise RolloutError(
+        f"rollout.max_head_offpolicyness: groups still older than policy version "
+        f"{min_version} after {MAX_REGENERATIONS} regenerations (the servers do not take "
+        "the weight updates)"
+    )
+
+
+def score_groups(
+    tokenizer: object,
+    task: Task,
+    reward_fns: Sequence[RewardSpec],
+    cfg: TrainConfig,
+    examples: Sequence[Example],
+    reqs: Sequence[GenerationRequest] | Sequence[Sequence[int]],
+    groups: Sequence[Sequence[Sample]],
+    t0: float,
+    *,
+    regenerated: int = 0,
+) -> ScoredGroups:
+    """2. reward, 3. advantages for generated ``groups`` (one per example; ``reqs``:
+    the requests or their prompt ids); ``t0``: when their generation started."""
+    G = cfg.gconfig.n_samples
     samples = [s for g in groups for s in g]  # [B*G], grouped by prompt
     decode = tokenizer.decode  # type: ignore[attr-defined]
     texts = [decode(s.output_ids, skip_special_tokens=True) for s in samples]
@@ -72,10 +126,11 @@ def sample_groups(
         reward_fns, task, questions, texts, golds, no_eos, cfg, completion_ids=ids
     )
     adv = group_advantages(scores.reward, cfg)
+    prompt_ids = [r.prompt_ids if isinstance(r, GenerationRequest) else r for r in reqs]
     return ScoredGroups(
         examples=list(examples),
         questions=questions,
-        prompts=[list(r.prompt_ids) for r in reqs for _ in range(G)],
+        prompts=[list(p) for p in prompt_ids for _ in range(G)],
         samples=samples,
         texts=texts,
         no_eos=no_eos,
@@ -86,6 +141,7 @@ def sample_groups(
         has_signal=np.abs(adv.reshape(-1, G)).max(axis=1) > 0,
         seconds_rollout=t1 - t0,
         seconds_reward=time.perf_counter() - t1,
+        regenerated=regenerated,
     )
 
 
@@ -183,6 +239,7 @@ def merge(rounds: Sequence[ScoredGroups]) -> ScoredGroups:
         has_signal=cat([r.has_signal for r in rounds]),
         seconds_rollout=sum(r.seconds_rollout for r in rounds),
         seconds_reward=sum(r.seconds_reward for r in rounds),
+        regenerated=sum(r.regenerated for r in rounds),
     )
 
 

@@ -259,6 +259,14 @@ class RolloutConfig:
         "sglang backend: attach to these running servers (host:port) instead of "
         "launching them from allocation_mode.",
     )
+    max_head_offpolicyness: int = _f(
+        0,
+        "Asynchronous training: k >= 1 generates the batches of the next k steps while the "
+        "learner trains (hf: in a thread of its own; sglang: on the servers), so every "
+        "token of step N comes from policy version >= N - k (AReaL's name; the seed's "
+        "configs use 2). 0 = synchronous: generate, then train.",
+        ge=0,
+    )
 
 
 @dataclass

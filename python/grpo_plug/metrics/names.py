@@ -47,6 +47,14 @@ SERVERS_UP = "rollout/servers_up"
 SAMPLES_CURRENT_VERSION = "rollout/samples_current_version"
 SAMPLES_STALE_VERSION = "rollout/samples_stale_version"
 SAMPLES_MIXED_VERSIONS = "rollout/samples_mixed_versions"
+# Asynchronous training (rollout.max_head_offpolicyness >= 1), per step.
+VERSION_LAG_MIN = "rollout/version_lag/min"  # step - policy version of consumed tokens
+VERSION_LAG_MEAN = "rollout/version_lag/avg"  # token-weighted
+VERSION_LAG_MAX = "rollout/version_lag/max"  # never above k
+GROUPS_REGENERATED = "rollout/groups_regenerated"  # sampled again: older than step - k
+ASYNC_OVERLAP = "timeperf/overlap_fraction"  # share of the step sampling and training at once
+WAIT_FOR_DATA = "timeperf/wait_for_data"  # the learner waiting for the producer
+WAIT_FOR_WEIGHTS = "timeperf/wait_for_weights"  # the producer waiting for newer weights
 
 TIME_ROLLOUT = "timeperf/rollout"
 TIME_REWARD = "timeperf/reward"
@@ -125,4 +133,6 @@ PLOTS = (
     ("length", "response length (tokens)", (SEQ_LEN,)),
     ("clip", "clip ratio", (CLIP_RATIO,)),
     ("time", "seconds per stage", STAGE_TIMES),
+    # Asynchronous runs only (a run without these series draws no such plot).
+    ("async", "rollout ahead: overlap fraction, version lag", (ASYNC_OVERLAP, VERSION_LAG_MEAN)),
 )
