@@ -272,14 +272,23 @@ def test_a_broken_plugin_leaves_help_doctor_and_plugins_working(
     assert "math_accuracy" in {c["name"] for c in rows["builtin.rewards"]["components"]}
 
 
-def test_a_broken_plugin_stops_train_and_eval_with_one_line(
-    broken_env: dict[str, str],
+def test_a_broken_plugin_stops_only_the_runs_that_name_what_it_would_provide(
+    broken_env: dict[str, str], tmp_path: Path
 ) -> None:
-    for args in (["train", "--preset", "cpu"], ["eval", "--max-samples", "1"]):
+    root = f"cluster.fileroot={tmp_path}"
+    runs = {
+        "reward function 'mine'": ["train", "--preset", "cpu", root, "reward.functions=[mine]"],
+        "task 'mine'": ["eval", "--task", "mine", "--max-samples", "1"],
+    }
+    for what, args in runs.items():
         res = _cli(broken_env, *args)
         assert res.returncode == 2, res.stdout + res.stderr
-        expected = f"error: {broken_env['BROKEN_WHY']}; {DISABLE}"
-        assert res.stderr.strip().splitlines() == [expected]
-    disabled = {**broken_env, "GRPO_PLUG_DISABLE_PLUGINS": "badplug"}
-    res = _cli(disabled, "config", "show", "total_train_steps=1")
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith(f"error: unknown {what}; available: "), line
+        assert line.endswith(f"; {broken_env['BROKEN_WHY']}; {DISABLE}"), line
+    # What does not use it goes on, the config commands included.
+    res = _cli(broken_env, "config", "show", "total_train_steps=1")
     assert res.returncode == 0 and "total_train_steps: 1" in res.stdout, res.stderr
+    res = _cli(broken_env, "config", "keys")
+    assert res.returncode == 0 and "total_train_steps" in res.stdout, res.stderr
+    assert "Traceback" not in res.stderr

@@ -20,7 +20,7 @@ import numpy as np
 
 from grpo_plug import core
 from grpo_plug.config import TrainConfig
-from grpo_plug.rewards import RewardSpec, score_samples
+from grpo_plug.rewards import RewardSpec, example_fields, score_samples
 from grpo_plug.rollout.controller import RolloutController
 from grpo_plug.types import Example, GenerationRequest, Sample, Task
 
@@ -68,7 +68,15 @@ def sample_groups(
     questions = [ex.question for ex in examples for _ in range(G)]
     ids = [list(s.output_ids) for s in samples]
     scores = score_samples(
-        reward_fns, task, questions, texts, golds, no_eos, cfg, completion_ids=ids
+        reward_fns,
+        task,
+        questions,
+        texts,
+        golds,
+        no_eos,
+        cfg,
+        completion_ids=ids,
+        fields=example_fields(examples, G),
     )
     adv = core.group_advantages(
         scores.reward, G, mode=cfg.actor.adv_mode, normalize_batch=cfg.actor.adv_batch_norm
