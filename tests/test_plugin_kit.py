@@ -242,7 +242,8 @@ def broken_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: badplug\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[grpo_plug]\nbadplug = badplug_mod.plugin\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200", "TERM": "dumb"}
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "COLUMNS": "200", "TERM": "dumb"}
     env["BROKEN_WHY"] = BROKEN[request.param]
     env.pop("GRPO_PLUG_PLUGINS", None)
     env.pop("GRPO_PLUG_DISABLE_PLUGINS", None)

@@ -79,10 +79,11 @@ def join_group(master: str, listener: socket.socket, world: int, group: str, bac
     from torch.distributed import distributed_c10d as c10d
 
     c: Any = c10d
+    dist_any: Any = torch.distributed  # TCPStore: not in its typed exports
     timeout = timedelta(seconds=GROUP_TIMEOUT_S)
     port = int(listener.getsockname()[1])
     # The store takes the socket over (it closes the fd): Python lets go of it first.
-    store = c.TCPStore(
+    store = dist_any.TCPStore(
         master,
         port,
         world,
