@@ -280,3 +280,28 @@ def test_output_memory_is_recycled_after_release() -> None:
     assert starts(second) == before
     got = [[(mb.input_ids.tolist(), mb.advantages.tolist()) for mb in r] for r in second]
     assert got == want
+
+
+@given(
+    lengths=st.lists(st.tuples(st.integers(1, 20), st.integers(1, 20)), min_size=1, max_size=60),
+    max_tokens=st.integers(8, 256),
+    n_ranks=st.integers(1, 3),
+    max_seqs=st.integers(1, 5),
+)
+@settings(max_examples=100, deadline=None)
+def test_max_seqs_caps_every_micro_batch_and_keeps_every_token(
+    lengths: list[tuple[int, int]], max_tokens: int, n_ranks: int, max_seqs: int
+) -> None:
+    inputs = make_inputs(lengths, as_numpy=False)
+    try:
+        out = core.pack_microbatches(
+            *inputs, max_tokens=max_tokens, n_ranks=n_ranks, max_seqs=max_seqs
+        )
+    except ValueError as e:  # too few sequences for the ranks, with or without the cap
+        assert "micro-batches" in str(e)
+        return
+    check(out, lengths, max_tokens, n_ranks)  # every token once, equal counts per rank
+    assert max(mb.num_sequences for rank in out for mb in rank) <= max_seqs
+    uncapped = core.pack_microbatches(*inputs, max_tokens=max_tokens, n_ranks=n_ranks)
+    if all(mb.num_sequences <= max_seqs for rank in uncapped for mb in rank):
+        assert [len(r) for r in out] == [len(r) for r in uncapped]  # nothing to cut

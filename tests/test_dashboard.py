@@ -11,7 +11,7 @@ from rich.console import Console
 
 from grpo_plug.metrics import names as m
 from grpo_plug.metrics.dashboard import render, sparkline
-from grpo_plug.metrics.events import JsonlTail
+from grpo_plug.metrics.events import EventWriter, JsonlTail
 from grpo_plug.metrics.run import RunReader, find_runs, read_run
 
 from .runlog import step_row, write_run
@@ -162,3 +162,18 @@ def test_server_health_names_the_servers_that_are_not_up(tmp_path: Path) -> None
     text = "\n".join(screen(tmp_path, 120, 30))
     assert "servers 1/2 up (127.0.0.1:3002 restarting)" in text
     assert "restarts 1" in text
+
+
+def test_the_stage_line_drops_an_earlier_stages_text(tmp_path: Path) -> None:
+    w = write_run(tmp_path)
+    w.emit("message", text="evaluating before on 200 arith problems...")
+    w.emit("stage", stage="train", step=13)
+    w.close()
+    lines = screen(tmp_path, 100, 30)
+    assert any("train " in s for s in lines)
+    assert not any("evaluating before" in s for s in lines), "\n".join(lines)
+    w = EventWriter(tmp_path)
+    w.emit("stage", stage="save", step=13)
+    w.emit("message", text="recover point written at step 13")
+    w.close()
+    assert any("save" in s and "recover point written" in s for s in screen(tmp_path, 100, 30))

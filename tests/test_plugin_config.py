@@ -60,7 +60,7 @@ def test_section_values_reach_the_factory(shout: PluginHost) -> None:
     cfg = cfgmod.load(overrides=["shout.times=3", "shout.suffix=_x"])
     logger = check_logger(ShoutLogger, cfg=cfg)
     assert isinstance(logger, ShoutLogger)
-    assert logger.lines == ["A STATUS LINE_x"] * 3
+    assert logger.lines == ["LOADING THE MODEL_x"] * 3 + ["A STATUS LINE_x"] * 3
     assert cfgmod.load().section(ShoutConfig) == ShoutConfig()  # defaults without keys
 
 

@@ -242,7 +242,8 @@ def broken_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: badplug\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[grpo_plug]\nbadplug = badplug_mod.plugin\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200", "TERM": "dumb"}
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "COLUMNS": "200", "TERM": "dumb"}
     env["BROKEN_WHY"] = BROKEN[request.param]
     env.pop("GRPO_PLUG_PLUGINS", None)
     env.pop("GRPO_PLUG_DISABLE_PLUGINS", None)
@@ -272,14 +273,23 @@ def test_a_broken_plugin_leaves_help_doctor_and_plugins_working(
     assert "math_accuracy" in {c["name"] for c in rows["builtin.rewards"]["components"]}
 
 
-def test_a_broken_plugin_stops_train_and_eval_with_one_line(
-    broken_env: dict[str, str],
+def test_a_broken_plugin_stops_only_the_runs_that_name_what_it_would_provide(
+    broken_env: dict[str, str], tmp_path: Path
 ) -> None:
-    for args in (["train", "--preset", "cpu"], ["eval", "--max-samples", "1"]):
+    root = f"cluster.fileroot={tmp_path}"
+    runs = {
+        "reward function 'mine'": ["train", "--preset", "cpu", root, "reward.functions=[mine]"],
+        "task 'mine'": ["eval", "--task", "mine", "--max-samples", "1"],
+    }
+    for what, args in runs.items():
         res = _cli(broken_env, *args)
         assert res.returncode == 2, res.stdout + res.stderr
-        expected = f"error: {broken_env['BROKEN_WHY']}; {DISABLE}"
-        assert res.stderr.strip().splitlines() == [expected]
-    disabled = {**broken_env, "GRPO_PLUG_DISABLE_PLUGINS": "badplug"}
-    res = _cli(disabled, "config", "show", "total_train_steps=1")
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith(f"error: unknown {what}; available: "), line
+        assert line.endswith(f"; {broken_env['BROKEN_WHY']}; {DISABLE}"), line
+    # What does not use it goes on, the config commands included.
+    res = _cli(broken_env, "config", "show", "total_train_steps=1")
     assert res.returncode == 0 and "total_train_steps: 1" in res.stdout, res.stderr
+    res = _cli(broken_env, "config", "keys")
+    assert res.returncode == 0 and "total_train_steps" in res.stdout, res.stderr
+    assert "Traceback" not in res.stderr

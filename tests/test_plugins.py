@@ -146,8 +146,28 @@ def test_failing_hook_names_plugin(host: PluginHost) -> None:
             raise RuntimeError("boom")
 
     host.register(Broken(), name="broken")
-    with pytest.raises(PluginError, match="plugin 'broken' failed in register_loggers"):
-        host.loggers()
+    loggers = host.loggers()  # set aside: a run that does not use it goes on
+    assert "jsonl" in loggers
+    with pytest.raises(PluginError) as info:
+        loggers.get("mine")
+    assert str(info.value).startswith("unknown logger 'mine'")
+    assert "plugin 'broken' failed in register_loggers: RuntimeError: boom" in str(info.value)
+
+
+def test_a_misspelled_disable_list_name_is_warned_and_filters_are_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GRPO_PLUG_DISABLE_PLUGINS", "exmaple,builtin.rewards")
+    host = PluginHost()
+    host.load()
+    err = capsys.readouterr().err
+    assert "warning: GRPO_PLUG_DISABLE_PLUGINS names 'exmaple' (did you mean 'example'?)" in err
+    assert err.count("warning:") == 1  # builtin.rewards is a real plugin: no warning
+    with pytest.raises(PluginError) as info:
+        host.reward_functions().get("math_accuracy")
+    assert "not loaded by GRPO_PLUG_PLUGINS / GRPO_PLUG_DISABLE_PLUGINS: builtin.rewards" in str(
+        info.value
+    )
 
 
 def test_entry_point_plugin_is_discovered(host: PluginHost) -> None:
@@ -203,10 +223,14 @@ def test_plugin_that_fails_to_import(monkeypatch: pytest.MonkeyPatch) -> None:
     host = PluginHost()
     host.load()  # set aside: `plugins` and `doctor` still list what did load
     assert set(host.broken()) == {"badplugin"}
+    tasks = host.tasks()  # a run that does not use it goes on
+    assert "gsm8k" in tasks
     with pytest.raises(PluginError) as info:
-        host.tasks()
-    assert str(info.value).startswith("plugin 'badplugin' (does_not_exist.module) failed to import")
-    assert str(info.value).endswith("disable it with GRPO_PLUG_DISABLE_PLUGINS=badplugin")
+        tasks.get("theirs")  # ... and one that names what it may have provided stops
+    msg = str(info.value)
+    assert msg.startswith("unknown task 'theirs'")
+    assert "plugin 'badplugin' (does_not_exist.module) failed to import" in msg
+    assert msg.endswith("disable it with GRPO_PLUG_DISABLE_PLUGINS=badplugin")
 
 
 def test_trace_switch(host: PluginHost, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

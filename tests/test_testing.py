@@ -3,6 +3,7 @@ in a broken component; the registry helper and the one-step harness."""
 
 from __future__ import annotations
 
+import json
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -123,10 +124,17 @@ class _Dupes(_NoCut):
         return [Example("same", "q", "1")] * 2
 
 
+class _Clash(_NoCut):
+    def load(self) -> list[Example]:
+        return [Example("a", "q", "1", fields={"golds": 1})]
+
+
 def test_broken_tasks_are_named() -> None:
     assert len(check_task(_NoCut).load()) == 10  # max_samples: the trainer cuts the list
     with pytest.raises(ContractError, match=r"load\(\)\[1\].uid 'same' repeats"):
         check_task(_Dupes)
+    with pytest.raises(ContractError, match="example 'a' has field 'golds', which cannot be"):
+        check_task(_Clash)  # a built-in reward keyword's name
 
 
 # ----------------------------------------------------------------------- loggers
@@ -134,9 +142,40 @@ def test_broken_tasks_are_named() -> None:
 
 def test_builtin_logger_passes(tmp_path: Path) -> None:
     check_logger(JsonlLogger, log_dir=tmp_path)
-    # resume(1) kept one row; start_fresh() then set it aside for a new attempt
-    assert (tmp_path / "metrics.jsonl.1").read_text().count("global_step") == 1
-    assert (tmp_path / "metrics.jsonl").read_text() == ""
+    # The fresh run logged steps 1 and 2; the rerun's resume(1) dropped step 2.
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["global_step"] for r in rows] == [1]
+    assert not (tmp_path / "metrics.jsonl.1").exists()  # start_fresh() found it empty
+
+
+def test_check_logger_calls_in_the_trainers_order(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    class Recorder:
+        name = "recorder"
+
+        def __init__(self, cfg: object, run: object) -> None:
+            calls.append("factory")
+
+        def log(self, metrics: Mapping[str, float], step: int, epoch: int) -> None:
+            calls.append(f"log {step}")
+
+        def message(self, text: str) -> None:
+            calls.append("message")
+
+        def start_fresh(self) -> None:
+            calls.append("start_fresh")
+
+        def resume(self, global_step: int) -> None:
+            calls.append(f"resume {global_step}")
+
+        def close(self) -> None:
+            calls.append("close")
+
+    check_logger(Recorder, log_dir=tmp_path)
+    fresh = ["factory", "message", "start_fresh", "log 1", "log 2", "message", "close"]
+    rerun = ["factory", "message", "resume 1", "message", "close"]
+    assert calls == fresh + rerun
 
 
 def test_a_failing_logger_is_named() -> None:

@@ -4,6 +4,7 @@ against real servers)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,31 @@ def test_one_changed_value_anywhere_changes_one_digest(model: Any) -> None:
         dict(model.named_parameters())[name][-1, -1] += 1e-6
     after = digests.expected(model.named_parameters())
     assert [n for n in before if before[n] != after[n]] == [name]
+
+
+def _listening(port: int) -> list[str]:
+    """Local addresses (hex, as /proc/net/tcp* spell them) listening on ``port``."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    found.append(local.rsplit(":", 1)[0])
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket tables")
+def test_the_groups_store_listens_on_the_master_address_only() -> None:
+    from grpo_plug.weight_sync.distributed import join_group, listen_on
+
+    listener = listen_on("127.0.0.1")
+    port = int(listener.getsockname()[1])
+    pg = join_group("127.0.0.1", listener, 1, "grpo-plug-test-store", "gloo")
+    try:
+        assert _listening(port) == ["0100007F"]  # 127.0.0.1, and no wildcard address
+    finally:
+        with contextlib.suppress(Exception):  # as DistributedSync.leave does
+            torch.distributed.destroy_process_group(pg)
+    with pytest.raises(WeightSyncError, match=r"weight_sync\.master_address=192\.0\.2\.1: cannot"):
+        listen_on("192.0.2.1")  # TEST-NET-1: no interface of this machine has it

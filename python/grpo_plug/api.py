@@ -2,6 +2,7 @@
 types, config helpers and errors.
 
     from grpo_plug.api import hookimpl, ComponentRegistry, RewardFunction, option
+    from grpo_plug.api import grade, extract_answer   # the math grader the built-in uses
 
 docs/plugins.md is the guide; ``grpo_plug.testing`` checks and runs what you write.
 """
@@ -9,6 +10,7 @@ docs/plugins.md is the guide; ``grpo_plug.testing`` checks and runs what you wri
 from __future__ import annotations
 
 from grpo_plug.config import ConfigError, DatasetConfig, TrainConfig, option
+from grpo_plug.core import extract_answer, grade
 from grpo_plug.errors import GrpoPlugError, PluginError, RequestFailed, RewardError
 from grpo_plug.hookspecs import hookimpl
 from grpo_plug.registry import ComponentRegistry, Entry
@@ -69,6 +71,8 @@ __all__ = [
     "WeightSync",
     "WeightSyncFactory",
     "WeightUpdateSurface",
+    "extract_answer",
+    "grade",
     "hookimpl",
     "option",
 ]

@@ -10,21 +10,23 @@ from typing import Any
 
 from grpo_plug import config as cfgmod
 from grpo_plug.config import TrainConfig
-from grpo_plug.data.tasks import build_task
+from grpo_plug.data.tasks import build_task, held_out_dataset
 from grpo_plug.errors import SetupError
+from grpo_plug.metrics.loggers import JsonlLogger as MetricsFile
 from grpo_plug.plugins import PluginHost
 from grpo_plug.rewards import RewardSpec
 from grpo_plug.types import Logger, RolloutBackend, RunInfo, Task, WeightSync
-from grpo_plug.weight_sync import resolve_strategy_name
+from grpo_plug.weight_sync import check_pairing, resolve_strategy_name
 
 
 def tasks(host: PluginHost, cfg: TrainConfig) -> tuple[Task, Task]:
-    """(training task, held-out task)."""
+    """(training task, held-out task; with ``valid_dataset.shuffle`` the latter loads the
+    whole set, for a seeded sample of ``max_samples``)."""
     reg = host.tasks()
     train_ds, valid_ds = cfg.train_dataset, cfg.valid_dataset
     return (
         build_task(reg.get(train_ds.task), train_ds, cfg.seed, cfg),
-        build_task(reg.get(valid_ds.task), valid_ds, cfg.seed, cfg),
+        build_task(reg.get(valid_ds.task), held_out_dataset(valid_ds), cfg.seed, cfg),
     )
 
 
@@ -45,20 +47,26 @@ def loggers(
     warn: Callable[[str], None],
 ) -> list[Logger]:
     """``loggers``, each given the config as validated plus the derived settings beside
-    it (``derived``: what the run resolved, e.g. the attention kernel). A logger whose
-    factory raises is left out, with one ``warn`` line naming it: a logger never stops
-    a run."""
+    it (``derived``: what the run resolved, e.g. the attention kernel), and the run's own
+    ``metrics.jsonl`` writer first, whatever ``loggers`` names: the dashboard, ``watch``
+    and ``report`` read that file. A logger whose factory raises is left out, with one
+    ``warn`` line naming it: a logger never stops a run."""
     reg = host.loggers()
     entries = [reg.entry(n) for n in cfg.loggers]
     config = {**cfgmod.to_dict(cfg), "derived": dict(derived)}
     run = RunInfo(cfg.experiment_name, cfg.trial_name, str(log_dir), config)
-    out = []
-    for entry in entries:
+    out: list[Logger] = []
+    factories: list[tuple[str, str, Callable[[TrainConfig, RunInfo], Logger]]] = [
+        (e.name, e.plugin, e.factory) for e in entries
+    ]
+    if not any(e.factory is MetricsFile for e in entries):
+        factories.insert(0, (MetricsFile.name, "the run itself", MetricsFile))
+    for name, plugin, factory in factories:
         try:
-            out.append(entry.factory(cfg, run))
+            out.append(factory(cfg, run))
         except Exception as e:  # e.g. wandb.init online with the network down
             warn(
-                f"logger {entry.name!r} (plugin {entry.plugin!r}) could not start "
+                f"logger {name!r} (plugin {plugin!r}) could not start "
                 f"({type(e).__name__}: {e}); training goes on without it"
             )
     return out
@@ -68,6 +76,12 @@ def prints_to_terminal(host: PluginHost, chosen: Sequence[Logger]) -> bool:
     """Whether one of ``chosen`` is registered with the trait ``terminal``."""
     terminal = {e.name for e in host.loggers().with_trait("terminal")}
     return any(lg.name in terminal for lg in chosen)
+
+
+def check_sync_pairing(host: PluginHost, cfg: TrainConfig) -> None:
+    """Before the model loads: ``weight_sync.strategy`` can drive ``rollout.backend``
+    (by the traits both registered), or a SetupError naming the strategies that can."""
+    check_pairing(cfg, host.rollout_backends(), host.weight_sync_strategies())
 
 
 def weight_sync(host: PluginHost, cfg: TrainConfig, backend: RolloutBackend) -> WeightSync:

@@ -94,6 +94,7 @@ item is processed in time linear in its length.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ __all__ = [
     "group_advantages",
     "pack_microbatches",
     "set_num_threads",
+    "split_microbatches",
 ]
 
 InternalError = CoreInternalError  # kept under its old name
@@ -274,8 +276,12 @@ def pack_microbatches(
     *,
     max_tokens: int,
     n_ranks: int = 1,
+    max_seqs: int | None = None,
 ) -> list[list[MicroBatch]]:
     """Pack sequences (prompt + completion) into micro-batches, ``[rank][micro_batch]``.
+
+    ``max_seqs``: at most that many sequences per micro-batch (see
+    :func:`split_microbatches`), applied after the plan below.
 
     Plan (deterministic, ties broken by index):
 
@@ -310,4 +316,64 @@ def pack_microbatches(
         ranks = _core.pack_microbatches(
             prompt_ids, completion_ids, completion_logprobs, adv, max_tokens, n_ranks
         )
-    return [[MicroBatch(*arrays) for arrays in rank] for rank in ranks]
+    packed = [[MicroBatch(*arrays) for arrays in rank] for rank in ranks]
+    if max_seqs is None or all(mb.num_sequences <= max_seqs for r in packed for mb in r):
+        return packed
+    return split_microbatches(packed, max_seqs)
+
+
+def _cut(mb: MicroBatch, a: int, b: int) -> MicroBatch:
+    """Sequences ``a:b`` of ``mb`` (views, in order)."""
+    t0, t1 = int(mb.cu_seqlens[a]), int(mb.cu_seqlens[b])
+    return MicroBatch(
+        mb.input_ids[t0:t1],
+        mb.position_ids[t0:t1],
+        mb.loss_mask[t0:t1],
+        mb.old_logprobs[t0:t1],
+        mb.advantages[t0:t1],
+        (mb.cu_seqlens[a : b + 1] - mb.cu_seqlens[a]).astype(np.int32),
+        mb.seq_indices[a:b],
+    )
+
+
+def _halves(mb: MicroBatch, pieces: int) -> list[MicroBatch]:
+    """``mb`` cut into ``pieces`` runs of consecutive sequences, as even as counts go."""
+    bounds = np.linspace(0, mb.num_sequences, pieces + 1).round().astype(int)
+    return [_cut(mb, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+
+def split_microbatches(ranks: list[list[MicroBatch]], max_seqs: int) -> list[list[MicroBatch]]:
+    """Every micro-batch holding more than ``max_seqs`` sequences cut into runs of at
+    most that many (``actor.batch_size`` on the packed path: each micro-batch is one
+    forward and backward, so this bounds its activations). With several ranks the
+    pieces are dealt out again so every rank has the same count (the heaviest cut
+    further where the count does not divide), heaviest first to the rank with the
+    fewest tokens so far; PackingInfeasible when no cut is left to make."""
+    if max_seqs < 1:
+        raise ValueError(f"max_seqs must be >= 1, got {max_seqs}")
+    pieces = [
+        piece
+        for rank in ranks
+        for mb in rank
+        for piece in _halves(mb, -(-mb.num_sequences // max_seqs))
+    ]
+    n_ranks = len(ranks)
+    if n_ranks == 1:
+        return [pieces]
+    while len(pieces) % n_ranks:
+        cuttable = [p for p in pieces if p.num_sequences > 1]
+        if not cuttable:
+            raise PackingInfeasible(
+                f"cannot deal {len(pieces)} micro-batches evenly to {n_ranks} ranks"
+            )
+        big = max(cuttable, key=lambda p: p.num_tokens)
+        pieces.remove(big)
+        pieces += _halves(big, 2)
+    per_rank = len(pieces) // n_ranks
+    out: list[list[MicroBatch]] = [[] for _ in range(n_ranks)]
+    tokens = [0] * n_ranks
+    for mb in sorted(pieces, key=lambda p: -p.num_tokens):
+        r = min((i for i in range(n_ranks) if len(out[i]) < per_rank), key=lambda i: tokens[i])
+        out[r].append(mb)
+        tokens[r] += mb.num_tokens
+    return out

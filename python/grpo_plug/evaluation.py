@@ -22,7 +22,14 @@ from grpo_plug.types import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from grpo_plug.config import TrainConfig
+
+
+def eval_batch_size(cfg: TrainConfig) -> int:
+    """Problems the trainer's held-out eval generates together: ``valid_dataset.batch_size``,
+    at most ``rollout.max_batch_size`` (so the hf backend never splits a batch, and
+    ``grpo-plug eval --batch-size`` with this number pads exactly as the trainer did)."""
+    return min(cfg.valid_dataset.batch_size, cfg.rollout.max_batch_size)
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 from grpo_plug import core
 from grpo_plug.config import TrainConfig
 from grpo_plug.errors import RolloutError
-from grpo_plug.rewards import RewardSpec, score_samples
+from grpo_plug.rewards import RewardSpec, example_fields, score_samples
 from grpo_plug.rollout.controller import RolloutController
 from grpo_plug.types import Example, GenerationRequest, Sample, SamplingParams, Task
 
@@ -123,7 +123,15 @@ def score_groups(
     questions = [ex.question for ex in examples for _ in range(G)]
     ids = [list(s.output_ids) for s in samples]
     scores = score_samples(
-        reward_fns, task, questions, texts, golds, no_eos, cfg, completion_ids=ids
+        reward_fns,
+        task,
+        questions,
+        texts,
+        golds,
+        no_eos,
+        cfg,
+        completion_ids=ids,
+        fields=example_fields(examples, G),
     )
     adv = group_advantages(scores.reward, cfg)
     prompt_ids = [r.prompt_ids if isinstance(r, GenerationRequest) else r for r in reqs]

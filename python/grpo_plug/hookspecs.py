@@ -47,7 +47,8 @@ def register_weight_sync_strategies(registry: ComponentRegistry[WeightSyncFactor
 
     A strategy pushes the learner's new weights to the rollout backend (pause ->
     push -> verify -> resume) and bumps the policy version. Built-ins: ``inplace``,
-    ``disk``, ``distributed``.
+    ``disk``, ``distributed``, ``none`` (a backend without weights of this run). The
+    traits ``syncs:shared|own|none`` say which backends (trait ``weights:*``) it drives.
     """
 
 
@@ -67,10 +68,11 @@ def register_reward_functions(registry: ComponentRegistry[RewardFunction]) -> No
     """Register reward functions ``(prompts, completions, **keywords) -> list[float | None]``.
 
     ``None`` means "no opinion on this sample" and counts as 0 for that function. A
-    function gets the keywords of ``grpo_plug.rewards.REWARD_KEYWORDS`` that its
-    signature names; its answer is checked (length, type) at every call. One that grades
-    correctness registers with ``correctness=True``: it is then the task reward.
-    Built-ins: ``math_accuracy`` (Rust grader, ``correctness=True``), ``format``.
+    function gets the keywords of ``grpo_plug.rewards.REWARD_KEYWORDS`` (and each of the
+    task's ``Example.fields``, one value per completion) that its signature names; its
+    answer is checked (length, type) at every call. One that grades correctness
+    registers with ``correctness=True``: it is then the task reward. Built-ins:
+    ``math_accuracy`` (Rust grader, ``correctness=True``), ``format``.
     """
 
 
@@ -81,7 +83,9 @@ def register_reward_functions(registry: ComponentRegistry[RewardFunction]) -> No
 def register_loggers(registry: ComponentRegistry[LoggerFactory]) -> None:
     """Register metric loggers: factories ``(config, run_info) -> Logger``.
 
-    Built-ins: ``console``, ``jsonl``, ``wandb``.
+    Called in the order of ``grpo_plug.testing.checks.LOGGER_CALL_ORDER``. Built-ins:
+    ``console``, ``jsonl`` (the run writes metrics.jsonl even when it is not listed),
+    ``wandb``, ``tensorboard``.
     """
 
 

@@ -25,9 +25,13 @@ Environment switches
 ``GRPO_PLUG_DISABLE_PLUGINS``  comma list of plugins (installed or ``builtin.*``) to skip.
 ``GRPO_PLUG_TRACE_PLUGINS=1``  print every hook call (plugin, hook, time) to stderr.
 
-An installed plugin that fails to import (or is invalid) is set aside, not fatal:
-``--help``, ``doctor`` and ``plugins`` report it; anything that collects components
-(config loading, train, eval) stops with :meth:`PluginHost.check_broken`'s line.
+A name in either list that no plugin has is warned about once (with a did-you-mean).
+
+An installed plugin that fails to import, is invalid or raises in a ``register_*`` hook
+is set aside, not fatal: ``--help``, ``doctor``, ``plugins`` and ``config`` report it,
+and a run that does not use it goes on. A run that names a component no loaded plugin
+provides stops with "unknown ..." followed by what was set aside and what the two lists
+above hid (:meth:`PluginHost.not_loaded_note`), since that is where the name may be.
 """
 
 from __future__ import annotations
@@ -118,6 +122,8 @@ class PluginHost:
         self._sources: dict[str, str] = {}
         self._broken: dict[str, str] = {}  # installed plugin -> why it did not load
         self._unknown: set[str] = set()  # GRPO_PLUG_PLUGINS names with no plugin
+        self._hidden: list[str] = []  # plugins the two environment lists left out
+        self.filter_warnings: list[str] = []  # names in those lists that no plugin has
 
     # -- loading -----------------------------------------------------------------
 
@@ -129,13 +135,16 @@ class PluginHost:
         for modname in BUILTIN_MODULES:
             name = "builtin." + modname.rsplit(".", 1)[1]
             if name in blocked:
+                self._hidden.append(name)
                 continue
             self._register(importlib.import_module(modname), name, "builtin")
         allowed = _env_list("GRPO_PLUG_PLUGINS")
         eps = sorted(metadata.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name)
         self._note_unknown(allowed, {ep.name for ep in eps})
+        self._note_unknown_blocked(blocked, {ep.name for ep in eps})
         for ep in eps:
             if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+                self._hidden.append(ep.name)
                 continue
             if self.pm.has_plugin(ep.name):
                 continue
@@ -163,6 +172,32 @@ class PluginHost:
                 f"{', '.join(sorted(installed)) or 'none'})"
             )
             self._unknown.add(name)
+            print(f"grpo-plug: warning: {self._broken[name]}", file=sys.stderr)
+
+    def _note_unknown_blocked(self, blocked: set[str], installed: set[str]) -> None:
+        """A misspelled GRPO_PLUG_DISABLE_PLUGINS name would block nothing, silently:
+        warned once on stderr (kept for ``doctor``)."""
+        known = sorted(installed | {"builtin." + m.rsplit(".", 1)[1] for m in BUILTIN_MODULES})
+        for name in sorted(blocked - set(known)):
+            text = (
+                f"GRPO_PLUG_DISABLE_PLUGINS names {name!r}{did_you_mean(name, known)}, which "
+                f"is no plugin (plugins: {', '.join(known)})"
+            )
+            self.filter_warnings.append(text)
+            print(f"grpo-plug: warning: {text}", file=sys.stderr)
+
+    def not_loaded_note(self) -> str:
+        """What a run's "unknown component" error adds: the plugins set aside as broken
+        and those the environment lists hid (the name may be in one of them); empty
+        when every plugin loaded."""
+        self.load()
+        parts = list(self._broken.values())
+        if self._hidden:
+            names = ", ".join(self._hidden)
+            parts.append(f"not loaded by GRPO_PLUG_PLUGINS / GRPO_PLUG_DISABLE_PLUGINS: {names}")
+        if self._broken:
+            parts.append(self.disable_hint())
+        return "; ".join(parts)
 
     def broken(self) -> dict[str, str]:
         """Installed plugins that did not load -> the one-line reason."""
@@ -178,7 +213,8 @@ class PluginHost:
         return f"fix it or disable it with GRPO_PLUG_DISABLE_PLUGINS={','.join(names)}"
 
     def check_broken(self) -> None:
-        """Raise one PluginError naming every broken plugin and how to disable it."""
+        """Raise one PluginError naming every broken plugin and how to disable it (for
+        ``doctor``; a run stops only when it names what a broken plugin would provide)."""
         if self.broken():
             raise PluginError(f"{'; '.join(self._broken.values())}; {self.disable_hint()}")
 
@@ -231,11 +267,11 @@ class PluginHost:
                 self._broken.setdefault(impl.plugin_name, str(e))
                 continue
             except Exception as e:
+                # Set aside like a plugin that fails to import: only a run that names
+                # one of its components stops (the registry's note says why).
                 name = impl.plugin_name
                 why = f"plugin {name!r} failed in {hook_name}: {type(e).__name__}: {e}"
                 self._broken.setdefault(name, why)
-                if not lenient:
-                    raise PluginError(f"{why}; {self.disable_hint()}") from e
                 continue
             if trace:
                 ms = (time.perf_counter() - start) * 1e3
@@ -245,12 +281,13 @@ class PluginHost:
                 )
 
     def collect(self, hook_name: str, *, strict: bool = True) -> ComponentRegistry[Any]:
-        """Run a ``register_*`` hook over all plugins into a fresh registry; ``strict``
-        (what a run needs): first stop if an installed plugin failed to load."""
+        """Run a ``register_*`` hook over all plugins into a fresh registry. A plugin
+        that failed to load, or raises in the hook, is left out; asking the registry
+        for a name it lacks then says so. ``strict`` (what a run needs): a conflict
+        between loaded plugins (a name registered twice) stops here; else it is set
+        aside too (the commands that list and diagnose)."""
         if hook_name not in REGISTRY_HOOKS:
             raise KeyError(hook_name)
-        if strict:
-            self.check_broken()
         adapt: Callable[[Any, str, str], Any] | None = None
         if hook_name == _REWARDS:  # checked at every call, naming function and plugin
             from grpo_plug.rewards import adapt_reward
@@ -263,6 +300,7 @@ class PluginHost:
 
         self._call_each(hook_name, set_plugin, lenient=not strict, registry=registry)
         registry._current_plugin = "<direct>"
+        registry.missing_note = self.not_loaded_note()
         return registry
 
     # One typed wrapper per hook.

@@ -22,6 +22,13 @@ TRAITS: dict[str, str] = {
     "auto:colocated": "the sync `auto` picks when the backend shares the learner's model",
     "auto:one-device": "the sync `auto` picks when learner and servers share one device",
     "auto:devices": "the sync `auto` picks when servers have GPUs of their own",
+    "auto:weightless": "the sync `auto` picks when the backend has no weights to update",
+    "weights:shared": "a rollout backend generating with the learner's own model",
+    "weights:own": "a rollout backend keeping its own copy of the weights",
+    "weights:none": "a rollout backend without weights of this run (replay, remote API)",
+    "syncs:shared": "a weight-sync strategy for backends with weights:shared",
+    "syncs:own": "a weight-sync strategy for backends with weights:own",
+    "syncs:none": "a weight-sync strategy for backends with weights:none",
 }
 """Every trait a component may declare, with what it promises."""
 
@@ -54,6 +61,8 @@ class ComponentRegistry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._current_plugin = "<direct>"
         self._adapt = adapt  # wraps each factory (name, plugin known), e.g. reward checks
+        # What an unknown name's error adds: plugins set aside or filtered out (the host's).
+        self.missing_note = ""
 
     def register(
         self,
@@ -125,8 +134,10 @@ class ComponentRegistry(Generic[T]):
         except KeyError:
             names = sorted(self._entries)
             extra = did_you_mean(name, names)
+            note = f"; {self.missing_note}" if self.missing_note else ""
             raise UnknownComponentError(
-                f"unknown {self.kind} {name!r}{extra}; available: {', '.join(names) or 'none'}"
+                f"unknown {self.kind} {name!r}{extra}; available: "
+                f"{', '.join(names) or 'none'}{note}"
             ) from None
 
     def names(self) -> list[str]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from grpo_plug.data.tasks import literal_answers
 from grpo_plug.errors import PluginError, RewardError
-from grpo_plug.types import RewardFunction, Task
+from grpo_plug.types import Example, RewardFunction, Task
 
 if TYPE_CHECKING:
     from grpo_plug.config import TrainConfig
@@ -34,7 +34,30 @@ REWARD_KEYWORDS: dict[str, str] = {
     "config": "TrainConfig: the run's config; `config.section(Cls)` reads the section the "
     "function was registered with (`config=Cls`)",
 }
-"""Every keyword a reward function may receive, with its type and meaning."""
+"""Every keyword a reward function may receive, with its type and meaning; besides
+these, each of the task's per-example fields (``Example.fields``) under its own name,
+one value per completion (``None`` where an example lacks it)."""
+
+
+def example_fields(examples: Sequence[Example], repeat: int) -> dict[str, list[Any]]:
+    """The examples' own fields as reward keywords: name -> one value per completion
+    (each example's repeated ``repeat`` times, ``None`` where it lacks the field)."""
+    names = sorted({k for ex in examples for k in ex.fields})
+    return {k: [ex.fields.get(k) for ex in examples for _ in range(repeat)] for k in names}
+
+
+def check_field_names(task: str, examples: Sequence[Example]) -> None:
+    """A field must be a keyword name no built-in keyword already takes."""
+    for ex in examples:
+        for k in ex.fields:
+            if not (isinstance(k, str) and k.isidentifier()) or k in RESERVED_KEYWORDS:
+                raise PluginError(
+                    f"task {task!r}: example {ex.uid!r} has field {k!r}, which cannot be a "
+                    f"reward keyword (a Python name, not one of: {', '.join(RESERVED_KEYWORDS)})"
+                )
+
+
+RESERVED_KEYWORDS = ("prompts", "completions", *REWARD_KEYWORDS)
 
 
 def accepted_keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
@@ -122,8 +145,10 @@ def score_samples(
     cfg: TrainConfig,
     *,
     completion_ids: Sequence[Sequence[int]],
+    fields: Mapping[str, Sequence[Any]] | None = None,
 ) -> Scores:
-    """Score every sample with every reward function; ``None`` counts 0.
+    """Score every sample with every reward function; ``None`` counts 0. ``fields``:
+    the examples' own fields (:attr:`Example.fields`), one value per completion each.
 
     A completion cut at max_new_tokens (``no_eos``) gets ``cfg.reward.no_eos_reward``
     from each correctness function when that is set."""
@@ -141,6 +166,7 @@ def score_samples(
             literal_answers=literal,
             config=cfg,
             completion_ids=completion_ids,
+            **(fields or {}),
         )
         vals = np.array([0.0 if v is None else v for v in got], dtype=np.float32)
         if spec.correctness:

@@ -49,9 +49,9 @@ from grpo_plug import components, core, group_sampling, threads
 from grpo_plug import config as cfgmod
 from grpo_plug.batches import SampledStep, StepSampler
 from grpo_plug.config import TrainConfig
-from grpo_plug.data.tasks import load_examples
+from grpo_plug.data.tasks import held_out_examples, load_examples
 from grpo_plug.errors import SetupError
-from grpo_plug.evaluation import EvalResult, evaluate, write_jsonl
+from grpo_plug.evaluation import EvalResult, eval_batch_size, evaluate, write_jsonl
 from grpo_plug.faults import fault_point
 from grpo_plug.learner import Learner, LearnerBatch, dist
 from grpo_plug.learner.actor import resolve_attention
@@ -114,6 +114,7 @@ class Trainer:
         self.train_task, self.valid_task = components.tasks(self.host, cfg)
         self.reward_fns = components.rewards(self.host, cfg)
         backend_factory = self.host.rollout_backends().get(cfg.rollout.backend)
+        components.check_sync_pairing(self.host, cfg)  # before any model loads
         try:  # what actor.attention runs here: an impossible choice stops the run now
             derived = {"actor.attention": resolve_attention(cfg.actor, self.info)}
         except ValueError as e:
@@ -196,7 +197,7 @@ class Trainer:
         """The examples, the tokenizer, the step counts and the learner (its ranks)."""
         cfg = self.cfg
         self.train_data = load_examples(self.train_task, cfg.train_dataset)
-        self.valid_data = load_examples(self.valid_task, cfg.valid_dataset)
+        self.valid_data = held_out_examples(self.valid_task, cfg.valid_dataset, cfg.seed)
         if len(self.train_data) < cfg.train_dataset.batch_size:
             raise SetupError(
                 f"train_dataset.batch_size: {cfg.train_dataset.batch_size} is larger than the "
@@ -279,7 +280,7 @@ class Trainer:
             self.valid_task,
             self.valid_data,
             max_new_tokens=max_new,
-            batch_size=self.cfg.rollout.max_batch_size,
+            batch_size=eval_batch_size(self.cfg),
         )
         write_jsonl(self.log_dir / f"eval_{label}.jsonl", res.records)
         return res

@@ -271,14 +271,17 @@ WeightSyncFactory = Callable[["TrainConfig"], WeightSync]
 @dataclass(frozen=True)
 class Example:
     """A problem: ``uid`` (unique in its split), ``question`` (shown to the model through
-    the task's ``user_message``), ``gold`` (the answer reward functions grade against) and
-    an optional ``category`` (e.g. the operation), by which evaluation also reports
-    accuracy."""
+    the task's ``user_message``), ``gold`` (the answer reward functions grade against), an
+    optional ``category`` (e.g. the operation), by which evaluation also reports
+    accuracy, and ``fields``: the task's own per-example data (e.g. a difficulty or test
+    cases), each passed to reward functions as a keyword of that name holding one value
+    per completion, as TRL forwards dataset columns."""
 
     uid: str
     question: str
     gold: str
     category: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 class Task(Protocol):

@@ -17,4 +17,4 @@ def make_hf_backend(cfg: TrainConfig, ctx: RolloutContext) -> RolloutBackend:
 
 @hookimpl
 def register_rollout_backends(registry: ComponentRegistry[RolloutBackendFactory]) -> None:
-    registry.register("hf", make_hf_backend)
+    registry.register("hf", make_hf_backend, traits=["weights:shared"])

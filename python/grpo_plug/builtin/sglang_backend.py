@@ -19,4 +19,4 @@ def make_sglang_backend(cfg: TrainConfig, ctx: RolloutContext) -> RolloutBackend
 def register_rollout_backends(registry: ComponentRegistry[RolloutBackendFactory]) -> None:
     # Its section stays in the built-in schema (cfg.sglang), so `sglang.*` keys and
     # presets work as before; declaring it records that the backend owns them.
-    registry.register("sglang", make_sglang_backend, config=SGLangConfig)
+    registry.register("sglang", make_sglang_backend, config=SGLangConfig, traits=["weights:own"])

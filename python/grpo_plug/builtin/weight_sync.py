@@ -7,6 +7,7 @@ from grpo_plug.hookspecs import hookimpl
 from grpo_plug.registry import ComponentRegistry
 from grpo_plug.types import WeightSync, WeightSyncFactory
 from grpo_plug.weight_sync.inplace import InplaceSync
+from grpo_plug.weight_sync.none import NoSync
 
 
 def make_disk_sync(cfg: TrainConfig) -> WeightSync:
@@ -25,6 +26,12 @@ def make_distributed_sync(cfg: TrainConfig) -> WeightSync:
 
 @hookimpl
 def register_weight_sync_strategies(registry: ComponentRegistry[WeightSyncFactory]) -> None:
-    registry.register("inplace", InplaceSync, traits=["auto:colocated"])
-    registry.register("disk", make_disk_sync, traits=["auto:one-device"])
-    registry.register("distributed", make_distributed_sync, traits=["auto:devices"])
+    registry.register("inplace", InplaceSync, traits=["auto:colocated", "syncs:shared"])
+    registry.register("disk", make_disk_sync, traits=["auto:one-device", "syncs:own"])
+    registry.register("distributed", make_distributed_sync, traits=["auto:devices", "syncs:own"])
+    registry.register(
+        "none",
+        NoSync,
+        description="For a backend without weights of this run: only the version moves.",
+        traits=["auto:weightless", "syncs:none"],
+    )

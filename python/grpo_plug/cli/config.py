@@ -101,6 +101,7 @@ def config_convert(
 
 
 @config_app.command("keys")
+@user_errors
 def config_keys() -> None:
     """List every configuration key with its type, default and help."""
     table = Table(title="configuration keys")

@@ -211,14 +211,36 @@ def embedded_model_check(name: str = "smollm2-135m") -> Row:
     return (check, "ok", f"{gguf} (not converted yet)", hint)
 
 
-def sglang_check() -> Row:
+SGLANG_VENV = Path(".venv-sglang/bin/python")  # what `make sglang-env` builds
+
+
+def sglang_check(cfg: TrainConfig | None = None) -> Row:
+    """Whether the interpreter a run would launch servers with has SGLang:
+    ``sglang.python`` when set, else this one; else says where `make sglang-env` put it."""
+    from grpo_plug.preflight import sglang_importable
+
+    python = cfg.sglang.python if cfg is not None else None
+    if python is not None:
+        if sglang_importable(python):
+            return ("sglang", "ok", f"importable by sglang.python={python}", "")
+        hint = "point sglang.python at an interpreter with SGLang (`make sglang-env`)"
+        return ("sglang", "warn", f"sglang.python={python} cannot import sglang", hint)
     if importlib.util.find_spec("sglang") is not None:
         return ("sglang", "ok", "importable", "")
+    if SGLANG_VENV.is_file() and sglang_importable(str(SGLANG_VENV)):
+        where = SGLANG_VENV.absolute()
+        return (
+            "sglang",
+            "warn",
+            f"not in this interpreter; importable by {SGLANG_VENV}",
+            f"SGLang runs need sglang.python={where}",
+        )
     return (
         "sglang",
         "warn",
         "not installed",
-        "GPU presets need it: pip install 'grpo-plug[sglang]'",
+        "GPU presets need it: pip install 'grpo-plug[sglang]', or `make sglang-env` and "
+        "sglang.python=.venv-sglang/bin/python",
     )
 
 
@@ -261,7 +283,7 @@ def doctor_checks(fileroot: str, cfg: TrainConfig | None = None) -> list[Row]:
         plugins_check(),
         disk_check(fileroot),
         embedded_model_check(),
-        sglang_check(),
+        sglang_check(cfg),
         cpu_load_check(),
         wandb_check(),
     ]

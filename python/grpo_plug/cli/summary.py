@@ -69,18 +69,35 @@ def print_category_rows(
 
 
 def eval_hint(cfg: cfgmod.TrainConfig, checkpoint: str) -> str:
-    """The `grpo-plug eval` command that re-measures the summary's held-out accuracy."""
+    """The `grpo-plug eval` command that re-measures the summary's held-out accuracy: the
+    same problems, generated in batches of the same size (padding can flip a greedy
+    answer)."""
+    from grpo_plug.evaluation import eval_batch_size
+
     vd = cfg.valid_dataset
     parts = ["grpo-plug eval", f"--model-path {shlex.quote(checkpoint)}", f"--task {vd.task}"]
     if vd.path:
         parts.append(f"--data {shlex.quote(vd.path)}")
+    if vd.split != "test":
+        parts.append(f"--split {shlex.quote(vd.split)}")
     if vd.max_samples:
         parts.append(f"--max-samples {vd.max_samples}")
     parts.append(f"--max-new-tokens {cfg.evaluator.max_new_tokens or cfg.gconfig.max_new_tokens}")
+    parts.append(f"--batch-size {eval_batch_size(cfg)}")
     parts.append(f"--seed {cfg.seed}")
+    if vd.shuffle:
+        parts.append("shuffle=true")
     if vd.task == "arith":  # the task's knobs, where they differ from eval's defaults
-        defaults = type(vd)()
-        for f in dataclasses.fields(vd):
-            if f.name.startswith("arith_") and getattr(vd, f.name) != getattr(defaults, f.name):
-                parts.append(shlex.quote(f"{f.name}={getattr(vd, f.name)}"))
+        parts += _changed_knobs(vd, "")
+        # The held-out set leaves out the training problems, made at these knobs.
+        parts += _changed_knobs(cfg.train_dataset, "train_dataset.")
     return " ".join(parts)
+
+
+def _changed_knobs(ds: cfgmod.DatasetConfig, prefix: str) -> list[str]:
+    defaults = type(ds)()
+    return [
+        shlex.quote(f"{prefix}{f.name}={getattr(ds, f.name)}")
+        for f in dataclasses.fields(ds)
+        if f.name.startswith("arith_") and getattr(ds, f.name) != getattr(defaults, f.name)
+    ]

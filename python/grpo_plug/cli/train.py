@@ -190,7 +190,10 @@ def eval_cmd(
     overrides: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Task knobs as dataset keys, e.g. arith_style=plain.", show_default=False
+            help="Task knobs as dataset keys, e.g. arith_style=plain (shuffle=true: a seeded "
+            "random sample of --max-samples); train_dataset.arith_*=...: the training "
+            "problems an arith held-out set leaves out.",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -198,17 +201,19 @@ def eval_cmd(
     from rich.progress import Progress
 
     try:
-        from grpo_plug.data.tasks import build_task, load_examples
+        from grpo_plug.data.tasks import build_task, held_out_dataset, held_out_examples
         from grpo_plug.evaluation import evaluate
         from grpo_plug.models import load_model, load_tokenizer
 
         base = {"task": task, "path": data, "split": split, "max_samples": max_samples}
-        prefixed = [f"valid_dataset.{o}" for o in overrides or []]
-        nested = cfgmod.apply_overrides({"valid_dataset": base}, prefixed)
+        keys = [
+            o if o.startswith("train_dataset.") else f"valid_dataset.{o}" for o in overrides or []
+        ]
+        nested = cfgmod.apply_overrides({"valid_dataset": base}, keys)
         eval_cfg = cfgmod.from_dict(nested)
         ds = eval_cfg.valid_dataset
-        task_obj = build_task(get_host().tasks().get(task), ds, seed, eval_cfg)
-        examples = load_examples(task_obj, ds)
+        task_obj = build_task(get_host().tasks().get(task), held_out_dataset(ds), seed, eval_cfg)
+        examples = held_out_examples(task_obj, ds, seed)
         tok = load_tokenizer(model_path)
         import torch
 

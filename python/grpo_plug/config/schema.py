@@ -137,7 +137,11 @@ class ActorConfig:
     )
     ppo_n_minibatches: int = _f(1, "Optimizer steps per rollout batch.", ge=1)
     batch_size: int = _f(
-        16, "Most sequences in one learner forward/backward (a memory knob).", ge=1
+        16,
+        "Most sequences in one learner forward/backward (a memory knob): packed paths cut "
+        "a micro-batch holding more (as well as mb_max_tokens), padded paths run forwards "
+        "of at most this many rows.",
+        ge=1,
     )
     mb_max_tokens: int = _f(4096, "Token budget of one packed micro-batch.", ge=16)
     gradient_checkpointing: bool = _f(False, "Trade compute for memory in the learner.")
@@ -206,6 +210,22 @@ class DatasetConfig:
         "an even mix.",
     )
     arith_size: int = _f(2000, "arith task: number of generated problems in this split.", ge=1)
+
+
+@dataclass
+class HeldOutDatasetConfig(DatasetConfig):
+    """``valid_dataset``: the same keys, with what they mean for the held-out eval."""
+
+    batch_size: int = _f(
+        64,
+        "Problems the held-out eval generates together (at most rollout.max_batch_size; "
+        "padding differs with it, so greedy answers can too).",
+        ge=1,
+    )
+    shuffle: bool = _f(
+        False,
+        "Evaluate a seeded random sample of max_samples problems instead of the first ones.",
+    )
 
 
 @dataclass
@@ -324,8 +344,8 @@ class SGLangConfig:
 class WeightSyncConfig:
     strategy: str = _f(
         "auto",
-        "Weight-sync strategy: auto (inplace when colocated, disk on one GPU, distributed "
-        "otherwise), or a registered name.",
+        "Weight-sync strategy: auto (inplace when colocated, none for a backend without "
+        "weights, disk on one GPU, distributed otherwise), or a registered name.",
     )
     disk_dir: str | None = _f(
         None,
@@ -408,12 +428,16 @@ class TrainConfig:
         "layout such as sglang.d1p1t1+d1p1t1. With more than one learner rank, "
         "`grpo-plug train` starts torchrun itself.",
     )
-    loggers: list[str] = _f(["console", "jsonl"], "Logger plugins to use.")
+    loggers: list[str] = _f(
+        ["console", "jsonl"],
+        "Logger plugins to use. The run writes metrics.jsonl (the `jsonl` logger) and "
+        "events.jsonl whatever this lists: the dashboard, watch and report read them.",
+    )
     cluster: ClusterConfig = _sub(ClusterConfig, "Machines and output root.")
     actor: ActorConfig = _sub(ActorConfig, "Policy model and optimisation.")
     gconfig: GenerationConfig = _sub(GenerationConfig, "Sampling for training rollouts.")
     train_dataset: DatasetConfig = _sub(DatasetConfig, "Training data.")
-    valid_dataset: DatasetConfig = _sub(DatasetConfig, "Evaluation data.")
+    valid_dataset: HeldOutDatasetConfig = _sub(HeldOutDatasetConfig, "Evaluation data.")
     rollout: RolloutConfig = _sub(RolloutConfig, "Rollout backend.")
     dynamic_sampling: DynamicSamplingConfig = _sub(
         DynamicSamplingConfig, "More prompts for steps whose groups have too little signal."

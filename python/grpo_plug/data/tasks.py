@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,15 +132,20 @@ _ITEMS = ["apples", "books", "coins", "stickers", "marbles", "pencils", "cards",
 
 
 class ArithTask:
-    """Seeded arithmetic problems; ``train`` and other splits never share a problem."""
+    """Seeded arithmetic problems; ``train`` and other splits never share a problem:
+    another split leaves out every training problem, generated at ``train_dataset``'s
+    knobs (``config``; without one, at this split's own)."""
 
     name = "arith"
     # The question is the expression: `\boxed{40 + 49}` must not count as an answer.
     literal_answers = True
 
-    def __init__(self, cfg: DatasetConfig, seed: int = 1) -> None:
+    def __init__(
+        self, cfg: DatasetConfig, seed: int = 1, *, config: TrainConfig | None = None
+    ) -> None:
         self.cfg = cfg
         self.seed = seed
+        self.train_knobs = config.train_dataset if config is not None else cfg
 
     def _problem(self, rng: random.Random) -> tuple[str, int, str]:
         """(question, value, category): the category is the operations used, in
@@ -192,8 +198,9 @@ class ArithTask:
         count = self.cfg.max_samples or self.cfg.arith_size
         if self.cfg.split == "train":
             return self._generate("train", count, set())
-        # Held-out splits exclude every training problem at the same knobs.
-        train_cfg = DatasetConfig(**{**self.cfg.__dict__, "split": "train", "max_samples": None})
+        # Held-out splits exclude every training problem, made at the training knobs.
+        knobs = {**self.train_knobs.__dict__, "split": "train", "max_samples": None}
+        train_cfg = DatasetConfig(**{**knobs, "task": "arith"})
         train = ArithTask(train_cfg, self.seed)._generate("train", train_cfg.arith_size, set())
         return self._generate(self.cfg.split, count, {e.question for e in train})
 
@@ -219,9 +226,29 @@ def build_task(
 
 def load_examples(task: Task, dataset: DatasetConfig) -> list[Example]:
     """``task.load()`` cut to ``dataset.max_samples``: the trainer applies it, so a task
-    need not (one that stops early for speed is cut again, harmlessly)."""
+    need not (one that stops early for speed is cut again, harmlessly). Examples'
+    ``fields`` must be names a reward function can take as keywords."""
+    from grpo_plug.rewards import check_field_names  # rewards imports this module
+
     examples = list(task.load())
+    check_field_names(task.name, examples)
     return examples if dataset.max_samples is None else examples[: dataset.max_samples]
+
+
+def held_out_dataset(dataset: DatasetConfig) -> DatasetConfig:
+    """What the held-out task is built from: with ``shuffle`` the whole set (the seeded
+    sample of ``max_samples`` is drawn from all of it by :func:`held_out_examples`)."""
+    return replace(dataset, max_samples=None) if dataset.shuffle else dataset
+
+
+def held_out_examples(task: Task, dataset: DatasetConfig, seed: int) -> list[Example]:
+    """The evaluation examples: the first ``max_samples`` of the task's, or with
+    ``shuffle`` a random sample of that many (seeded by ``seed``, in random order)."""
+    if not dataset.shuffle:
+        return load_examples(task, dataset)
+    examples = load_examples(task, replace(dataset, max_samples=None))
+    order = random.Random(f"held-out:{seed}").sample(range(len(examples)), len(examples))
+    return [examples[i] for i in order[: dataset.max_samples or len(examples)]]
 
 
 def literal_answers(task: Task) -> bool:

@@ -80,9 +80,14 @@ def make_scheduler(
 
 
 def pack_for_ranks(
-    batch: LearnerBatch, idx: np.ndarray, max_tokens: int, n_ranks: int
+    batch: LearnerBatch,
+    idx: np.ndarray,
+    max_tokens: int,
+    n_ranks: int,
+    max_seqs: int | None = None,
 ) -> tuple[list[list[core.MicroBatch]], int]:
-    """``[rank][micro_batch]`` of the sequences ``idx``, and how many are real.
+    """``[rank][micro_batch]`` of the sequences ``idx``, and how many are real;
+    ``max_seqs``: at most that many sequences per micro-batch.
 
     With too few sequences for equal micro-batch counts, copies of the shortest one are
     added as zero-weight filler: every rank still runs the same forwards and backwards.
@@ -96,7 +101,13 @@ def pack_for_ranks(
     for _ in range(4 * n_ranks + 1):
         try:
             packed = core.pack_microbatches(
-                prompts, comps, lps, np.asarray(adv), max_tokens=max_tokens, n_ranks=n_ranks
+                prompts,
+                comps,
+                lps,
+                np.asarray(adv),
+                max_tokens=max_tokens,
+                n_ranks=n_ranks,
+                max_seqs=max_seqs,
             )
             return packed, n_real
         except PackingInfeasible:
@@ -211,7 +222,12 @@ class Learner:
         chunks = np.array_split(batch.kept, min(a.ppo_n_minibatches, len(batch.kept)))
         acc = torch.zeros(len(MinibatchStats().as_tensor()), dtype=torch.float64)
         norms = []
-        packed = [pack_for_ranks(batch, i, a.mb_max_tokens, self.info.world_size) for i in chunks]
+        # actor.batch_size: sequences per forward. The padded paths chunk each forward by
+        # it; on the packed path a micro-batch is one forward, so it caps its sequences.
+        seqs = a.batch_size if self.path == "packed" else None
+        packed = [
+            pack_for_ranks(batch, i, a.mb_max_tokens, self.info.world_size, seqs) for i in chunks
+        ]
         mismatch = torch.zeros(2, dtype=torch.float64)  # sum |sampler - learner|, tokens
         # One minibatch: its own forward is before any update, so pi_old is that forward's
         # detached log-probs and the separate no-grad pass is skipped.

@@ -110,9 +110,8 @@ def progress(st: RunState, now: float, width: int) -> list[Text]:
         now_line = _line(
             f"{label:<{w}} ", bar(float(p.get("done", 0)), float(p["total"]), bar_w), f" {tail}"
         )
-    else:  # between generations: what the trainer last said
-        last = st.messages[-1] if st.messages else ""
-        now_line = _line(f"{label:<{w}} ", (last, "dim"))
+    else:  # between generations: what the trainer said in this stage, if anything
+        now_line = _line(f"{label:<{w}} ", (st.stage_note, "dim"))
     return [run, now_line]
 
 

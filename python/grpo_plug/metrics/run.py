@@ -32,6 +32,7 @@ class RunState:
     checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # hf|recover -> event
     warnings: list[tuple[float, str]] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    stage_note: str = ""  # the last status line since the current stage began
     end: dict[str, Any] | None = None
     started: float | None = None
     last_update: float | None = None
@@ -134,6 +135,7 @@ class RunReader:
             st.end = None
         elif kind == "stage":
             st.stage, st.stage_step, st.stage_since = ev.get("stage"), ev.get("step"), t
+            st.stage_note = ""  # an earlier stage's line would describe the wrong work
             if ev.get("stage") == "rollout":
                 st.progress = {}
         elif kind == "progress":
@@ -143,6 +145,7 @@ class RunReader:
         elif kind == "message":
             st.messages.append(str(ev.get("text", "")))
             del st.messages[:-50]
+            st.stage_note = st.messages[-1]
         elif kind == "sample":
             st.sample = ev
         elif kind == "health":

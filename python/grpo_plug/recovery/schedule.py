@@ -116,13 +116,11 @@ class Checkpointer:
                 + " (use another trial_name, or recover.mode=disabled to start over)"
             )
         state = self.group.load_recover(path)
-        return Resumed(
-            path,
-            int(state["global_step"]),
-            state.get("accuracy_before"),
-            state.get("accuracy_after"),
-            state,
-        )
+        step = int(state["global_step"])
+        # The "after" accuracy is that step's model's: a run extended past it (2 steps
+        # finished, now total_train_steps=3) evaluates its own final model again.
+        after = state.get("accuracy_after") if step >= self.total_steps else None
+        return Resumed(path, step, state.get("accuracy_before"), after, state)
 
     def save_recover(
         self,

@@ -166,6 +166,9 @@ def check_task(
         if ex.uid in uids:
             raise _fail(what, f"load()[{i}].uid {ex.uid!r} repeats an earlier one")
         uids.add(ex.uid)
+    from grpo_plug.rewards import check_field_names
+
+    _call(what, "its examples' fields", check_field_names, _name("task", task), examples)
     message = _call(what, "user_message()", task.user_message, examples[0])
     if not isinstance(message, str) or not message.strip():
         raise _fail(what, f"user_message() must return a non-empty str, got {message!r}")
@@ -180,33 +183,54 @@ def check_logger(
     log_dir: Path | None = None,
     cfg: cfgmod.TrainConfig | None = None,
 ) -> Logger:
-    """Build the logger into ``log_dir`` (a temporary folder by default) and call
-    ``log``, ``message``, ``resume`` (if it has one) and ``close`` as the trainer does."""
+    """Build the logger into ``log_dir`` (a temporary folder by default) and call it in
+    the trainer's order (:data:`LOGGER_CALL_ORDER`): a fresh run logging steps 1 and 2,
+    then, given a factory, a second instance as a rerun resuming at step 1 builds it
+    (``resume(1)``: what the first logged after step 1 goes). Returns the first one."""
     what = "logger"
     if hasattr(component, "log") and not isinstance(component, type):  # built already
         logger = cast(Logger, component)
-    else:
-        folder = str(log_dir or tempfile.mkdtemp(prefix="grpo-plug-logger-"))
-        run = RunInfo("check", "trial0", folder, {"seed": 1})
-        factory = cast(Callable[..., Logger], component)
-        logger = _call(
-            what, "the factory (config, run_info)", factory, cfg or _default_config(), run
-        )
-    what = f"logger {_name(what, logger)!r}"
+        _one_run(logger, resume_at=None)
+        return logger
+    folder = str(log_dir or tempfile.mkdtemp(prefix="grpo-plug-logger-"))
+    run = RunInfo("check", "trial0", folder, {"seed": 1})
+    factory = cast(Callable[..., Logger], component)
+    cfg = cfg or _default_config()
+    logger = _call(what, "the factory (config, run_info)", factory, cfg, run)
+    _one_run(logger, resume_at=None)
+    again = _call(what, "the factory (config, run_info), for a rerun", factory, cfg, run)
+    _one_run(again, resume_at=1)
+    return logger
+
+
+LOGGER_CALL_ORDER = (
+    "factory(config, run_info); message(text) for status lines while the run starts "
+    "(servers, checks); exactly one of start_fresh() (step 0) or resume(global_step) "
+    "(after a recover point is restored), where defined; then log(metrics, step, epoch) "
+    "and message(text) as the run goes; close() last, also after an error"
+)
+"""The order the trainer calls a logger in (docs/plugins.md repeats it)."""
+
+
+def _one_run(logger: Logger, resume_at: int | None) -> None:
+    """One run's calls, in :data:`LOGGER_CALL_ORDER`."""
+    what = f"logger {_name('logger', logger)!r}"
     for method in ("log", "message", "close"):
         if not callable(getattr(logger, method, None)):
             raise _fail(what, f"has no method {method}()")
-    _call(what, "log()", logger.log, {"grpo_actor/loss": 0.5, "timeperf/rollout": 1.0}, 1, 0)
-    _call(what, "log()", logger.log, {"grpo_actor/loss": 0.25}, 2, 0)
+    _call(what, "message()", logger.message, "loading the model")  # before the run's start
+    if resume_at is None:
+        fresh = getattr(logger, "start_fresh", None)
+        if fresh is not None:
+            _call(what, "start_fresh()", fresh)
+        _call(what, "log()", logger.log, {"grpo_actor/loss": 0.5, "timeperf/rollout": 1.0}, 1, 0)
+        _call(what, "log()", logger.log, {"grpo_actor/loss": 0.25}, 2, 0)
+    else:
+        resume = getattr(logger, "resume", None)
+        if resume is not None:
+            _call(what, "resume(global_step)", resume, resume_at)
     _call(what, "message()", logger.message, "a status line")
-    resume = getattr(logger, "resume", None)
-    if resume is not None:
-        _call(what, "resume(global_step)", resume, 1)
-    fresh = getattr(logger, "start_fresh", None)
-    if fresh is not None:
-        _call(what, "start_fresh()", fresh)
     _call(what, "close()", logger.close)
-    return logger
 
 
 # ----------------------------------------------------------------------- rollout backends

@@ -1,5 +1,6 @@
 """Weight-sync strategies: ``inplace`` (colocated), ``disk`` (safetensors a server
-loads), ``distributed`` (a broadcast the servers join).
+loads), ``distributed`` (a broadcast the servers join), ``none`` (a backend without
+weights of this run).
 
 :func:`sync_weights` runs the phases once for all of them: prepare -> pause -> push ->
 verify -> resume -> set the policy version; a strategy (:class:`Push`) implements only
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 
 from grpo_plug.config import TrainConfig
 from grpo_plug.errors import SetupError, WeightSyncError
-from grpo_plug.registry import ComponentRegistry
+from grpo_plug.registry import ComponentRegistry, Entry
 from grpo_plug.types import (
     RolloutBackend,
     ServerBackend,
@@ -29,10 +30,13 @@ from grpo_plug.types import (
 
 def auto_layout(cfg: TrainConfig, backend: RolloutBackend) -> str:
     """The layout ``weight_sync.strategy=auto`` chooses for: ``colocated`` (the backend
-    shares the learner's model), ``one-device`` (learner and servers share one GPU, or
-    run on CPU), ``devices`` (servers have GPUs of their own)."""
+    shares the learner's model), ``weightless`` (it has no weights to update: no
+    WeightUpdateSurface), ``one-device`` (learner and servers share one GPU, or run on
+    CPU), ``devices`` (servers have GPUs of their own)."""
     if backend.colocated:
         return "colocated"
+    if not isinstance(backend, WeightUpdateSurface):
+        return "weightless"
     if cfg.cluster.n_nodes * cfg.cluster.n_gpus_per_node <= 1:
         return "one-device"
     return "devices"
@@ -66,8 +70,70 @@ def update_surface(backend: RolloutBackend, strategy: str) -> WeightUpdateSurfac
         return backend
     raise WeightSyncError(
         f"weight_sync.strategy={strategy} needs a backend that keeps its own weights "
-        f"(e.g. sglang); {backend.name!r} {why}"
+        f"(e.g. sglang); {backend.name!r} {why}; a backend without weights of this run "
+        "(replayed or remote completions) takes weight_sync.strategy=none"
     )
+
+
+# Which backends a strategy can drive, by the traits both declare (see registry.TRAITS).
+HOLDS = ("weights:shared", "weights:own", "weights:none")
+
+
+def backend_holds(entry: Entry[Any]) -> str | None:
+    """What a registered backend holds (a ``weights:*`` trait), or for a backend class
+    without one what its class attributes say; None when unknown before it is built."""
+    declared = [t for t in HOLDS if entry.has(t)]
+    if declared:
+        return declared[0]
+    cls = entry.factory
+    if not isinstance(cls, type):
+        return None  # a factory function: known once the backend exists
+    if getattr(cls, "colocated", None) is True:
+        return "weights:shared"
+    if all(callable(getattr(cls, m, None)) for m in _SURFACE_METHODS):
+        return "weights:own"
+    return "weights:none" if getattr(cls, "colocated", None) is False else None
+
+
+_SURFACE_METHODS = ("pause_generation", "continue_generation", "update_weights_from_disk")
+
+
+def check_pairing(
+    cfg: TrainConfig,
+    backends: ComponentRegistry[Any],
+    strategies: ComponentRegistry[WeightSyncFactory],
+) -> None:
+    """Before any model loads: a SetupError when ``weight_sync.strategy`` cannot drive
+    ``rollout.backend`` by what both declare, naming the strategies that can."""
+    holds = backend_holds(backends.entry(cfg.rollout.backend))
+    name = cfg.weight_sync.strategy
+    if holds is None:
+        return
+    kind = holds.split(":")[1]
+    able = [e.name for e in strategies if e.has(f"syncs:{kind}")]
+    if name == "auto":
+        layouts = {"shared": "colocated", "none": "weightless"}
+        if kind in layouts and not strategies.with_trait(f"auto:{layouts[kind]}"):
+            raise SetupError(
+                f"weight_sync.strategy=auto: no strategy declares auto:{layouts[kind]} for "
+                f"rollout backend {cfg.rollout.backend!r}; set weight_sync.strategy to one "
+                f"of: {', '.join(able) or 'none registered'}"
+            )
+        return
+    entry = strategies.entry(name)
+    if not any(entry.has(f"syncs:{k}") for k in ("shared", "own", "none")):
+        return  # a plugin strategy that declares nothing: checked when it first syncs
+    if not entry.has(f"syncs:{kind}"):
+        what = {
+            "shared": "generates with the learner's own model",
+            "own": "keeps its own copy of the weights",
+            "none": "has no weights of this run",
+        }[kind]
+        raise SetupError(
+            f"weight_sync.strategy={name} cannot drive rollout.backend="
+            f"{cfg.rollout.backend}, which {what}; use weight_sync.strategy="
+            f"{' or '.join(able) or 'auto'}"
+        )
 
 
 # --------------------------------------------------------------------- the phases

@@ -71,19 +71,30 @@ def metas(bucket: Named) -> list[TensorMeta]:
     return [(n, str(t.dtype).removeprefix("torch."), tuple(t.shape)) for n, t in bucket]
 
 
-def join_group(master: str, port: int, world: int, group: str, backend: str) -> Any:
-    """Join ``group`` as rank 0, hosting its TCP store. The store keys mirror SGLang's
-    side (a store prefixed with the group name), which builds its group the same way."""
+def join_group(master: str, listener: socket.socket, world: int, group: str, backend: str) -> Any:
+    """Join ``group`` as rank 0, hosting its TCP store on ``listener`` (see
+    :func:`listen_on`). The store keys mirror SGLang's side (a store prefixed with the
+    group name), which builds its group the same way."""
     # Private torch API, as in SGLang's own helper: a group with no default group.
     from torch.distributed import distributed_c10d as c10d
 
     c: Any = c10d
+    dist_any: Any = torch.distributed  # TCPStore: not in its typed exports
     timeout = timedelta(seconds=GROUP_TIMEOUT_S)
-    store, rank, _ = next(c.rendezvous(f"tcp://{master}:{port}", 0, world, timeout=timeout))
-    store.set_timeout(timeout)
+    port = int(listener.getsockname()[1])
+    # The store takes the socket over (it closes the fd): Python lets go of it first.
+    store = dist_any.TCPStore(
+        master,
+        port,
+        world,
+        True,
+        timeout,
+        wait_for_workers=True,
+        master_listen_fd=listener.detach(),
+    )
     prefixed = c.PrefixStore(group, store)
     pg, _ = c._new_process_group_helper(
-        world, rank, [], backend, prefixed, group_name=group, timeout=timeout
+        world, 0, [], backend, prefixed, group_name=group, timeout=timeout
     )
     return pg
 
@@ -115,11 +126,23 @@ def master_address(cfg: TrainConfig, addrs: Sequence[str]) -> str:
     return "127.0.0.1" if local else socket.gethostname()
 
 
-def free_port() -> int:
-    """A TCP port free now, for the group's store (the learner binds it at once)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return int(s.getsockname()[1])
+def listen_on(master: str) -> socket.socket:
+    """A socket listening on a free port of the master address only, for the group's
+    store: the servers reach it there, and no other interface of this machine (a TCP
+    store takes no token) exposes it. The port cannot be taken by anyone before the
+    store serves, as it is bound from now on."""
+    family, kind, proto, _, addr = socket.getaddrinfo(master, 0, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.bind(addr)
+        sock.listen(64)
+    except OSError as e:
+        sock.close()
+        raise WeightSyncError(
+            f"weight_sync.master_address={master}: cannot listen there ({e}); set it to an "
+            "address of this machine that the servers can reach"
+        ) from None
+    return sock
 
 
 class DistributedSync:
@@ -205,13 +228,15 @@ class DistributedSync:
         for i, ranks in sorted(members.items()):
             offsets[i], next_rank = next_rank, next_rank + ranks
         addrs = surface.server_addrs() if isinstance(surface, ServerBackend) else []
-        master, port = master_address(self.cfg, addrs), free_port()
+        master = master_address(self.cfg, addrs)
+        listener = listen_on(master)
+        port = int(listener.getsockname()[1])
         group = f"grpo-plug-{os.getpid()}-{next(_GROUP_IDS)}"
         comm = surface.comm_backend
         self.group, self.surface_, self.members, self.broken = group, surface, members, False
         self.pg = self._together(
             lambda: surface.init_weights_update_group(group, master, port, offsets, world),
-            lambda: join_group(master, port, world, group, comm),
+            lambda: join_group(master, listener, world, group, comm),
             f"weight_sync.strategy=distributed: joining process group {group} at "
             f"{master}:{port} ({world} ranks, {comm})",
         )
