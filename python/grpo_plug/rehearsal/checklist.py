@@ -72,13 +72,18 @@ def read_events(path: Path, offset: int = 0) -> list[Event]:
     return out
 
 
-def timed(events: Sequence[Event], stage: str) -> list[tuple[Event, float | None]]:
-    """Each ``stage`` event of ``stage`` with its seconds (None if nothing closed it)."""
+def timed(
+    events: Sequence[Event], stage: str, closed_by: str | None = None
+) -> list[tuple[Event, float | None]]:
+    """Each ``stage`` event of ``stage`` with its seconds (None if nothing closed it);
+    ``closed_by``: only those a checkpoint of that kind closed (``hf``, ``recover``)."""
     out: list[tuple[Event, float | None]] = []
     for i, ev in enumerate(events):
         if ev.get("kind") != "stage" or ev.get("stage") != stage:
             continue
         end = next((e for e in events[i + 1 :] if e.get("kind") in _CLOSES), None)
+        if closed_by is not None and (end is None or end.get("what") != closed_by):
+            continue
         out.append((ev, float(end["t"]) - float(ev["t"]) if end else None))
     return out
 
@@ -155,7 +160,6 @@ def _eval(legs: Sequence[Leg]) -> Stage:
 def _saves(shrunk: Shrunk, legs: Sequence[Leg]) -> list[Stage]:
     cfg = shrunk.cfg
     events = [e for leg in legs for e in leg.events]
-    saves = timed(events, "save")
     sv = cfg.saver
     hf = _checkpoints(events, "hf")
     want_hf = bool(sv.freq_steps or sv.freq_epochs or sv.freq_secs)
@@ -167,10 +171,15 @@ def _saves(shrunk: Shrunk, legs: Sequence[Leg]) -> list[Stage]:
         hf_detail += " (no saver.freq_* set)"
     if not want_rec:
         rec_detail += " (recover.mode=disabled)"
-    secs = _total(saves)
     return [
-        Stage("save", want_hf, bool(hf), hf_detail, secs if hf else None),
-        Stage("recover save", want_rec, bool(rec), rec_detail, None),
+        Stage("save", want_hf, bool(hf), hf_detail, _total(timed(events, "save", "hf"))),
+        Stage(
+            "recover save",
+            want_rec,
+            bool(rec),
+            rec_detail,
+            _total(timed(events, "save", "recover")),
+        ),
     ]
 
 

@@ -38,7 +38,8 @@ def choose(path: str, out_dir: Path, *, build: bool = True, seed: int = 1) -> tu
     try:
         build_shaped(path, config, out_dir, seed=seed)
     except Exception as e:
-        return EMBEDDED_MODEL, f"no tiny model shaped like {path} ({type(e).__name__}: {e})"
+        first = (str(e).splitlines() or [""])[0]
+        return EMBEDDED_MODEL, f"no tiny model shaped like {path} ({type(e).__name__}: {first})"
     return str(out_dir), why
 
 

@@ -53,7 +53,7 @@ def write_config(shrunk: Shrunk, label: str) -> Path:
     path = config_file(shrunk)
     path.parent.mkdir(parents=True, exist_ok=True)
     head = f"# written by `grpo-plug train --rehearse` for {label}; the changes:\n"
-    notes = "".join(f"#   {c.line()}\n" for c in shrunk.changes)
+    notes = "".join(f"#   {' '.join(c.line().splitlines())}\n" for c in shrunk.changes)
     path.write_text(head + notes + dump_yaml(shrunk.cfg))
     return path
 
@@ -163,13 +163,22 @@ def rehearse(
 ) -> int:
     """Rehearse ``cfg``; the exit code: 0 when every scheduled stage ran, 130 when the
     person stopped it, else 1. ``auto``: layout -> the strategy ``auto`` picks there."""
-    shrunk = prepare(cfg, auto.get("devices", "distributed"), build=not dry_run)
-    say(describe(shrunk, cfg, label, auto))
-    if dry_run:
-        plan = launch.describe(launch.plan(shrunk.cfg, ["--config", str(config_file(shrunk))]))
-        for line in [*cuts(shrunk, cfg), "the rehearsal would start:", plan]:
-            say(line)
-        return 0
+    try:
+        shrunk = prepare(cfg, auto.get("devices", "distributed"), build=not dry_run)
+        say(describe(shrunk, cfg, label, auto))
+        if dry_run:
+            plan = launch.plan(shrunk.cfg, ["--config", str(config_file(shrunk))])
+            for line in [*cuts(shrunk, cfg), "the rehearsal would start:", launch.describe(plan)]:
+                say(line)
+            return 0
+        return _run(shrunk, cfg, label, say, debug)
+    except KeyboardInterrupt:  # outside a run (building the model, between runs)
+        say(f"rehearsal {label}: stopped by Ctrl-C")
+        return 130
+
+
+def _run(shrunk: Shrunk, cfg: TrainConfig, label: str, say: Say, debug: bool) -> int:
+    """The run (twice with recover points), then the cuts and the checklist."""
     fresh_start(shrunk)
     path = write_config(shrunk, label)
     events = run_dirs(shrunk.cfg)[1] / EVENTS_FILE

@@ -60,9 +60,6 @@ class Shrunk:
         resume), else one."""
         return 2 if self.cfg.recover.mode != "disabled" else 1
 
-    def changed(self, key: str) -> Change | None:
-        return next((c for c in self.changes if c.key == key), None)
-
 
 def target_layout(cfg: TrainConfig) -> str:
     """What ``weight_sync.strategy=auto`` picks for on the target machine (see
