@@ -157,6 +157,8 @@ def _devices(e: _Edit, cfg: TrainConfig) -> None:
 def _shapes(e: _Edit, cfg: TrainConfig) -> None:
     short = "short generations"
     e.cap("gconfig.max_new_tokens", MAX_NEW_TOKENS, short)
+    if "min_new_tokens" in e.data["gconfig"]:  # where the schema has it: never above max
+        e.cap("gconfig.min_new_tokens", MAX_NEW_TOKENS, short)
     e.cap("evaluator.max_new_tokens", MAX_NEW_TOKENS, short)
     e.cap("gconfig.n_samples", N_SAMPLES, "small groups")
     e.cap("train_dataset.batch_size", BATCH, "few prompts per step")
