@@ -85,7 +85,7 @@ def train(
 
 
 def _rehearse(
-    cfg: cfgmod.TrainConfig, config: Path | None, name: str, *, dry_run: bool, debug: bool
+    cfg: cfgmod.TrainConfig, config: Path | None, name: str | None, *, dry_run: bool, debug: bool
 ) -> int:
     """``--rehearse``: the config's layout on this CPU, shrunk (grpo_plug.rehearsal)."""
     from grpo_plug import rehearsal

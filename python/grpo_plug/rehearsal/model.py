@@ -75,7 +75,7 @@ def build_shaped(path: str, config: Any, out_dir: Path, *, seed: int = 1) -> Pat
 
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(shaped_config(config))
+    model = AutoModelForCausalLM.from_config(shaped_config(config))  # type: ignore[no-untyped-call]
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(out_dir)
     model.save_pretrained(out_dir)
