@@ -97,7 +97,7 @@ def test_a_torchrun_layout_rehearses_ctrl_c_and_resume(
 
 
 def test_ctrl_c_stops_a_rehearsal_cleanly(tiny_model_dir: Path, tmp_path: Path) -> None:
-    config = tiny_rehearsal_config(tmp_path, tiny_model_dir)
+    config = tiny_rehearsal_config(tmp_path, tiny_model_dir, "recover.mode=disabled")  # one run
     cmd = [sys.executable, str(CLI_DRIVER), "train", "--rehearse", "--config", str(config)]
     proc = subprocess.Popen(
         cmd,
