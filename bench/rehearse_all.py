@@ -49,11 +49,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", type=Path, action="append", default=[], help="YAML folder")
     ap.add_argument("--out", type=Path, default=Path("outputs/rehearse_all"))
+    ap.add_argument("--only", action="append", default=[], help="rehearse only this preset")
     ap.add_argument("overrides", nargs="*", help="key=value for every rehearsal")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
     todo = targets(args.configs)
+    if args.only:
+        todo = [(n, src) for n, src in todo if src[0] == "--config" or src[1] in args.only]
     for name, source in todo:
         rc, line = rehearse(name, source, args.out, args.overrides)
         failed += rc != 0

@@ -191,3 +191,14 @@ def test_events_are_read_after_an_offset_and_a_torn_line_is_skipped(tmp_path: Pa
     with path.open("a") as f:
         f.write(json.dumps({"kind": "end", "t": 2, "status": "done"}) + '\n{"kind": "sta')
     assert read_events(path, offset) == [{"kind": "end", "t": 2, "status": "done"}]
+
+
+def test_the_learner_row_says_whether_any_group_trained() -> None:
+    shrunk = shrink(cfgmod.load(preset="fast"))
+    legs = [Leg(0, _a_run_without_saves(), 50.0)]
+    rows = [{"global_step": 1, "grpo_actor/signal_groups": 0.0}]
+    idle = {r.name: r for r in stages(shrunk, legs, rows)}["learner"]
+    assert not idle.ran and idle.ok and "not exercised" in idle.detail
+    rows.append({"global_step": 2, "grpo_actor/signal_groups": 1.0})
+    busy = {r.name: r for r in stages(shrunk, legs, rows)}["learner"]
+    assert busy.ran and busy.detail.endswith("at steps 2")

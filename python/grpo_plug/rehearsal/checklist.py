@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grpo_plug.metrics import names as mn
 from grpo_plug.rehearsal.shrink import STEPS, Shrunk
 
 Event = dict[str, Any]
@@ -136,6 +137,18 @@ def _steps(legs: Sequence[Leg]) -> Stage:
     return Stage("steps", True, ran, "; ".join(parts), total)
 
 
+def _learner(metrics: Sequence[Event]) -> Stage:
+    """Whether the learner's forward/backward ran: only on groups with a spread of
+    rewards, which two short steps cannot force (so not required)."""
+    rows = [r for r in metrics if mn.SIGNAL_GROUPS in r]
+    trained = [int(r["global_step"]) for r in rows if float(r[mn.SIGNAL_GROUPS]) > 0]
+    if trained:
+        detail = f"forward/backward on groups with signal at steps {', '.join(map(str, trained))}"
+    else:
+        detail = "not exercised: no group had a spread of rewards (all samples scored alike)"
+    return Stage("learner", False, bool(trained), detail)
+
+
 def _weight_sync(legs: Sequence[Leg]) -> Stage:
     events = [e for leg in legs for e in leg.events]
     name = next((str(e.get("weight_sync")) for e in events if e.get("kind") == "run"), "?")
@@ -228,12 +241,14 @@ def _end(legs: Sequence[Leg]) -> Stage:
     return Stage("end", True, ok, f"{status}, exit code {last.rc}", last.seconds)
 
 
-def stages(shrunk: Shrunk, legs: Sequence[Leg]) -> list[Stage]:
-    """Every stage of the checklist, in the order a run meets them."""
+def stages(shrunk: Shrunk, legs: Sequence[Leg], metrics: Sequence[Event] = ()) -> list[Stage]:
+    """Every stage of the checklist, in the order a run meets them; ``metrics``: the
+    run's ``metrics.jsonl`` rows."""
     return [
         _servers(shrunk, legs),
         _eval(legs),
         _steps(legs),
+        _learner(metrics),
         _weight_sync(legs),
         *_saves(shrunk, legs),
         *_ctrl_c_and_resume(shrunk, legs),

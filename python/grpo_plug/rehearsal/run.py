@@ -25,7 +25,7 @@ from types import FrameType
 
 from grpo_plug import launch
 from grpo_plug.config import TrainConfig, dump_yaml
-from grpo_plug.metrics.events import EVENTS_FILE
+from grpo_plug.metrics.events import EVENTS_FILE, METRICS_FILE
 from grpo_plug.plan import run_dirs
 from grpo_plug.rehearsal import checklist, model
 from grpo_plug.rehearsal.shrink import DIR_NAME, STEPS, Shrunk, gpu_only, shrink, target_layout
@@ -213,7 +213,8 @@ def report(
     stopped: bool = False,
 ) -> int:
     """The checklist, one line per stage, and a last line saying whether it passed."""
-    rows = checklist.stages(shrunk, legs)
+    metrics = checklist.read_events(run_dirs(shrunk.cfg)[1] / METRICS_FILE)
+    rows = checklist.stages(shrunk, legs, metrics)
     say(f"rehearsal checklist ({len(legs)} run(s), {seconds / 60:.1f} min):")
     for row in rows:
         say(row.line())

@@ -168,6 +168,8 @@ def _shapes(e: _Edit, cfg: TrainConfig) -> None:
     e.put("total_train_steps", STEPS, f"{STEPS} steps")
     e.cap("valid_dataset.max_samples", EVAL_SAMPLES, "few eval problems", unset_too=True)
     e.cap("dynamic_sampling.max_rounds", 1, "at most one extra round")
+    if cfg.reward.no_eos_reward is not None:  # 16 tokens cut nearly every completion
+        e.put("reward.no_eos_reward", None, "cut completions graded, so groups can differ")
     rounds = min(cfg.dynamic_sampling.max_rounds, 1)
     e.cap("dynamic_sampling.min_groups", (rounds + 1) * bs, "what the smaller steps can sample")
 
