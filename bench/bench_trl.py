@@ -113,7 +113,7 @@ def main() -> None:
     trl_times: list[float] = []
     trl_rewards: list[float] = []
     bs = cfg.train_dataset.batch_size
-    order = ours.epoch_order(0)
+    order = ours.sampler.epoch_order(0)
 
     class Alternate(TrainerCallback):  # type: ignore[misc]
         def on_step_begin(self, *a: Any, **k: Any) -> None:

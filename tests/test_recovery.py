@@ -272,6 +272,19 @@ def test_config_diff_ignores_resumable_keys() -> None:
     assert ckpt.config_diff(a, c) == ["gconfig.max_new_tokens: 64 -> 32"]
 
 
+def test_a_key_added_after_the_point_was_written_reads_as_its_default() -> None:
+    """A recover point from before a key existed resumes while the key keeps its default,
+    and is refused, naming the key, when the run sets it otherwise."""
+    defaults = cfgmod.to_dict(cfgmod.TrainConfig())
+    old = cfgmod.to_dict(cfgmod.load(preset="cpu"))
+    del old["actor"]["use_decoupled_loss"]
+    now = cfgmod.to_dict(cfgmod.load(preset="cpu"))
+    assert ckpt.config_diff(old, now) == ["actor.use_decoupled_loss: None -> False"]
+    assert ckpt.config_diff(old, now, defaults) == []
+    changed = cfgmod.to_dict(cfgmod.load(preset="cpu", overrides=["actor.use_decoupled_loss=true"]))
+    assert ckpt.config_diff(old, changed, defaults) == ["actor.use_decoupled_loss: False -> True"]
+
+
 def test_a_fresh_start_sets_an_earlier_attempts_metrics_aside(
     tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost
 ) -> None:

@@ -18,7 +18,8 @@ def two_runs(tmp_path: Path) -> tuple[Path, Path]:
     a = tmp_path / "logs" / "u" / "exp" / "a"
     b = tmp_path / "logs" / "u" / "exp" / "b"
     write_run(a, steps=10).close()
-    write_run(b, steps=6, **{m.TASK_REWARD: 0.5}).close()
+    async_run = {m.ASYNC_OVERLAP: 0.4, m.VERSION_LAG_MEAN: 1.5}  # b ran ahead (k >= 1)
+    write_run(b, steps=6, **{m.TASK_REWARD: 0.5, **async_run}).close()
     ckpt = tmp_path / "checkpoints" / "u" / "exp" / "a" / "default"
     (ckpt / "epoch0epochstep0globalstep0").mkdir(parents=True)
     return a, b
@@ -37,6 +38,7 @@ def test_plots_every_series_of_every_run(tmp_path: Path) -> None:
     ]
     assert by_stem["loss"] == ["exp/a", "exp/b"]
     assert len(by_stem["time"]) == 2 * len(m.STAGE_TIMES)
+    assert by_stem["async"] == [f"exp/b {m.ASYNC_OVERLAP}", f"exp/b {m.VERSION_LAG_MEAN}"]
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         img = matplotlib.image.imread(p)

@@ -88,14 +88,20 @@ def test_recompute_logprob_reports_the_sampler_mismatch(
 def test_a_checkpointed_run_trains_packed_through_varlen_attention(
     tmp_path: Path, seven_host: PluginHost, tiny_model_dir: Path
 ) -> None:
-    """Checkpointing on: auto resolves to packed_sdpa, the header says so, and the
-    learner's varlen log-probs match what the hf sampler (the same model, padded and
-    cached: transformers' own sdpa) reported, as on the padded path."""
+    """Checkpointing on, actor.attention=packed: it resolves to packed_sdpa on a CPU, the
+    header says so, and the learner's varlen log-probs match what the hf sampler (the same
+    model, padded and cached: transformers' own sdpa) reported, as on the padded path."""
     from grpo_plug.metrics.run import read_run
     from grpo_plug.trainer import Trainer
 
     model = tiny_model_dir
-    cfg = tiny_config(tmp_path, model, "total_train_steps=3", "actor.gradient_checkpointing=true")
+    cfg = tiny_config(
+        tmp_path,
+        model,
+        "total_train_steps=3",
+        "actor.gradient_checkpointing=true",
+        "actor.attention=packed",
+    )
     cap = CaptureLogger()
     trainer = Trainer(cfg, host=seven_host, loggers=[cap])
     try:
@@ -104,7 +110,7 @@ def test_a_checkpointed_run_trains_packed_through_varlen_attention(
         trainer.close()
     assert trainer.learner.attention == "packed_sdpa"
     assert read_run(trainer.log_dir).info["attention"] == "packed_sdpa"
-    assert cfg.actor.attention == "auto"  # the derived setting leaves the config as it was
+    assert cfg.actor.attention == "packed"  # the derived setting leaves the config as it was
     trained = [r for r in cap.rows if "grpo_actor/loss" in r]
     assert trained and all(np.isfinite(r["grpo_actor/loss"]) for r in trained)
     assert abs(trained[0]["grpo_actor/importance_weight"] - 1.0) < 1e-3

@@ -166,6 +166,30 @@ def load_tokenizer(path: str) -> Any:
     return tok
 
 
+def disable_dropout(model: Any) -> int:
+    """Set every dropout probability of ``model`` to 0 (AReaL's ``disable_dropout``): its
+    dropout modules, the float ``attention_dropout``/``dropout`` attributes attention
+    layers read on each call, and the config's. Returns how many it changed."""
+    import torch
+
+    kinds = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, (*kinds, torch.nn.AlphaDropout)) and module.p != 0.0:
+            module.p = 0.0
+            changed += 1
+        for name in ("attention_dropout", "dropout"):
+            value = getattr(module, name, None)
+            if isinstance(value, float) and value != 0.0:
+                setattr(module, name, 0.0)
+                changed += 1
+    config = getattr(model, "config", None)
+    for name, value in list(vars(config).items() if config is not None else []):
+        if "dropout" in name and isinstance(value, float):
+            setattr(config, name, 0.0)
+    return changed
+
+
 def load_model(path: str, *, dtype: str = "auto", device: str = "cpu") -> Any:
     from transformers import AutoModelForCausalLM
 

@@ -62,7 +62,7 @@ class RunPlan:
     log_dir: Path
     learner_dtype: str  # the learner's weights
     sample_dtype: str  # the hf backend's sampling weights (a copy when not the learner's)
-    recompute_logprob: bool  # effective: the user's, or forced by bf16 sampling
+    recompute_logprob: bool  # effective: the user's, or forced (bf16 sampling, decoupled loss)
     recompute_reason: str | None  # why it is on when the user did not ask
 
     @property
@@ -121,6 +121,9 @@ def resolve(cfg: TrainConfig, *, device: str | None = None) -> RunPlan:
         if dtype != learner and not recompute:
             # The sampler's bf16 log-probs are not the learner's: the loss recomputes them.
             recompute, reason = True, f"rollout.sample_dtype={cfg.rollout.sample_dtype}"
+    if cfg.actor.use_decoupled_loss and not recompute:
+        # pi_prox is the learner's recompute before the update (AReaL: whenever decoupled).
+        recompute, reason = True, "actor.use_decoupled_loss"
     return RunPlan(
         allocation=alloc,
         learner_ranks=ranks,

@@ -14,10 +14,14 @@ process's affinity mask, and from the allocation:
   turns on the same cores;
 - which cores a process is pinned to, where processes run side by side.
 
-Steps are synchronous today: generation and learning take turns, so each side gets
-every core while it runs. ``overlap=True`` splits the cores between them instead (what
-asynchronous training needs). The plan travels to child processes in
-``GRPO_PLUG_THREAD_PLAN``, so every rank applies the same one.
+Synchronous steps (``rollout.max_head_offpolicyness=0``): generation and learning take
+turns, so each side gets every core while it runs. Asynchronous ones (``>= 1``) plan
+with ``overlap=True``: the cores are split between them instead. An in-process
+producer is a thread of the learner's process: torch's thread count is per calling
+thread once that thread has run a parallel op (OpenMP's nthreads ICV; MKL's local
+setting), so each side sets its own, and OpenMP gives each its own pool. The plan
+travels to child processes in ``GRPO_PLUG_THREAD_PLAN``, so every rank applies the same
+one.
 """
 
 from __future__ import annotations
@@ -259,7 +263,7 @@ def plan_threads(
         server_cpus=server_cpus,
         learner_cpus=learner_cpus,
         notes=tuple(notes),
-        key=_key(lay, cpu_threads),
+        key=_key(lay, cpu_threads, overlap),
         gpu=lay.gpu,
     )
 
@@ -281,17 +285,18 @@ def plan_for(cfg: TrainConfig, *, gpu: bool | None = None) -> ThreadPlan:
     """This run's plan: the one a parent process handed down, else a new one."""
     node = int(os.environ.get("NODE_RANK", "0") or 0) if cfg.cluster.n_nodes > 1 else 0
     lay = layout(cfg, gpu=gpu, node=node)
+    overlap = cfg.rollout.max_head_offpolicyness > 0  # generation beside learning
     inherited = os.environ.get(PLAN_ENV)
     if inherited:
         with contextlib.suppress(ValueError, TypeError, KeyError):
             plan = ThreadPlan.from_json(inherited)
-            if plan.key == _key(lay, cfg.cluster.cpu_threads):
+            if plan.key == _key(lay, cfg.cluster.cpu_threads, overlap):
                 return plan
-    return plan_threads(lay, cpu_threads=cfg.cluster.cpu_threads)
+    return plan_threads(lay, cpu_threads=cfg.cluster.cpu_threads, overlap=overlap)
 
 
-def _key(lay: Layout, cpu_threads: int | None) -> str:
-    return f"{lay}|{cpu_threads}"
+def _key(lay: Layout, cpu_threads: int | None, overlap: bool = False) -> str:
+    return f"{lay}|{cpu_threads}" + ("|overlap" if overlap else "")
 
 
 def child_env(plan: ThreadPlan, base: Mapping[str, str]) -> dict[str, str]:

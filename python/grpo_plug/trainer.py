@@ -16,6 +16,10 @@ Step N:
   6. weight sync  push the new policy to the backend, bump the policy version
   7. log          metrics under the seed's names; eval / checkpoints on schedule
 
+With ``rollout.max_head_offpolicyness = k >= 1`` stages 1-3 of the coming steps run in a
+producer thread while the learner trains (``rollout/ahead.py``); step N then takes its
+batch from the producer, sampled by policy version >= N - k.
+
 Where this departs from the GRPO paper (Shao et al., 2024):
 - No KL term by default (``actor.kl_ctl=0``), as DAPO and Dr. GRPO recommend; when
   enabled it is added to the per-token loss (k3 by default), not to the reward.
@@ -32,11 +36,9 @@ Where this departs from the GRPO paper (Shao et al., 2024):
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,8 @@ import torch
 
 from grpo_plug import components, core, group_sampling, threads
 from grpo_plug import config as cfgmod
-from grpo_plug.config import DatasetConfig, TrainConfig
-from grpo_plug.data.prompts import build_prompt
+from grpo_plug.batches import SampledStep, StepSampler
+from grpo_plug.config import TrainConfig
 from grpo_plug.data.tasks import load_examples
 from grpo_plug.errors import SetupError
 from grpo_plug.evaluation import EvalResult, evaluate, write_jsonl
@@ -68,33 +70,19 @@ from grpo_plug.models import load_tokenizer
 from grpo_plug.plan import resolve as resolve_plan
 from grpo_plug.plugins import PluginHost, get_host
 from grpo_plug.preflight import check_machine, check_world_size
-from grpo_plug.recovery import store
 from grpo_plug.recovery.schedule import Checkpointer
+from grpo_plug.rollout.ahead import AheadRollout, check_backend
 from grpo_plug.rollout.controller import RolloutController, limits_from_config
+from grpo_plug.summary import Summary as Summary
+from grpo_plug.summary import finish
 from grpo_plug.types import (
     Example,
-    GenerationRequest,
     Logger,
     RolloutBackend,
     RolloutBackendFactory,
     RolloutContext,
-    SamplingParams,
     ServerBackend,
 )
-
-
-@dataclass
-class Summary:
-    steps: int
-    accuracy_before: float | None
-    accuracy_after: float | None
-    n_eval: int
-    seconds: float
-    log_dir: str
-    peak_rss_gb: float
-    checkpoint: str | None = None  # the HF checkpoint of the final step, if one was saved
-    interrupted: bool = False  # stopped early on request (Ctrl-C)
-    rerun: str | None = None  # what rerunning the command does (when interrupted)
 
 
 class Trainer:
@@ -110,6 +98,7 @@ class Trainer:
         """``quiet``: status lines go only to the loggers and the event stream (the
         dashboard shows them), never straight to stderr."""
         self.cfg = cfg
+        self.ahead: AheadRollout | None = None  # the producer, when k >= 1
         # Before any component derives settings into cfg (make_hf_backend may switch
         # actor.recompute_logprob on): what recover points store and compare.
         self.given_config = cfgmod.to_dict(cfg)
@@ -145,8 +134,11 @@ class Trainer:
             self.warn(text)
         self._load_data_and_learner()
         self._start_rollout(backend_factory)
+        self.sampler = StepSampler(
+            cfg, self.tokenizer, self.train_task, self.reward_fns, self.train_data
+        )
+        self.saved_ahead: list[dict[str, Any]] = []  # its finished steps, from a recover point
         self.global_step = 0
-        self.prompt_cache: dict[str, list[int]] = {}
         self.accuracy_before: float | None = None
         self.accuracy_after: float | None = None  # set when resuming a finished run
         self.resumed_from: Path | None = None
@@ -167,6 +159,7 @@ class Trainer:
             total_steps=self.total_steps,
             config=self.given_config,
         )
+        self.checkpointer.extra = self._ahead_state
         try:
             self.maybe_resume()
             if not self.backend.colocated:
@@ -234,6 +227,7 @@ class Trainer:
             self.backend, limits_from_config(self.cfg), progress=self.events.progress
         )
         try:
+            check_backend(self.backend, self.cfg.rollout.max_head_offpolicyness)
             self.weight_sync = components.weight_sync(self.host, self.cfg, self.backend)
         except BaseException:
             self.rollout.close()  # stops launched servers
@@ -274,21 +268,10 @@ class Trainer:
     def log(self, metrics: dict[str, float], epoch: int) -> None:
         self.fanout.log(metrics, self.global_step, epoch)
 
-    def prompt_ids(self, ex: Example) -> list[int]:
-        if ex.uid not in self.prompt_cache:
-            self.prompt_cache[ex.uid] = build_prompt(self.tokenizer, self.train_task, ex)
-        return self.prompt_cache[ex.uid]
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        n = len(self.train_data)
-        if not self.cfg.train_dataset.shuffle:
-            return np.arange(n)
-        return np.random.default_rng([self.cfg.seed, epoch]).permutation(n)
-
     def run_eval(self, label: str) -> EvalResult:
-        ev_cfg: DatasetConfig = self.cfg.valid_dataset
         max_new = self.cfg.evaluator.max_new_tokens or self.cfg.gconfig.max_new_tokens
-        self.message(f"evaluating {label} on {len(self.valid_data)} {ev_cfg.task} problems...")
+        task = self.cfg.valid_dataset.task
+        self.message(f"evaluating {label} on {len(self.valid_data)} {task} problems...")
         self.events.stage("eval", self.global_step, total=len(self.valid_data))
         res = evaluate(
             self.rollout,
@@ -303,30 +286,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ recovery
 
-    @property
-    def running_marker(self) -> Path:
-        return self.checkpointer.running_marker
-
     def maybe_resume(self) -> None:
         """Apply ``recover.mode`` (see :meth:`Checkpointer.resume`)."""
         res = self.checkpointer.resume()
         if res is None:
-            self.tell_loggers("start_fresh")
+            self.fanout.tell("start_fresh")
             return
         self.global_step = res.global_step
         self.accuracy_before = res.accuracy_before
         self.accuracy_after = res.accuracy_after
+        self.saved_ahead = list(res.state.get("ahead", []))
         self.rollout.set_policy_version(self.global_step)
-        self.tell_loggers("resume", self.global_step)
+        self.fanout.tell("resume", self.global_step)
         self.resumed_from = res.path
         self.message(f"resumed from {res.path} at global step {self.global_step}")
 
-    def tell_loggers(self, method: str, *args: object) -> None:
-        """Call a logger's optional ``method`` (``resume``, ``start_fresh``) where it has one."""
-        for lg in self.loggers:
-            fn = getattr(lg, method, None)
-            if fn is not None:
-                fn(*args)
+    def _ahead_state(self, step: int) -> dict[str, Any]:
+        """What a recover point after ``step`` steps keeps of the producer's work."""
+        return {} if self.ahead is None else {"ahead": self.ahead.state(step)}
 
     def save_recover(self, epoch: int, accuracy_after: float | None = None) -> None:
         self.checkpointer.save_recover(
@@ -343,16 +320,11 @@ class Trainer:
         torch.manual_seed(cfg.seed * 1_000_003 + self.global_step)
 
         # 1-3. rollout (B prompts x G samples), reward, group advantages       # [B*G]
-        rounds = [self.sample_round(batch, 0)]
-        while group_sampling.wants_another_round(cfg, rounds):  # dynamic sampling
-            extra = group_sampling.extra_prompts(
-                self.train_data, cfg.seed, self.global_step, len(rounds), len(batch)
-            )
-            rounds.append(self.sample_round(extra, sum(len(r.examples) for r in rounds)))
-        got = group_sampling.merge(rounds)
+        roll, waited = self.collect(batch)
+        got = group_sampling.normalize_scored(roll.merged(), cfg)  # adv_norm
         samples, rewards, adv = got.samples, got.rewards, got.advantages
-        rollout_stats = {**self.rollout.pop_metrics(), **version_metrics(samples, self.global_step)}
-        rollout_stats[mn.DYNAMIC_ROUNDS] = float(len(rounds) - 1)
+        rollout_stats = {**roll.stats, **version_metrics(samples, self.global_step)}
+        rollout_stats[mn.DYNAMIC_ROUNDS] = float(len(roll.rounds) - 1)
         rollout_stats[mn.SIGNAL_GROUPS] = float(got.has_signal.sum())
         keep = np.repeat(got.has_signal, cfg.gconfig.n_samples)
         t2 = time.perf_counter()
@@ -370,13 +342,18 @@ class Trainer:
         )
         t3 = time.perf_counter()
 
-        # 6. weight sync
+        # 6. weight sync (k >= 1: then the producer's turn, see rollout/ahead.py)
         self.events.stage("weight_sync", self.global_step + 1)
         self.global_step += 1
         phases = self.weight_sync.sync(self.model, self.backend, self.global_step) or {}
+        if self.ahead is not None:
+            waited += self.ahead.synced(self.model, self.global_step)
         t4 = time.perf_counter()
 
         # 7. metrics
+        if self.ahead is not None:
+            step = self.global_step - 1
+            rollout_stats.update(self.ahead.figures(step, got, waited, (t0, t2, t3, t4)))
         lens = np.array([len(s.output_ids) for s in samples], dtype=np.float64)
         last = got.texts[-1]
         self.events.sample(got.questions[-1], last, core.extract_answer(last), float(rewards[-1]))
@@ -396,34 +373,16 @@ class Trainer:
             **rollout_stats,
         }
 
-    def sample_round(
-        self, batch: Sequence[Example], first_index: int
-    ) -> group_sampling.ScoredGroups:
-        """Stages 1-3 for ``batch``; its requests are numbered from ``first_index``."""
-        cfg = self.cfg
-        G = cfg.gconfig.n_samples
-        sp = SamplingParams(
-            cfg.gconfig.max_new_tokens,
-            cfg.gconfig.temperature,
-            cfg.gconfig.top_p,
-            cfg.gconfig.top_k,
-        )
-        reqs = [
-            GenerationRequest(
-                ex.uid, self.prompt_ids(ex), G, sp, seed=self.request_seed(first_index + i)
+    def collect(self, batch: Sequence[Example]) -> tuple[SampledStep, float]:
+        """Stages 1-3 of this step: sampled now (k = 0), or the producer's, with the
+        seconds the learner waited for it."""
+        if self.ahead is None:
+            got = self.sampler.sample(
+                self.rollout, self.global_step, batch, stage=self.events.stage
             )
-            for i, ex in enumerate(batch)
-        ]
-        self.events.stage("rollout", self.global_step + 1, total=len(reqs) * G)
-        return group_sampling.sample_groups(
-            self.rollout, self.tokenizer, self.train_task, self.reward_fns, cfg, batch, reqs
-        )
-
-    def request_seed(self, index: int) -> int:
-        """Seed of request ``index`` this step (backends with per-request seeds): the
-        same in a resumed run as in the uninterrupted one."""
-        seq = np.random.SeedSequence([self.cfg.seed, self.global_step, index])
-        return int(seq.generate_state(1)[0]) * self.cfg.gconfig.n_samples
+            return got, 0.0
+        self.events.stage("rollout", self.global_step + 1)
+        return self.ahead.take(self.global_step, batch)
 
     # ------------------------------------------------------------------ the run
 
@@ -442,16 +401,13 @@ class Trainer:
             self.accuracy_before = before.accuracy
             self.log({mn.EVAL_ACCURACY: before.accuracy}, 0)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        self.running_marker.write_text(str(os.getpid()))
+        self.checkpointer.running_marker.write_text(str(os.getpid()))
         interrupted = False
-        bs = cfg.train_dataset.batch_size
         epoch = 0
+        self.start_ahead()
         while self.global_step < self.total_steps:
             epoch = self.global_step // self.steps_per_epoch
-            pos = self.global_step % self.steps_per_epoch
-            order = self.epoch_order(epoch)
-            batch = [self.train_data[i] for i in order[pos * bs : (pos + 1) * bs]]
-            metrics = self.step(batch, epoch)
+            metrics = self.step(self.sampler.batch(self.global_step), epoch)
             ev = cfg.evaluator
             end_of_epoch = self.global_step % self.steps_per_epoch == 0
             if (ev.freq_steps and self.global_step % ev.freq_steps == 0) or (
@@ -475,29 +431,30 @@ class Trainer:
                 self.save_recover(epoch, self.accuracy_after)
         return self._finish(start, interrupted)
 
+    def start_ahead(self) -> None:
+        """With ``rollout.max_head_offpolicyness >= 1``: the producer, from this step."""
+        k = self.cfg.rollout.max_head_offpolicyness
+        if k == 0 or self.global_step >= self.total_steps or self.ahead is not None:
+            return
+        steps = (self.global_step, self.total_steps)
+        gen = self.threads.generator if self.device == "cpu" else 0
+        self.ahead = AheadRollout(k, self.sampler, self.rollout, steps, self.cfg.seed, gen)
+        if self.ahead.restore(self.saved_ahead):
+            self.message(f"{self.ahead.restored} sampled step(s) restored from the recover point")
+
     def _finish(self, start: float, interrupted: bool) -> Summary:
-        """The run's summary (``summary.json``, the event stream's end), the running
-        marker gone: a clean end."""
-        final = [
-            c for c in store.list_hf_checkpoints(self.ckpt_dir) if c.global_step == self.global_step
-        ]
-        summary = Summary(
+        """The run's summary; the running marker gone: a clean end."""
+        self.checkpointer.running_marker.unlink(missing_ok=True)
+        return finish(
+            self.events,
+            self.log_dir,
+            self.ckpt_dir,
             steps=self.global_step,
-            accuracy_before=self.accuracy_before,
-            accuracy_after=self.accuracy_after,
+            accuracy=(self.accuracy_before, self.accuracy_after),
             n_eval=len(self.valid_data),
-            seconds=time.time() - start,
-            log_dir=str(self.log_dir),
-            peak_rss_gb=peak_rss_gb(),
-            checkpoint=str(final[-1].path) if final else None,
-            interrupted=interrupted,
+            start=start,
+            rerun=self.checkpointer.rerun_note() if interrupted else None,
         )
-        self.running_marker.unlink(missing_ok=True)
-        if interrupted:
-            summary.rerun = self.checkpointer.rerun_note()
-        (self.log_dir / "summary.json").write_text(json.dumps(vars(summary), indent=2))
-        self.events.end("interrupted" if interrupted else "done", summary=vars(summary))
-        return summary
 
     def announce(self) -> None:
         """The run header the dashboard and ``watch`` show; the CPU threads and load."""
@@ -523,6 +480,8 @@ class Trainer:
         self.warn(self.load_check.warning())  # other processes busy on our cores
 
     def close(self) -> None:
+        if self.ahead is not None:
+            self.ahead.close()  # before the backend it samples with goes
         try:
             # The strategy first: a process group must be left while its servers live.
             weight_sync = getattr(self, "weight_sync", None)

@@ -21,13 +21,15 @@ FinishReason = Literal["stop", "length", "abort"]
 @dataclass(frozen=True)
 class SamplingParams:
     """How to sample: ``max_new_tokens`` (cap on generated tokens), ``temperature``
-    (0 = greedy), ``top_p`` (nucleus mass), ``top_k`` (-1 = whole vocabulary). Log-probs
+    (0 = greedy), ``top_p`` (nucleus mass), ``top_k`` (-1 = whole vocabulary),
+    ``min_new_tokens`` (stop tokens are not sampled before that many). Log-probs
     a backend returns are of the temperature-scaled distribution, as the learner's."""
 
     max_new_tokens: int
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0
     top_k: int = -1  # -1 = whole vocabulary
+    min_new_tokens: int = 0  # no end-of-sequence token before this many new tokens
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,19 @@
-"""``grpo-plug presets`` and ``grpo-plug config show|keys``: what a run would use."""
+"""``grpo-plug presets`` and ``grpo-plug config show|keys|convert``: what a run would use."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from grpo_plug import config as cfgmod
-from grpo_plug.cli.io import out, user_errors
-from grpo_plug.cli.options import ConfigOpt, OverridesArg, PresetOpt
+from grpo_plug.cli.io import err, out, user_errors
+from grpo_plug.cli.options import ConfigOpt, DialectOpt, OverridesArg, PresetOpt
+from grpo_plug.config.convert import to_yaml
+from grpo_plug.errors import ConfigError
 
 config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 
@@ -56,11 +59,45 @@ def presets() -> None:
 @config_app.command("show")
 @user_errors
 def config_show(
-    preset: PresetOpt = None, config: ConfigOpt = None, overrides: OverridesArg = None
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    overrides: OverridesArg = None,
+    dialect: DialectOpt = "auto",
 ) -> None:
-    """Print the fully resolved configuration as YAML."""
-    cfg = cfgmod.load(preset=preset, config_file=config, overrides=overrides or [])
-    out.print(cfgmod.dump_yaml(cfg), end="", markup=False)
+    """Print the fully resolved configuration as YAML (an AReaL-style file translated)."""
+    got = cfgmod.load_verbose(
+        preset=preset, config_file=config, overrides=overrides or [], dialect=dialect
+    )
+    out.print(cfgmod.dump_yaml(got.config), end="", markup=False)
+    if got.translation is not None:
+        for note in got.translation.notes:
+            err.print(f"note: {escape(note)}")
+
+
+@config_app.command("convert")
+@user_errors
+def config_convert(
+    file: Annotated[Path, typer.Argument(help="A config file written for AReaL.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write here instead of to stdout."),
+    ] = None,
+    overrides: OverridesArg = None,
+) -> None:
+    """Write an AReaL-style config in grpo-plug's keys, each renamed key commented."""
+    got = cfgmod.load_verbose(config_file=file, overrides=overrides or [], dialect="areal")
+    assert got.translation is not None
+    text = to_yaml(got.translation, file)
+    if output is None:
+        out.print(text, end="", markup=False, highlight=False, emoji=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as e:
+        raise ConfigError(f"--output: cannot write {output} ({e.strerror})") from None
+    err.print(
+        f"wrote {escape(str(output))}; run it with: grpo-plug train --config {escape(str(output))}"
+    )
 
 
 @config_app.command("keys")

@@ -14,6 +14,16 @@ PresetOpt = Annotated[
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="A YAML config file instead of a preset.")
 ]
+DialectOpt = Annotated[
+    str,
+    typer.Option(
+        "--dialect",
+        help="How --config is written: native (grpo-plug's keys), areal (AReaL's keys, "
+        "interpolation resolved with OmegaConf, translated; see `grpo-plug config convert`) "
+        "or auto (areal when the file interpolates or has a key only AReaL has, such as "
+        "actor.optimizer.lr).",
+    ),
+]
 OverridesArg = Annotated[
     list[str] | None,
     typer.Argument(

@@ -17,6 +17,7 @@ from grpo_plug.cli.io import err, out
 from grpo_plug.cli.options import (
     ConfigOpt,
     DebugOpt,
+    DialectOpt,
     NoTuiOpt,
     OverridesArg,
     PresetOpt,
@@ -50,6 +51,7 @@ def train(
         ),
     ] = False,
     debug: DebugOpt = False,
+    dialect: DialectOpt = "auto",
 ) -> None:
     """Train with GRPO: `grpo-plug train --preset cpu` runs anywhere, no GPU needed."""
     from grpo_plug import launch, threads
@@ -58,8 +60,15 @@ def train(
     tui = metric_commands.wants_tui(sys.stdout, no_tui)
     name = preset if preset or config else "cpu"
     try:
-        cfg = cfgmod.load(preset=name, config_file=config, overrides=overrides or [])
+        got = cfgmod.load_verbose(
+            preset=name, config_file=config, overrides=overrides or [], dialect=dialect
+        )
+        cfg = got.config
+        if got.translation is not None and not launch.under_torchrun():
+            for note in got.translation.notes:  # e.g. an unset ${oc.env:WANDB_API_KEY}
+                err.print(f"note: {escape(note)}")
         source = ["--config", str(config)] if config else ["--preset", name]
+        source += ["--dialect", dialect] if config and dialect != "auto" else []
         train_args = [*source, *(overrides or []), *(["--no-tui"] if no_tui else [])]
         if rehearse:
             raise typer.Exit(_rehearse(cfg, config, name, dry_run=dry_run, debug=debug))

@@ -4,11 +4,14 @@ Every field carries its help text (shown by ``grpo-plug config keys``) and, wher
 makes sense, a range. Anything wrong (an unknown key, a wrong type, a value out of
 range) raises :class:`ConfigError` with a one-line message naming the key, before any
 work starts. ``schema`` holds the types, ``validate`` builds them from plain data and
-``sources`` reads presets, files and overrides.
+``sources`` reads presets, files and overrides; ``areal`` (with its key table in
+``keymap``) reads files written for AReaL, and ``convert`` writes them out in
+grpo-plug's keys.
 """
 
 from grpo_plug.config.schema import (
     ActorConfig,
+    AdvNormConfig,
     ClusterConfig,
     DatasetConfig,
     DynamicSamplingConfig,
@@ -26,9 +29,12 @@ from grpo_plug.config.schema import (
 )
 from grpo_plug.config.sources import (
     CONFIGS_DIR,
+    DIALECTS,
+    Loaded,
     apply_overrides,
     dump_yaml,
     load,
+    load_verbose,
     parse_override,
     preset_names,
     preset_path,
@@ -48,7 +54,9 @@ from grpo_plug.errors import ConfigError
 
 __all__ = [
     "CONFIGS_DIR",
+    "DIALECTS",
     "ActorConfig",
+    "AdvNormConfig",
     "Allocation",
     "ClusterConfig",
     "ConfigError",
@@ -56,6 +64,7 @@ __all__ = [
     "DynamicSamplingConfig",
     "EvaluatorConfig",
     "GenerationConfig",
+    "Loaded",
     "RecoverConfig",
     "RewardConfig",
     "RolloutConfig",
@@ -71,6 +80,7 @@ __all__ = [
     "field_help",
     "from_dict",
     "load",
+    "load_verbose",
     "option",
     "parse_allocation",
     "parse_override",

@@ -53,6 +53,23 @@ class ClusterConfig:
     )
 
 
+NormLevel = Literal["none", "batch", "group"]
+
+
+@dataclass
+class AdvNormConfig:
+    mean_level: NormLevel = _f(
+        "none",
+        "After the group advantages: subtract the mean over the batch's or the group's "
+        "completion tokens (AReaL's adv_norm; each token weighs the same), or none.",
+    )
+    std_level: NormLevel = _f(
+        "none",
+        "After the group advantages: divide by the std (unbiased, + 1e-5) over the batch's "
+        "or the group's completion tokens, or none.",
+    )
+
+
 @dataclass
 class ActorConfig:
     path: str = _f(
@@ -69,11 +86,17 @@ class ActorConfig:
     adam_beta2: float = _f(0.999, "AdamW beta2.", ge=0.0, lt=1.0)
     adam_eps: float = _f(1e-8, "AdamW epsilon.", gt=0.0)
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 disables).", ge=0.0)
-    lr_scheduler_type: Literal["constant", "cosine"] = _f("constant", "LR schedule after warmup.")
+    lr_scheduler_type: Literal["constant", "linear", "cosine"] = _f(
+        "constant",
+        "LR schedule after warmup: constant, linear or cosine decay to min_lr_ratio x lr at "
+        "the last step.",
+    )
     warmup_steps_proportion: float = _f(
         0.0, "Fraction of total steps spent in linear warmup.", ge=0.0, le=1.0
     )
-    min_lr_ratio: float = _f(0.0, "Cosine schedule floor as a fraction of lr.", ge=0.0, le=1.0)
+    min_lr_ratio: float = _f(
+        0.0, "Linear/cosine schedule floor as a fraction of lr.", ge=0.0, le=1.0
+    )
     eps_clip: float = _f(0.2, "PPO clip range: ratio is clipped to [1-eps, 1+eps].", gt=0.0)
     eps_clip_higher: float | None = _f(
         None, "Optional larger upper clip (DAPO clip-higher); null = eps_clip.", gt=0.0
@@ -86,11 +109,31 @@ class ActorConfig:
         "grpo", "Group advantage: grpo (mean/std), dr_grpo (mean only), rloo (leave-one-out)."
     )
     adv_batch_norm: bool = _f(False, "Divide advantages by the batch std after group centring.")
+    adv_norm: AdvNormConfig = _sub(
+        AdvNormConfig, "Token-level advantage normalisation after the group stage (AReaL's)."
+    )
+    reward_scaling: float = _f(
+        1.0, "Advantages are computed from (reward + reward_bias) * reward_scaling (AReaL's)."
+    )
+    reward_bias: float = _f(0.0, "Added to each reward before reward_scaling (AReaL's).")
     loss_agg_mode: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = _f(
         "token-mean", "How per-token losses are aggregated into one number."
     )
     recompute_logprob: bool = _f(
         False, "Recompute old log-probs with the learner instead of trusting the sampler's."
+    )
+    use_decoupled_loss: bool = _f(
+        False,
+        "AReaL's decoupled PPO objective, for rollouts from older weights: the ratio and "
+        "clip are relative to pi_prox (the learner's weights at the start of the step, "
+        "recomputed: switches actor.recompute_logprob on) and each token's loss is weighted "
+        "by pi_prox/pi_behav (pi_behav: the sampler's log-probs).",
+    )
+    behav_imp_weight_cap: float | None = _f(
+        None,
+        "With actor.use_decoupled_loss: tokens whose weight pi_prox/pi_behav is above this "
+        "are masked out of the loss (grpo_actor/behave_masked_ratio); null = no cap.",
+        gt=0.0,
     )
     ppo_n_minibatches: int = _f(1, "Optimizer steps per rollout batch.", ge=1)
     batch_size: int = _f(
@@ -98,6 +141,9 @@ class ActorConfig:
     )
     mb_max_tokens: int = _f(4096, "Token budget of one packed micro-batch.", ge=16)
     gradient_checkpointing: bool = _f(False, "Trade compute for memory in the learner.")
+    disable_dropout: bool = _f(
+        False, "Set every dropout probability of the policy (and reference) model to 0."
+    )
     attention: Literal[
         "auto",
         "packed",
@@ -114,7 +160,8 @@ class ActorConfig:
         "(packed_flash: flash-attn on CUDA; packed_flex: flex_attention, CUDA; packed_sdpa: "
         "SDPA per document, anywhere); packed_dense: transformers' T x T block mask (for "
         "comparison); padded: [S, L] rows (fallback); shared_prompt: each group's prompt "
-        "once. auto = shared_prompt on one rank without gradient checkpointing, else packed.",
+        "once. auto = shared_prompt on one rank without gradient checkpointing, padded on one "
+        "CPU rank with it, else packed (bench/bench_learner.py backs the rule).",
     )
     mixed_precision: bool = _f(
         True,
@@ -128,6 +175,14 @@ class GenerationConfig:
     n_samples: int = _f(4, "Completions sampled per prompt (the GRPO group size).", ge=1)
     max_new_tokens: int = _f(512, "Maximum tokens generated per completion.", ge=1)
     temperature: float = _f(1.0, "Sampling temperature (0 = greedy).", ge=0.0)
+    greedy: bool = _f(
+        False,
+        "Training rollouts decode greedily (temperature 0 when sampling; the learner's "
+        "log-probs still use gconfig.temperature).",
+    )
+    min_new_tokens: int = _f(
+        0, "End-of-sequence tokens cannot be sampled before this many new tokens.", ge=0
+    )
     top_p: float = _f(1.0, "Nucleus sampling mass.", gt=0.0, le=1.0)
     top_k: int = _f(-1, "Top-k sampling (-1 = whole vocabulary).", ge=-1)
 
@@ -203,6 +258,14 @@ class RolloutConfig:
         [],
         "sglang backend: attach to these running servers (host:port) instead of "
         "launching them from allocation_mode.",
+    )
+    max_head_offpolicyness: int = _f(
+        0,
+        "Asynchronous training: k >= 1 generates the batches of the next k steps while the "
+        "learner trains (hf: in a thread of its own; sglang: on the servers), so every "
+        "token of step N comes from policy version >= N - k (AReaL's name; the seed's "
+        "configs use 2). 0 = synchronous: generate, then train.",
+        ge=0,
     )
 
 

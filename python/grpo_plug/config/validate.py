@@ -161,6 +161,49 @@ def unknown_key(key: str, valid: list[str]) -> ConfigError:
     return ConfigError(f"{key}: unknown config key{extra}")
 
 
+def unknown_keys_error(keys: list[str], valid: list[str], what: str = "") -> ConfigError:
+    """One error for every unknown key, each with its did-you-mean, on one line."""
+    if len(keys) == 1:
+        err = unknown_key(keys[0], valid)
+        return ConfigError(f"{err}{what}") if what else err
+    named = "; ".join(f"{k}{did_you_mean(k, valid)}" for k in keys)
+    return ConfigError(f"{len(keys)} unknown config keys{what}: {named}")
+
+
+def leaf_keys(data: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of the leaves of nested mappings (a mapping with none is a leaf)."""
+    if not isinstance(data, dict) or not data:
+        return [prefix.rstrip(".")]
+    out: list[str] = []
+    for key, value in data.items():
+        out.extend(leaf_keys(value, f"{prefix}{key}."))
+    return out
+
+
+def _unknown(cls: type, data: Any, prefix: str) -> list[str]:
+    """The keys of ``data`` the schema ``cls`` lacks, as dotted leaves."""
+    if not isinstance(data, dict):
+        return []
+    hints = _hints(cls)
+    names = {f.name for f in _fields(cls)}
+    out: list[str] = []
+    for raw_key, value in data.items():
+        key = str(raw_key)
+        if key not in names:
+            out.extend(leaf_keys(value, f"{prefix}{key}."))
+        elif _is_section(hints[key]):
+            out.extend(_unknown(hints[key], value, f"{prefix}{key}."))
+    return out
+
+
+def unknown_keys(data: dict[str, Any], sections: Mapping[str, type] | None = None) -> list[str]:
+    """Every key of ``data`` no schema section (built-in or plugin) has."""
+    sections = plugin_sections(sections)
+    rest = {k: v for k, v in data.items() if k not in sections}
+    found = [k for name, cls in sections.items() for k in _unknown(cls, data.get(name), f"{name}.")]
+    return found + _unknown(TrainConfig, rest, "")
+
+
 def _build(cls: type, data: Any, prefix: str, valid: list[str]) -> Any:
     if data is None:
         data = {}
@@ -259,8 +302,27 @@ def _check_rollout(cfg: TrainConfig) -> None:
         raise ConfigError("rollout.server_addrs: only the sglang backend attaches to servers")
 
 
+def _check_decoupled(cfg: TrainConfig) -> None:
+    """The decoupled loss's keys. pi_prox is always available (the run plan turns the
+    learner's recompute on), so what can fail is pi_behav, or a cap with nothing to cap."""
+    a = cfg.actor
+    if a.behav_imp_weight_cap is not None and not a.use_decoupled_loss:
+        # Without the decoupled loss pi_prox is pi_behav: every weight is 1, a cap is inert.
+        raise ConfigError(
+            "actor.behav_imp_weight_cap: acts only with actor.use_decoupled_loss=true "
+            "(without it every weight pi_prox/pi_behav is 1); set that, or the cap to null"
+        )
+    if a.use_decoupled_loss and cfg.gconfig.temperature <= 0:
+        raise ConfigError(
+            "actor.use_decoupled_loss: gconfig.temperature=0 samples greedily, so the "
+            "sampler's log-probs are no behaviour policy's and pi_prox/pi_behav is no "
+            "importance weight; sample with gconfig.temperature > 0"
+        )
+
+
 def _cross_checks(cfg: TrainConfig) -> None:
     _check_rollout(cfg)
+    _check_decoupled(cfg)
     if len(cfg.reward.functions) != len(cfg.reward.weights):
         raise ConfigError(
             f"reward.weights: has {len(cfg.reward.weights)} entries but reward.functions "
@@ -271,6 +333,16 @@ def _cross_checks(cfg: TrainConfig) -> None:
     for op in cfg.train_dataset.arith_ops + cfg.valid_dataset.arith_ops:
         if op not in "+-*":
             raise ConfigError(f"train_dataset.arith_ops: {op!r} is not one of + - *")
+    if cfg.gconfig.greedy and getattr(cfg.actor, "use_decoupled_loss", False):
+        raise ConfigError(
+            "gconfig.greedy: greedy rollouts have no behaviour policy for "
+            "actor.use_decoupled_loss; sample, or turn the decoupled loss off"
+        )
+    if cfg.gconfig.min_new_tokens > cfg.gconfig.max_new_tokens:
+        raise ConfigError(
+            f"gconfig.min_new_tokens: {cfg.gconfig.min_new_tokens} is more than "
+            f"gconfig.max_new_tokens ({cfg.gconfig.max_new_tokens})"
+        )
     ds, bs = cfg.dynamic_sampling, cfg.train_dataset.batch_size
     if ds.min_groups is not None and ds.min_groups > (ds.max_rounds + 1) * bs:
         raise ConfigError(
@@ -289,6 +361,9 @@ def from_dict(data: dict[str, Any], sections: Mapping[str, type] | None = None) 
     config sections (``None``: those of the process-wide plugin host)."""
     sections = plugin_sections(sections)
     valid = all_keys(sections=sections)
+    unknown = unknown_keys(data, sections)
+    if unknown:
+        raise unknown_keys_error(unknown, valid)
     rest = dict(data)
     built = {
         name: _build(cls, rest.pop(name, None), f"{name}.", valid) for name, cls in sections.items()

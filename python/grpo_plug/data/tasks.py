@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_plug.config import DatasetConfig
+from grpo_plug.data import hub
 from grpo_plug.errors import DataError
 from grpo_plug.types import Example, Task, TaskFactory
 
@@ -35,14 +36,14 @@ def bundled_gsm8k(split: str) -> Path:
 
 def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(location, row) pairs from a JSONL (optionally gzipped) or parquet file."""
-    if path.suffix == ".parquet":
+    if path.suffix in (".parquet", ".arrow"):
         try:
             import pyarrow.parquet as pq
         except ImportError:
             raise DataError(
-                f"{path}: reading parquet needs pyarrow (pip install pyarrow)"
+                f"{path}: reading {path.suffix[1:]} needs pyarrow (pip install pyarrow)"
             ) from None
-        table = pq.read_table(path)
+        table = pq.read_table(path) if path.suffix == ".parquet" else _read_arrow(path)
         return [(f"{path}:row {i + 1}", r) for i, r in enumerate(table.to_pylist())]
     rows = []
     opener = gzip.open if path.suffix == ".gz" else open
@@ -60,6 +61,19 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
+def _read_arrow(path: Path) -> Any:
+    """An Arrow file as the ``datasets`` library caches it (the stream format; the
+    file format too)."""
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(path)) as src:
+            return pa.ipc.open_stream(src).read_all()
+    except pa.ArrowInvalid:
+        with pa.memory_map(str(path)) as src:
+            return pa.ipc.open_file(src).read_all()
+
+
 def _field(where: str, row: dict[str, Any], *names: str) -> str:
     for name in names:
         val = row.get(name)
@@ -70,7 +84,8 @@ def _field(where: str, row: dict[str, Any], *names: str) -> str:
 
 class Gsm8kTask:
     """GSM8K: ``question`` and ``answer`` (gold after ``#### ``). ``path`` unset: the
-    bundled copy; a hub id (``openai/gsm8k``): fetched from the Hugging Face hub."""
+    bundled copy; a hub id (``openai/gsm8k``): from the Hugging Face caches, else the
+    hub (:mod:`grpo_plug.data.hub`)."""
 
     name = "gsm8k"
 
@@ -90,21 +105,7 @@ class Gsm8kTask:
             return local
         if path != GSM8K_HUB_ID and ("/" not in path or path.startswith((".", "/", "~"))):
             raise DataError(f"{self.cfg.split}_dataset.path: {path} does not exist")
-        try:
-            from huggingface_hub import hf_hub_download
-
-            return Path(
-                hf_hub_download(
-                    repo_id=path,
-                    repo_type="dataset",
-                    filename=f"main/{self.cfg.split}-00000-of-00001.parquet",
-                )
-            )
-        except Exception as e:
-            raise DataError(
-                f"dataset {path!r}: could not fetch from the Hugging Face hub "
-                f"({type(e).__name__}); pass a local file with path=.../{self.cfg.split}.jsonl"
-            ) from None
+        return hub.split_file(path, self.cfg.split)  # the HF caches first, then the hub
 
     def load(self) -> list[Example]:
         path = self._resolve()

@@ -28,11 +28,12 @@ from grpo_plug.learner.oom import oom_advice
 from grpo_plug.learner.step import (
     MinibatchStats,
     count_real,
+    learner_old_logprobs,
     recompute_old_logprobs,
     train_minibatch,
 )
 from grpo_plug.metrics import names as mn
-from grpo_plug.models import load_model
+from grpo_plug.models import disable_dropout, load_model
 from grpo_plug.plan import RunPlan
 from grpo_plug.plan import resolve as resolve_plan
 
@@ -70,6 +71,8 @@ def make_scheduler(
         if cfg.lr_scheduler_type == "constant":
             return 1.0
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if cfg.lr_scheduler_type == "linear":
+            return 1.0 - (1.0 - cfg.min_lr_ratio) * progress
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine
 
@@ -105,6 +108,15 @@ def pack_for_ranks(
     raise PackingInfeasible(f"could not pack {n_real} sequences for {n_ranks} ranks")
 
 
+def decoupled_metrics(total: MinibatchStats) -> dict[str, float]:
+    """The decoupled loss's weights over the step: their mean within the cap (left out
+    when every token was over it) and the fraction masked."""
+    out = {mn.BEHAV_MASKED: total.behav_masked / max(total.behav_kept + total.behav_masked, 1.0)}
+    if total.behav_kept > 0:
+        out[mn.BEHAV_IMP_WEIGHT] = total.behav_weight / total.behav_kept
+    return out
+
+
 def resolve_attention(cfg: ActorConfig, info: DistInfo) -> str:
     """What ``actor.attention`` runs on this rank layout and device (see
     :func:`grpo_plug.learner.attention.resolve`)."""
@@ -133,6 +145,8 @@ class Learner:
         if info.distributed and cfg.actor.mixed_precision and info.device.type == "cuda":
             dtype = "float32"  # master weights; FSDP computes in bf16
         self.model = load_model(cfg.actor.path, dtype=dtype, device=device)
+        if cfg.actor.disable_dropout:
+            disable_dropout(self.model)
         attention.use(self.model, self.attention)
         if cfg.actor.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
@@ -170,6 +184,27 @@ class Learner:
             self.scheduler.step()
         return stats
 
+    def _recompute(
+        self, minibatches: list[list[core.MicroBatch]]
+    ) -> tuple[torch.Tensor, list[list[np.ndarray] | None]]:
+        """The learner's log-probs of every minibatch, all before the first update: they
+        replace the sampler's (pi_old), or under the decoupled loss come back beside them
+        (pi_prox, one array per micro-batch). Also (sum |sampler - learner|, tokens)."""
+        a = self.actor
+        mismatch = torch.zeros(2, dtype=torch.float64)
+        proxes: list[list[np.ndarray] | None] = []
+        for mine in minibatches:
+            prox: list[np.ndarray] | None = None
+            if a.use_decoupled_loss:
+                prox, diff, n = learner_old_logprobs(
+                    self.model, mine, a, self.temperature, self.path
+                )
+            else:
+                diff, n = recompute_old_logprobs(self.model, mine, a, self.temperature, self.path)
+            mismatch += torch.tensor((diff, n), dtype=torch.float64)
+            proxes.append(prox)
+        return mismatch, proxes
+
     def _minibatches(self, batch: LearnerBatch) -> dict[str, float]:
         a = self.actor
         self.model.train()
@@ -181,12 +216,10 @@ class Learner:
         # One minibatch: its own forward is before any update, so pi_old is that forward's
         # detached log-probs and the separate no-grad pass is skipped.
         fused = self.recompute and len(chunks) == 1
-        if self.recompute and not fused:  # all before the first update
-            for per_rank, _ in packed:
-                mine = per_rank[self.info.rank]
-                got = recompute_old_logprobs(self.model, mine, a, self.temperature, self.path)
-                mismatch += torch.tensor(got, dtype=torch.float64)
-        for per_rank, n_real in packed:
+        proxes: list[list[np.ndarray] | None] = [None] * len(packed)
+        if self.recompute and not fused:
+            mismatch, proxes = self._recompute([r[self.info.rank] for r, _ in packed])
+        for (per_rank, n_real), prox_mb in zip(packed, proxes, strict=True):
             mine = per_rank[self.info.rank]
             st = train_minibatch(
                 self.model,
@@ -199,6 +232,7 @@ class Learner:
                 counts=count_real([mb for r in per_rank for mb in r], n_real),
                 n_real=n_real,
                 old_from_learner=fused,
+                prox=prox_mb,
             )
             max_norm = a.max_grad_norm if a.max_grad_norm > 0 else float("inf")
             norms.append(fsdp.grad_norm_and_clip(self.model, max_norm))
@@ -213,6 +247,8 @@ class Learner:
         elif self.recompute:
             diff_sum, n_tok = all_reduce_sum(mismatch, self.info).tolist()
             extra[mn.SAMPLER_LOGPROB_DIFF] = diff_sum / max(n_tok, 1.0)
+        if a.use_decoupled_loss:
+            extra.update(decoupled_metrics(total))
         return {
             **extra,
             mn.LOSS: total.loss,

@@ -73,14 +73,16 @@ def logits_logprobs(
     logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
-    # cross_entropy is log_softmax + gather fused: autograd keeps one [N, V] buffer.
-    logp = -torch.nn.functional.cross_entropy(logits, targets, reduction="none")
     if not with_entropy:
-        return logp, None
+        # cross_entropy is log_softmax + gather fused: autograd keeps one [N, V] buffer.
+        return -torch.nn.functional.cross_entropy(logits, targets, reduction="none"), None
+    # The entropy reads the log_softmax autograd keeps anyway: one pass over [N, V]
+    # fewer than a second log_softmax (the head dominates a small model's step).
+    lp_all = torch.log_softmax(logits, dim=-1)
+    logp = lp_all.gather(-1, targets[:, None])[:, 0]
     ents = []
     with torch.no_grad():  # in slices, so no extra [N, V] buffers pile up
-        for part in torch.split(logits.detach(), 256):
-            lp = torch.log_softmax(part, dim=-1)
+        for lp in torch.split(lp_all.detach(), 256):
             ents.append(-(lp.exp() * lp).sum(-1))
     return logp, torch.cat(ents) if ents else logits.new_zeros(0)
 

@@ -163,6 +163,9 @@ def timing(st: RunState) -> Text:
             parts.append(f"{stage.label} {v:{stage.fmt}}s ({100 * v / total:.0f}%)")
     if m.GEN_TOKENS_PER_S in last:
         parts.append(f"gen {last[m.GEN_TOKENS_PER_S]:.0f} tok/s")
+    if m.ASYNC_OVERLAP in last:  # rollout ahead of the learner
+        lag = last.get(m.VERSION_LAG_MAX, 0.0)
+        parts.append(f"overlap {last[m.ASYNC_OVERLAP]:.0%} lag<={lag:.0f}")
     return Text("  ".join(parts), no_wrap=True, overflow="ellipsis")
 
 

@@ -84,6 +84,13 @@ class LoggerFanout:
         self.failed: set[str] = set()
         self._lock = threading.Lock()
 
+    def tell(self, method: str, *args: object) -> None:
+        """Call a logger's optional ``method`` (``resume``, ``start_fresh``) where it has one."""
+        for lg in self.loggers:
+            fn = getattr(lg, method, None)
+            if fn is not None:
+                fn(*args)
+
     def message(self, text: str) -> None:
         with self._lock:
             self.events.message(text)

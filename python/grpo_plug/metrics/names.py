@@ -24,6 +24,10 @@ IMPORTANCE_WEIGHT = "grpo_actor/importance_weight"
 LOGPROB_DIFF = "grpo_actor/logprob_abs_diff"
 # Sampler's vs learner's log-probs before the update (only with actor.recompute_logprob).
 SAMPLER_LOGPROB_DIFF = "grpo_actor/sampler_logprob_abs_diff"
+# actor.use_decoupled_loss: mean pi_prox/pi_behav over the tokens within the cap, and
+# the fraction of tokens over actor.behav_imp_weight_cap (masked out of the loss).
+BEHAV_IMP_WEIGHT = "grpo_actor/behave_imp_weight"
+BEHAV_MASKED = "grpo_actor/behave_masked_ratio"
 POLICY_VERSION = "grpo_actor/policy_version"
 GEN_TOKENS_PER_S = "grpo_actor/gen_tokens_per_s"
 EVAL_ACCURACY = "grpo-eval/task_reward/avg"
@@ -43,6 +47,14 @@ SERVERS_UP = "rollout/servers_up"
 SAMPLES_CURRENT_VERSION = "rollout/samples_current_version"
 SAMPLES_STALE_VERSION = "rollout/samples_stale_version"
 SAMPLES_MIXED_VERSIONS = "rollout/samples_mixed_versions"
+# Asynchronous training (rollout.max_head_offpolicyness >= 1), per step.
+VERSION_LAG_MIN = "rollout/version_lag/min"  # step - policy version of consumed tokens
+VERSION_LAG_MEAN = "rollout/version_lag/avg"  # token-weighted
+VERSION_LAG_MAX = "rollout/version_lag/max"  # never above k
+GROUPS_REGENERATED = "rollout/groups_regenerated"  # sampled again: older than step - k
+ASYNC_OVERLAP = "timeperf/overlap_fraction"  # share of the step sampling and training at once
+WAIT_FOR_DATA = "timeperf/wait_for_data"  # the learner waiting for the producer
+WAIT_FOR_WEIGHTS = "timeperf/wait_for_weights"  # the producer waiting for newer weights
 
 TIME_ROLLOUT = "timeperf/rollout"
 TIME_REWARD = "timeperf/reward"
@@ -121,4 +133,6 @@ PLOTS = (
     ("length", "response length (tokens)", (SEQ_LEN,)),
     ("clip", "clip ratio", (CLIP_RATIO,)),
     ("time", "seconds per stage", STAGE_TIMES),
+    # Asynchronous runs only (a run without these series draws no such plot).
+    ("async", "rollout ahead: overlap fraction, version lag", (ASYNC_OVERLAP, VERSION_LAG_MEAN)),
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class Resumed:
     global_step: int
     accuracy_before: float | None
     accuracy_after: float | None
+    state: dict[str, Any] = field(default_factory=dict)  # all of state.json
 
 
 class Checkpointer:
@@ -67,6 +68,8 @@ class Checkpointer:
         self.events, self.message = events, message
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
         self.last_recover_time = self.last_save_time = time.time()
+        # More JSON state for a recover point after step N (the trainer's sampled steps).
+        self.extra: Callable[[int], dict[str, Any]] | None = None
 
     @property
     def running_marker(self) -> Path:
@@ -103,7 +106,8 @@ class Checkpointer:
             self.message(f"no recover checkpoint at {where}; starting fresh")
             return None
         saved = json.loads((path / "state.json").read_text())
-        diffs = ckpt.config_diff(saved.get("config", {}), self.config)
+        defaults = cfgmod.to_dict(TrainConfig())
+        diffs = ckpt.config_diff(saved.get("config", {}), self.config, defaults)
         if diffs:
             raise CheckpointError(
                 f"recover checkpoint {path} was written with a different config: "
@@ -117,6 +121,7 @@ class Checkpointer:
             int(state["global_step"]),
             state.get("accuracy_before"),
             state.get("accuracy_after"),
+            state,
         )
 
     def save_recover(
@@ -135,6 +140,8 @@ class Checkpointer:
             "config": self.config,
             "time": time.time(),
         }
+        if self.extra is not None:
+            state.update(self.extra(global_step))
         self.events.stage("save", global_step)
         path = self.group.save_recover(state)
         self.last_recover_time = time.time()

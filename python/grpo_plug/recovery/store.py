@@ -274,9 +274,14 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_diff(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """Differences that matter for resuming: ``key: old -> new``."""
+def config_diff(
+    saved: Mapping[str, Any], current: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Differences that matter for resuming: ``key: old -> new``. A key the saved config
+    lacks (a point written before the key existed) counts as its value in ``defaults``."""
     a, b = flatten(saved), flatten(current)
+    for key, value in flatten(defaults or {}).items():
+        a.setdefault(key, value)
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key.startswith(RESUMABLE_KEYS):

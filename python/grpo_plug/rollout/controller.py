@@ -88,6 +88,7 @@ class RolloutController:
         self._jitter = random.Random(0)  # backoff jitter only; never touches sampling
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()  # a producer thread and the trainer both call
         self.progress = progress
 
     # ------------------------------------------------------------------ entry points
@@ -126,14 +127,16 @@ class RolloutController:
     # ------------------------------------------------------------------ internals
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(
-                target=loop.run_forever, name="grpo-plug-rollout", daemon=True
-            )
-            self._thread.start()
-            self._loop = loop
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=loop.run_forever, name="grpo-plug-rollout", daemon=True
+                )
+                self._thread.start()
+                self._loop = loop
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def _finish_in_process(
         self, requests: Sequence[GenerationRequest], groups: list[list[Sample]]

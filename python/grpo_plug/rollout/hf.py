@@ -54,24 +54,30 @@ from grpo_plug.types import (
 Draw = Literal["cdf", "multinomial"]
 
 
-def draw_from(probs: torch.Tensor, draw: Draw = "cdf") -> torch.Tensor:
+def draw_from(
+    probs: torch.Tensor, draw: Draw = "cdf", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """One token per row of ``probs`` [N, V] (rows need not sum to 1).
 
     ``cdf``: one uniform number per row looked up in the cumulative sum. On CPU
     ``torch.multinomial`` draws an exponential variate for every vocabulary entry
     (~56 ms per decode step at 64 x 49152, a fifth of the step; bench_rollout);
     this is ~2 ms. A zero-probability token spans an empty interval, so it is never
-    drawn."""
+    drawn. ``generator``: the random numbers' source (None: torch's global one)."""
     if draw == "multinomial":
-        return torch.multinomial(probs, 1).squeeze(-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(probs.shape[0], 1, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
+    u = torch.rand(probs.shape[0], 1, device=probs.device, dtype=cdf.dtype, generator=generator)
+    u = u * cdf[:, -1:]
     tok = torch.searchsorted(cdf, u, right=True).squeeze(-1)
     return tok.clamp_(max=probs.shape[-1] - 1)
 
 
 def sample_next(
-    logits: torch.Tensor, sp: SamplingParams, draw: Draw = "cdf"
+    logits: torch.Tensor,
+    sp: SamplingParams,
+    draw: Draw = "cdf",
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(token [N], its log-prob [N]) from raw logits [N, V]."""
     greedy = sp.temperature <= 0.0
@@ -80,7 +86,7 @@ def sample_next(
     if greedy:
         tok = logp.argmax(dim=-1)
     elif sp.top_k <= 0 and sp.top_p >= 1.0:
-        tok = draw_from(logp.exp(), draw)  # the full distribution: no second softmax
+        tok = draw_from(logp.exp(), draw, generator)  # the full distribution: no second softmax
     else:
         filt = scaled
         if sp.top_k > 0 and sp.top_k < filt.shape[-1]:
@@ -93,7 +99,7 @@ def sample_next(
             drop = probs.cumsum(dim=-1) - probs > sp.top_p
             sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
             filt = torch.full_like(filt, float("-inf")).scatter(-1, order, sorted_logits)
-        tok = draw_from(torch.softmax(filt, dim=-1), draw)
+        tok = draw_from(torch.softmax(filt, dim=-1), draw, generator)
     return tok, logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
 
 
@@ -179,14 +185,17 @@ class HFBackend(ReportsProgress):
         cache: CacheKind = "prealloc",
         draw: Draw = "cdf",
         threads: int = 0,
+        generator: torch.Generator | None = None,
     ) -> None:
         """``sample_dtype``: sample with a copy of ``model`` in that dtype (``None`` or
         the model's own dtype: with ``model`` itself). ``cache``: ``dynamic`` is
         transformers' growing cache, kept as the reference the tests compare with;
         ``draw``: ``multinomial`` is the former sampler, kept for the benchmark.
         ``threads``: torch threads while generating (0 = the caller's; the thread plan
-        gives rank 0 every core while the other learner ranks wait)."""
+        gives rank 0 every core while the other learner ranks wait). ``generator``: the
+        sampling noise's source (None: torch's global generator, the learner's too)."""
         self.model = model
+        self.generator = generator
         self.threads = threads
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -233,6 +242,42 @@ class HFBackend(ReportsProgress):
                     dst.copy_(src)
         self._copied_at = seen
         return self._copy
+
+    def detached(self, threads: int) -> HFBackend:
+        """A backend for a producer thread (``rollout.max_head_offpolicyness``): a
+        frozen copy of the weights in ``sample_dtype``, which only :meth:`load_weights`
+        changes, and a torch.Generator of its own, so the learner's updates and its
+        global random stream never reach it. Greedy requests also use the copy."""
+        snap = copy.deepcopy(self.model)
+        for p in snap.parameters():
+            p.requires_grad_(False)
+            p.grad = None
+            p.data = p.data.to(self.sample_dtype)  # buffers (rope) stay fp32
+        device = next(snap.parameters()).device
+        twin = HFBackend(
+            snap,
+            self.tokenizer,
+            max_batch_size=self.max_batch_size,
+            cache=self.cache_kind,
+            draw=self.draw,
+            threads=threads,
+            generator=torch.Generator(device=device),
+        )
+        twin.version = self.version
+        return twin
+
+    def reseed(self, seed: int) -> None:
+        """Restart this backend's own random stream (see :meth:`detached`) at ``seed``."""
+        if self.generator is None:
+            self.generator = torch.Generator(device=next(self.model.parameters()).device)
+        self.generator.manual_seed(seed)
+
+    def load_weights(self, model: Any, version: int) -> None:
+        """Copy ``model``'s parameters into this backend's own (see :meth:`detached`)."""
+        with torch.no_grad():
+            for dst, src in zip(self.model.parameters(), model.parameters(), strict=True):
+                dst.copy_(src)
+        self.set_policy_version(version)
 
     async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[list[Sample]]:
         return await asyncio.to_thread(self.generate, requests)
@@ -294,7 +339,9 @@ class HFBackend(ReportsProgress):
             eos = torch.tensor(self.eos_ids, device=device)
             next_pos = pos[:, -1:] + 1
             for step in range(sp.max_new_tokens):
-                tok, lp = sample_next(logits, sp, self.draw)
+                if step < sp.min_new_tokens:  # no stop token yet (SGLang's min_new_tokens)
+                    logits = logits.index_fill(-1, eos, float("-inf"))
+                tok, lp = sample_next(logits, sp, self.draw, self.generator)
                 tok_l, lp_l = tok.tolist(), lp.tolist()
                 for b, r in enumerate(alive.tolist()):
                     tokens[r].append(tok_l[b])

@@ -28,6 +28,7 @@ def sampling_params(req: GenerationRequest, stop_ids: Sequence[int]) -> dict[str
         "temperature": sp.temperature,
         "top_p": sp.top_p,
         "top_k": sp.top_k,
+        "min_new_tokens": sp.min_new_tokens,
         "stop_token_ids": list(stop_ids),
         "ignore_eos": False,
         "skip_special_tokens": True,
