@@ -1,4 +1,5 @@
-"""Crash injection for the recovery tests: ``fault_point(name)`` dies here on request.
+"""Crash injection for the recovery tests: ``fault_point(name)`` dies here on request
+(or, for the dress rehearsal's planned Ctrl-C, interrupts itself).
 
 A leaf: the learner, the rollout backends and the recovery store all call it.
 """
@@ -14,7 +15,8 @@ def fault_point(name: str) -> None:
 
     ``GRPO_PLUG_FAULT_AT=mid_rollout:3`` kills the process at the third time it passes
     ``mid_rollout``. Costs one dictionary lookup when unset. Under torchrun,
-    ``GRPO_PLUG_FAULT_RANK=1`` limits it to that rank.
+    ``GRPO_PLUG_FAULT_RANK=1`` limits it to that rank. ``GRPO_PLUG_FAULT_SIGNAL=INT``
+    sends SIGINT instead: a Ctrl-C at exactly that point.
     """
     spec = os.environ.get("GRPO_PLUG_FAULT_AT")
     if not spec:
@@ -28,7 +30,8 @@ def fault_point(name: str) -> None:
     seen = _FAULT_COUNTS.get(name, 0) + 1
     _FAULT_COUNTS[name] = seen
     if seen == int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        sig = signal.SIGINT if os.environ.get("GRPO_PLUG_FAULT_SIGNAL") == "INT" else signal.SIGKILL
+        os.kill(os.getpid(), sig)
 
 
 _FAULT_COUNTS: dict[str, int] = {}

@@ -41,6 +41,15 @@ def train(
             help="Print the processes and devices the allocation would use; start nothing.",
         ),
     ] = False,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="Dress rehearsal on this CPU: the config's servers, learner ranks, weight "
+            "sync, data, eval, save and recover schedule, watchdog and Ctrl-C, with a small "
+            "model and two short steps; ends with a checklist (exit 0 when every stage ran).",
+        ),
+    ] = False,
     debug: DebugOpt = False,
     dialect: DialectOpt = "auto",
 ) -> None:
@@ -61,6 +70,8 @@ def train(
         source = ["--config", str(config)] if config else ["--preset", name]
         source += ["--dialect", dialect] if config and dialect != "auto" else []
         train_args = [*source, *(overrides or []), *(["--no-tui"] if no_tui else [])]
+        if rehearse:
+            raise typer.Exit(_rehearse(cfg, config, name, dry_run=dry_run, debug=debug))
         thread_plan = threads.plan_for(cfg)
         if dry_run:
             from grpo_plug.plan import resolve as resolve_plan
@@ -80,6 +91,28 @@ def train(
     # Before torch loads (OpenMP reads its wait policy once); undone after the run.
     with threads.exported(thread_plan):
         _train(cfg, name, config, train_args, tui=tui, debug=debug)
+
+
+def _rehearse(
+    cfg: cfgmod.TrainConfig, config: Path | None, name: str | None, *, dry_run: bool, debug: bool
+) -> int:
+    """``--rehearse``: the config's layout on this CPU, shrunk (grpo_plug.rehearsal)."""
+    from grpo_plug import rehearsal
+
+    registry = get_host().weight_sync_strategies()
+    auto: dict[str, str] = {}
+    for layout in ("colocated", "one-device", "devices"):
+        found = registry.with_trait(f"auto:{layout}")
+        if len(found) == 1:
+            auto[layout] = found[0].name
+    return rehearsal.rehearse(
+        cfg,
+        label=str(config) if config else f"--preset {name}",
+        auto=auto,
+        say=lambda line: out.print(escape(line), highlight=False),
+        dry_run=dry_run,
+        debug=debug,
+    )
 
 
 def _train(
