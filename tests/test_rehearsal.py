@@ -202,3 +202,29 @@ def test_the_learner_row_says_whether_any_group_trained() -> None:
     rows.append({"global_step": 2, "grpo_actor/signal_groups": 1.0})
     busy = {r.name: r for r in stages(shrunk, legs, rows)}["learner"]
     assert busy.ran and busy.detail.endswith("at steps 2")
+
+
+def test_an_uncached_gsm8k_hub_id_rehearses_on_the_bundled_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed's AReaL files name openai/gsm8k: without it in the HF caches a rehearsal
+    reads the bundled GSM8K and says so; a cached copy is kept."""
+    for var in ("HF_HUB_CACHE", "HF_DATASETS_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    areal = Path(__file__).parent / "data" / "areal" / "gsm8k_grpo_fast.yaml"
+    cfg = cfgmod.load(config_file=areal)
+    assert cfg.train_dataset.path == "openai/gsm8k"
+    got = shrink(cfg)
+    assert got.cfg.train_dataset.path is None and got.cfg.valid_dataset.path is None
+    assert any(
+        "train_dataset.path" in c.line() and "bundled GSM8K" in c.line() for c in got.changes
+    )
+    repo = tmp_path / "hf" / "hub" / "datasets--openai--gsm8k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc")
+    snap = repo / "snapshots" / "abc" / "main"
+    for split in ("train", "test"):
+        (snap / f"{split}-00000-of-00001.parquet").parent.mkdir(parents=True, exist_ok=True)
+        (snap / f"{split}-00000-of-00001.parquet").write_bytes(b"PAR1")
+    assert shrink(cfg).cfg.train_dataset.path == "openai/gsm8k"

@@ -70,10 +70,16 @@ def _from_datasets_cache(repo_id: str, config: str, split: str) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def cached_split(repo_id: str, split: str, config: str = "main") -> Path | None:
+    """``split`` of hub dataset ``repo_id`` from the local caches alone, or None."""
+    filename = f"{config}/{split}-00000-of-00001.parquet"
+    return _from_hub_cache(repo_id, filename) or _from_datasets_cache(repo_id, config, split)
+
+
 def split_file(repo_id: str, split: str, config: str = "main") -> Path:
     """A local file holding ``split`` of hub dataset ``repo_id`` (parquet or Arrow)."""
     filename = f"{config}/{split}-00000-of-00001.parquet"
-    cached = _from_hub_cache(repo_id, filename) or _from_datasets_cache(repo_id, config, split)
+    cached = cached_split(repo_id, split, config)
     if cached is not None:
         return cached
     why = "offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"

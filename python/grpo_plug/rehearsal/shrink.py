@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from grpo_plug.config import TrainConfig, from_dict, to_dict
+from grpo_plug.data import hub
+from grpo_plug.data.tasks import GSM8K_HUB_ID
 from grpo_plug.plan import allocation_of
 
 STEPS = 2  # one epoch of two steps: step and epoch schedules both fire
@@ -115,6 +117,7 @@ def shrink(
     e.put("actor.path", model, model_why)
     _devices(e, cfg)
     _shapes(e, cfg)
+    _data(e, cfg)
     _schedules(e, cfg)
     sections: Mapping[str, type] = {n: type(v) for n, v in cfg.plugin_sections.items()}
     return Shrunk(from_dict(e.data, sections), tuple(e.changes))
@@ -172,6 +175,16 @@ def _shapes(e: _Edit, cfg: TrainConfig) -> None:
         e.put("reward.no_eos_reward", None, "cut completions graded, so groups can differ")
     rounds = min(cfg.dynamic_sampling.max_rounds, 1)
     e.cap("dynamic_sampling.min_groups", (rounds + 1) * bs, "what the smaller steps can sample")
+
+
+def _data(e: _Edit, cfg: TrainConfig) -> None:
+    """A GSM8K hub id this machine has not cached reads as the bundled copy (the same
+    data): a rehearsal runs offline, and a real run on this machine would download it."""
+    for key, ds in (("train_dataset", cfg.train_dataset), ("valid_dataset", cfg.valid_dataset)):
+        hub_id = ds.task == "gsm8k" and ds.path == GSM8K_HUB_ID and not Path(ds.path).exists()
+        if hub_id and hub.cached_split(GSM8K_HUB_ID, ds.split) is None:
+            why = f"{GSM8K_HUB_ID} is not in the Hugging Face cache here: the bundled GSM8K"
+            e.put(f"{key}.path", None, why)
 
 
 def _schedules(e: _Edit, cfg: TrainConfig) -> None:
