@@ -8,6 +8,8 @@ plugin's tests train the same way.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,3 +234,21 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
             assert_same(x, y, f"{where}[{i}]")
     else:
         assert a == b, where
+
+
+CRASH_DRIVER = Path(__file__).resolve().parent / "crash_driver.py"
+
+
+def launch_crash_driver(config: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``grpo-plug train --config`` in a child through tests/crash_driver.py, optionally
+    with a fault point (``GRPO_PLUG_FAULT_AT``) that SIGKILLs it."""
+    env = {k: v for k, v in os.environ.items() if k != "GRPO_PLUG_FAULT_AT"}
+    if fault:
+        env["GRPO_PLUG_FAULT_AT"] = fault
+    return subprocess.run(
+        [sys.executable, str(CRASH_DRIVER), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )

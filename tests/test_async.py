@@ -5,10 +5,7 @@ resumed, and the keys' errors."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,10 +21,8 @@ from grpo_plug.plugins import PluginHost
 from grpo_plug.rollout import ahead
 from grpo_plug.rollout.hf import HFBackend
 from grpo_plug.types import Sample
-from tests.helpers import assert_same, outcome, run_trainer, tiny_config
+from tests.helpers import assert_same, launch_crash_driver, outcome, run_trainer, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
-DRIVER = REPO / "tests" / "crash_driver.py"
 ASYNC_KEYS = (mn.VERSION_LAG_MAX, mn.ASYNC_OVERLAP, mn.WAIT_FOR_DATA, mn.WAIT_FOR_WEIGHTS)
 
 
@@ -256,17 +251,7 @@ def write_config(root: Path, model: Path) -> Path:
     return path
 
 
-def launch(config: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "GRPO_PLUG_FAULT_AT"}
-    if fault:
-        env["GRPO_PLUG_FAULT_AT"] = fault
-    return subprocess.run(
-        [sys.executable, str(DRIVER), "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+launch = launch_crash_driver
 
 
 @pytest.fixture(scope="module")

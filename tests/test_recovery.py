@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +16,14 @@ from grpo_plug import config as cfgmod
 from grpo_plug.errors import CheckpointError
 from grpo_plug.plugins import PluginHost
 from grpo_plug.recovery import store as ckpt
-from tests.helpers import CaptureLogger, assert_same, outcome, run_trainer, tiny_config
-
-REPO = Path(__file__).resolve().parents[1]
-DRIVER = REPO / "tests" / "crash_driver.py"
+from tests.helpers import (
+    CaptureLogger,
+    assert_same,
+    launch_crash_driver,
+    outcome,
+    run_trainer,
+    tiny_config,
+)
 
 
 def write_config(root: Path, model: Path, **sections: dict[str, Any]) -> Path:
@@ -48,17 +49,7 @@ def write_config(root: Path, model: Path, **sections: dict[str, Any]) -> Path:
     return path
 
 
-def launch(config: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "GRPO_PLUG_FAULT_AT"}
-    if fault:
-        env["GRPO_PLUG_FAULT_AT"] = fault
-    return subprocess.run(
-        [sys.executable, str(DRIVER), "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+launch = launch_crash_driver
 
 
 @pytest.fixture(scope="module")
