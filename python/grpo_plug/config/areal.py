@@ -191,7 +191,7 @@ def _circuit_breaker(flat: dict[str, Any], t: Translation) -> None:
 
 
 def _async(flat: dict[str, Any], t: Translation, valid: set[str]) -> None:
-    """AReaL's asynchronous keys, to the names issue 25 gives them here; while a name is
+    """AReaL's asynchronous keys, to the same names here; while a name is
     missing from the schema, a value asking for more than synchronous training stops."""
     got = {
         k: flat.pop(k) for k in ("async_training", "rollout.max_head_offpolicyness") if k in flat
@@ -325,7 +325,7 @@ def build(
     if t.needs_async:
         raise ConfigError(
             f"{', '.join(t.needs_async)}: asynchronous training needs {ASYNC_KEYS} "
-            "(issue 25), not in this build; set async_training: false and "
+            "and this build has none; set async_training: false and "
             "actor.use_decoupled_loss: false to train synchronously"
         )
     try:

@@ -60,7 +60,7 @@ def _ignored(areal: str, why: str) -> Rule:
 
 _OPT = "actor.optimizer."
 _SPLIT = "valid_dataset.split is set to test (AReaL's gsm8k example evaluates on it)"
-_ASYNC = "asynchronous training (issue 25)"
+_ASYNC = "asynchronous training"
 _PER_SECTION = "grpo-plug names every part of a run from the top-level key"
 
 RULES: tuple[Rule, ...] = (
