@@ -223,7 +223,10 @@ def gpu_only(cfg: TrainConfig) -> list[str]:
         f"{cfg.train_dataset.batch_size} prompts x {cfg.gconfig.n_samples} samples){shared}; "
         "`grpo-plug doctor` estimates it"
     )
-    out.append("flash / flex attention (actor.attention=auto picks them on CUDA; sdpa here)")
+    out.append(
+        "flash / flex varlen attention (actor.attention=auto picks them on CUDA; padded or "
+        "per-document sdpa here)"
+    )
     if alloc is not None:
         tp = f", tensor parallel {alloc.gen_tp}" if alloc.gen_tp > 1 else ""
         out.append(f"SGLang's CUDA kernels and speed{tp}")
