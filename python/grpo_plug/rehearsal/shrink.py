@@ -28,7 +28,7 @@ N_SAMPLES = 2  # the least group with a spread of rewards
 BATCH = 2
 EVAL_SAMPLES = 4
 SERVER_KV_TOKENS = 4096  # a CPU server's KV pool: ~1 GB instead of ~5
-SERVER_MEM_FRACTION = 0.1  # the CPU server setting the SGLang tests run
+SERVER_MEM_FRACTION = 0.3  # CPU: the KV pool is capped by max_total_tokens; headroom for load
 DIR_NAME = "rehearsal"  # under cluster.fileroot: the real run's folders stay untouched
 
 
