@@ -143,3 +143,23 @@ def test_the_fast_preset_rehearses_with_its_sglang_server(tmp_path: Path) -> Non
     assert "only a GPU exercises:" in res.stdout
     assert res.stdout.splitlines()[-1].startswith("rehearsal --preset fast: ok, ")
     assert marked("fast") == []  # the server is stopped with the run
+
+
+@pytest.mark.sglang
+def test_the_seeds_areal_file_rehearses_unchanged(tmp_path: Path) -> None:
+    """The seed's own fast config (AReaL's dialect, asynchronous, openai/gsm8k) as a user
+    brings it: with no Hugging Face cache it rehearses on the bundled GSM8K, and says so."""
+    areal = REPO / "tests" / "data" / "areal" / "gsm8k_grpo_fast.yaml"
+    cmd = [sys.executable, "-m", "grpo_plug", "train", "--rehearse", "--config", str(areal)]
+    cmd += [f"cluster.fileroot={tmp_path}", f"sglang.python={sglang_python()}"]
+    run_env = {**env("areal"), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    for var in ("HF_HUB_CACHE", "HF_DATASETS_CACHE"):
+        run_env.pop(var, None)
+    res = subprocess.run(cmd, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    rows = checklist(res.stdout)
+    for stage in ("servers", "eval", "steps", "weight sync", "end"):
+        assert rows[stage][0] == "ok", (stage, rows)
+    assert "train_dataset.path: openai/gsm8k -> null" in res.stdout
+    assert res.stdout.splitlines()[-1].startswith(f"rehearsal {areal}: ok, ")
+    assert marked("areal") == []

@@ -17,7 +17,7 @@ from grpo_plug.plugins import get_host
 from grpo_plug.registry import ComponentRegistry
 from grpo_plug.rollout.sglang import servers as srv
 from grpo_plug.rollout.sglang.backend import launch_args, server_specs
-from grpo_plug.types import WeightSyncFactory
+from grpo_plug.types import WeightSyncFactory, WeightUpdateSurface
 from grpo_plug.weight_sync import resolve_strategy_name
 from grpo_plug.weight_sync.inplace import InplaceSync
 
@@ -107,8 +107,16 @@ def test_allocation_with_the_hf_backend_is_refused() -> None:
         cfgmod.load(overrides=["allocation_mode=sglang.d1p1t1+d1p1t1"])
 
 
-class Remote:
+class Remote(WeightUpdateSurface):
+    """A backend with weights of its own (what auto syncs by disk or broadcast)."""
+
     name, colocated, in_process = "remote", False, False
+
+
+class Weightless:
+    """A backend without weights of this run (replayed or remote completions)."""
+
+    name, colocated, in_process = "weightless", False, False
 
 
 class Local:
@@ -117,7 +125,13 @@ class Local:
 
 @pytest.mark.parametrize(
     ("gpus", "backend", "want"),
-    [(0, Remote, "disk"), (1, Remote, "disk"), (8, Remote, "distributed"), (8, Local, "inplace")],
+    [
+        (0, Remote, "disk"),
+        (1, Remote, "disk"),
+        (8, Remote, "distributed"),
+        (8, Local, "inplace"),
+        (1, Weightless, "none"),
+    ],
 )
 def test_auto_weight_sync(gpus: int, backend: type, want: str) -> None:
     cfg = cfgmod.load(overrides=[f"cluster.n_gpus_per_node={gpus}"])
