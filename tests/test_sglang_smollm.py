@@ -25,6 +25,7 @@ def test_cpu_preset_through_a_launched_sglang_server(tmp_path: Path) -> None:
         f"sglang.python={sglang_python()}",
         "sglang.device=cpu",
         "total_train_steps=2",
+        "reward.no_eos_reward=null",  # a right answer cut at max_new_tokens still counts
         "valid_dataset.max_samples=8",
         f"cluster.fileroot={tmp_path / 'out'}",
     ]
