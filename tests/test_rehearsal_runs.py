@@ -4,6 +4,7 @@ under torchrun (Ctrl-C after step 1, then the resume), a person's Ctrl-C, and th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -107,21 +108,26 @@ def test_ctrl_c_stops_a_rehearsal_cleanly(tiny_model_dir: Path, tmp_path: Path) 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 300
-    runs: list[dict[str, Any]] = []
-    while not runs and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        for events in (tmp_path / "out" / "rehearsal" / "logs").glob("*/*/*/events.jsonl"):
-            runs = [e for e in read_events(events) if e.get("kind") == "run"]
-    assert runs, "the rehearsal's trainer never started"
-    proc.send_signal(signal.SIGINT)  # a person's Ctrl-C, to the rehearsal only
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 130, out[-4000:]
-    assert out.splitlines()[-1].startswith(f"rehearsal {config}: stopped by Ctrl-C")
-    assert "rehearsal checklist" in out
-    with pytest.raises(ProcessLookupError):
-        os.kill(int(runs[0]["pid"]), 0)  # the trainer is gone
-    assert marked("ctrl-c") == []
+    try:
+        deadline = time.monotonic() + 300
+        runs: list[dict[str, Any]] = []
+        while not runs and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            for events in (tmp_path / "out" / "rehearsal" / "logs").glob("*/*/*/events.jsonl"):
+                runs = [e for e in read_events(events) if e.get("kind") == "run"]
+        assert runs, "the rehearsal's trainer never started"
+        proc.send_signal(signal.SIGINT)  # a person's Ctrl-C, to the rehearsal only
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 130, out[-4000:]
+        assert out.splitlines()[-1].startswith(f"rehearsal {config}: stopped by Ctrl-C")
+        assert "rehearsal checklist" in out
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(runs[0]["pid"]), 0)  # the trainer is gone
+        assert marked("ctrl-c") == []
+    finally:  # a failed or timed-out check must not leave the rehearsal running
+        for pid in [*marked("ctrl-c"), *([proc.pid] if proc.poll() is None else [])]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.sglang
