@@ -252,3 +252,21 @@ def launch_crash_driver(config: Path, fault: str | None = None) -> subprocess.Co
         env=env,
         timeout=600,
     )
+
+
+MARK = "GRPO_PLUG_TEST_MARK"  # inherited by every process a run starts: finds orphans
+
+
+def marked(mark: str) -> list[int]:
+    """Live processes whose environment has ``MARK=mark`` (a run and all it started)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"{MARK}={mark}".encode() in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import TinyModels, tiny_config
+from tests.helpers import MARK, TinyModels, marked, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small micro-batches and two minibatches: several micro-batches per rank, filler included.
@@ -147,7 +147,6 @@ def test_trainer_under_torchrun_resumes_bit_identically(model: Path, tmp_path: P
 # ------------------------------------------------- through `grpo-plug train` itself
 
 CLI_DRIVER = ROOT / "tests" / "cli_driver.py"
-MARK = "GRPO_PLUG_TEST_MARK"  # inherited by everything a run starts: finds orphans
 
 
 def cli_config(tmp: Path, model: Path, *extra: str) -> Path:
@@ -175,21 +174,6 @@ def cli_train(config: Path, mark: str, **extra: str) -> subprocess.CompletedProc
     return subprocess.run(
         cmd, cwd=ROOT, env=cli_env(mark, **extra), capture_output=True, text=True, timeout=600
     )
-
-
-def marked(mark: str) -> list[int]:
-    """Live processes started by the run marked ``mark``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if f"{MARK}={mark}".encode() in environ.split(b"\0"):
-            pids.append(int(entry.name))
-    return pids
 
 
 def final_weights(tmp: Path) -> dict[str, torch.Tensor]:

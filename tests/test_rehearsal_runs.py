@@ -18,31 +18,15 @@ import pytest
 
 from grpo_plug import config as cfgmod
 from grpo_plug.rehearsal.checklist import read_events
-from tests.helpers import REPO, sglang_python, tiny_config
+from tests.helpers import MARK, REPO, marked, sglang_python, tiny_config
 
 pytestmark = pytest.mark.slow
 CLI_DRIVER = REPO / "tests" / "cli_driver.py"  # grpo-plug with the test task `seven`
-MARK = "GRPO_PLUG_TEST_MARK"  # inherited by every process a rehearsal starts
 
 
 def env(mark: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("GRPO_PLUG_FAULT")}
     return {**base, "OMP_NUM_THREADS": "1", MARK: mark}
-
-
-def marked(mark: str) -> list[int]:
-    """Live processes of the rehearsal marked ``mark``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if f"{MARK}={mark}".encode() in environ.split(b"\0"):
-            pids.append(int(entry.name))
-    return pids
 
 
 def checklist(output: str) -> dict[str, tuple[str, str]]:
