@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from grpo_plug.trainer import Summary, Trainer
 
 
+STOPPING = "Ctrl-C: stopping after this step (Ctrl-C again to stop now)"
+
+
 def resume_command() -> str:
     return shlex.join(["grpo-plug", *sys.argv[1:]])
 
@@ -37,7 +40,9 @@ def graceful_sigint(trainer: Trainer) -> Iterator[None]:
         if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.stop_requested = True
-        trainer.message("Ctrl-C: stopping after this step (Ctrl-C again to stop now)")
+        # Not from here: the interrupted main thread may hold the loggers' or the event
+        # stream's lock, and a handler that waits for it never returns (a hung Ctrl-C).
+        threading.Thread(target=trainer.message, args=(STOPPING,), daemon=True).start()
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
