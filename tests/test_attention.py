@@ -217,7 +217,7 @@ def test_auto_and_packed_resolve_by_device_ranks_and_checkpointing() -> None:
         )
 
     assert r("auto") == "shared_prompt"  # one rank, the prompt's KV cache allowed
-    assert r("auto", ckpt=True) == "padded"  # one CPU rank: bench_learner's fastest
+    assert r("auto", ckpt=True) == "packed_sdpa"  # one CPU rank: bench_learner's fastest
     assert r("auto", ckpt=True, device="cuda") in ("packed_flash", "packed_flex")  # a GPU's
     assert r("auto", ranks=2) == "packed_sdpa"  # FSDP: one root forward per micro-batch
     assert r("packed") == "packed_sdpa"

@@ -164,8 +164,8 @@ class ActorConfig:
         "(packed_flash: flash-attn on CUDA; packed_flex: flex_attention, CUDA; packed_sdpa: "
         "SDPA per document, anywhere); packed_dense: transformers' T x T block mask (for "
         "comparison); padded: [S, L] rows (fallback); shared_prompt: each group's prompt "
-        "once. auto = shared_prompt on one rank without gradient checkpointing, padded on one "
-        "CPU rank with it, else packed (bench/bench_learner.py backs the rule).",
+        "once. auto = shared_prompt on one rank without gradient checkpointing, else packed "
+        "(bench/bench_learner.py backs the rule).",
     )
     mixed_precision: bool = _f(
         True,

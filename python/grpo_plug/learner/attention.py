@@ -54,9 +54,9 @@ def resolve(choice: str, *, world_size: int, gradient_checkpointing: bool, devic
     """What ``actor.attention=choice`` runs: a concrete kernel or path, never auto/packed.
 
     ``auto``: shared_prompt on one rank without gradient checkpointing (which forbids the
-    prompt's KV cache; FSDP needs one root forward per micro-batch); padded on one CPU rank
-    with checkpointing (bench_learner, full preset's shape: padded 477 tokens/s, packed_sdpa
-    454); else packed.
+    prompt's KV cache; FSDP needs one root forward per micro-batch); else packed
+    (bench_learner on a 2-core CPU, the full preset's shape with checkpointing: packed_sdpa
+    526 tokens/s against padded 452).
     ``packed``: the first varlen kernel that trains here: flash, then flex (both CUDA),
     then per-document SDPA, the only one on the CPU. bench/bench_learner.py measures the
     CPU's choices, bench/gpu_check.py a GPU's; the README has the figures.
@@ -70,7 +70,7 @@ def resolve(choice: str, *, world_size: int, gradient_checkpointing: bool, devic
     if choice == "auto":
         if world_size == 1 and not gradient_checkpointing:
             return "shared_prompt"
-        choice = "padded" if world_size == 1 and device_type == "cpu" else "packed"
+        choice = "packed"
     if choice == "packed":
         return next(k for k in PACKED_KERNELS if unavailable(k, device_type) is None)
     why = unavailable(choice, device_type)

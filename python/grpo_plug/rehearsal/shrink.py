@@ -224,7 +224,7 @@ def gpu_only(cfg: TrainConfig) -> list[str]:
         "`grpo-plug doctor` estimates it"
     )
     out.append(
-        "flash / flex varlen attention (actor.attention=auto picks them on CUDA; padded or "
+        "flash / flex varlen attention (actor.attention=auto picks them on CUDA; "
         "per-document sdpa here)"
     )
     if alloc is not None:
