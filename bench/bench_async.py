@@ -96,16 +96,22 @@ def main() -> None:
     ap.add_argument("--eval-samples", type=int, default=50)
     ap.add_argument("--sglang-python", default=os.environ.get("GRPO_PLUG_SGLANG_PYTHON"))
     ap.add_argument("--out", type=Path, default=Path("outputs/bench_async"))
+    ap.add_argument(
+        "--backends", default="hf,sglang", help="which to run (sglang needs --sglang-python)"
+    )
     ap.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
     args = ap.parse_args()
     args.out = args.out.absolute() / time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{len(os.sched_getaffinity(0))} cores, load average {load:.2f} at start", flush=True)
-    backends: dict[str, list[str]] = {"hf": ["rollout.backend=hf"]}
-    if args.sglang_python:
+    wanted = args.backends.split(",")
+    backends: dict[str, list[str]] = {"hf": ["rollout.backend=hf"]} if "hf" in wanted else {}
+    if args.sglang_python and "sglang" in wanted:
         py = Path(args.sglang_python).absolute()
         backends["sglang"] = ["rollout.backend=sglang", f"sglang.python={py}"]
+    if not backends:
+        raise SystemExit(f"--backends {args.backends}: nothing to run (sglang: --sglang-python)")
     seeds = [int(s) for s in args.seeds.split(",")]
     lines = [
         f"{args.preset} preset, {args.steps} steps, seeds {seeds} (median over seeds)",
