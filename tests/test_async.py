@@ -5,7 +5,10 @@ resumed, and the keys' errors."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +24,14 @@ from grpo_plug.plugins import PluginHost
 from grpo_plug.rollout import ahead
 from grpo_plug.rollout.hf import HFBackend
 from grpo_plug.types import Sample
-from tests.helpers import assert_same, launch_crash_driver, outcome, run_trainer, tiny_config
+from tests.helpers import (
+    REPO,
+    assert_same,
+    launch_crash_driver,
+    outcome,
+    run_trainer,
+    tiny_config,
+)
 
 ASYNC_KEYS = (mn.VERSION_LAG_MAX, mn.ASYNC_OVERLAP, mn.WAIT_FOR_DATA, mn.WAIT_FOR_WEIGHTS)
 
@@ -157,6 +167,33 @@ def test_k0_runs_no_producer(tmp_path: Path, tiny_model_dir: Path, seven_host: P
     assert threads_seen and "grpo-plug-ahead" not in threads_seen
 
 
+def test_running_ahead_with_the_plain_loss_warns_once_at_start(
+    tmp_path: Path, tiny_model_dir: Path, seven_host: PluginHost
+) -> None:
+    """k >= 1 without actor.use_decoupled_loss: one warning naming both keys, in the
+    messages and in the event stream the dashboard reads."""
+    from grpo_plug.metrics.run import read_run
+
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "total_train_steps=2",
+        "rollout.max_head_offpolicyness=1",
+        "recover.mode=disabled",
+    )
+    run = run_trainer(cfg, seven_host)
+    said = [t for t in run.capture.messages if "max_head_offpolicyness" in t]
+    assert len(said) == 1, run.capture.messages
+    assert said[0].startswith("warning: rollout.max_head_offpolicyness=1 ")
+    assert "actor.use_decoupled_loss=false" in said[0]
+    assert "off-policy by up to 1 policy version" in said[0]
+    events = [t for _, t in read_run(run.trainer.log_dir).warnings]
+    assert [t for t in events if "max_head_offpolicyness" in t] == [said[0][len("warning: ") :]]
+    # The decoupled loss corrects for it; k = 0 has nothing to correct.
+    assert ahead.plain_loss_warning(2, decoupled=True) is None
+    assert ahead.plain_loss_warning(0, decoupled=False) is None
+
+
 def test_a_negative_k_is_refused_naming_the_key() -> None:
     with pytest.raises(ConfigError, match=r"rollout\.max_head_offpolicyness"):
         cfgmod.load(overrides=["rollout.max_head_offpolicyness=-1"])
@@ -224,6 +261,48 @@ def test_a_sampled_step_survives_its_json_form(
     for name in ("rewards", "task_reward", "advantages", "has_signal", "no_eos"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
         assert getattr(a, name).dtype == getattr(b, name).dtype, name
+
+
+@pytest.mark.slow
+def test_two_learner_ranks_run_ahead_within_the_bound(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """k=1 with two CPU learner ranks (allocation_mode=d2p1t1: `train` starts torchrun;
+    rank 0 samples ahead with its twin while both ranks train): step N is sampled by
+    exactly version max(0, N - 1), and each step is logged once."""
+    steps, k = 3, 1
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        f"total_train_steps={steps}",
+        f"rollout.max_head_offpolicyness={k}",
+        "allocation_mode=d2p1t1",
+        "loggers=[jsonl]",
+        "recover.mode=disabled",
+        "valid_dataset.max_samples=4",
+        "reward.functions=[math_accuracy,spread]",  # every step trains: the weights move
+        "reward.weights=[1.0,1.0]",
+    )
+    config = tmp_path / "run.yaml"
+    config.write_text(cfgmod.dump_yaml(cfg))
+    env = {key: v for key, v in os.environ.items() if not key.startswith("GRPO_PLUG_FAULT")}
+    cmd = [sys.executable, str(REPO / "tests" / "cli_driver.py"), "train", "--config"]
+    res = subprocess.run(
+        [*cmd, str(config), "--no-tui"],
+        cwd=REPO,
+        env={**env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "starting 2 learner ranks" in res.stderr
+    (metrics,) = (tmp_path / "out" / "logs").rglob("metrics.jsonl")
+    rows = step_rows([json.loads(line) for line in metrics.read_text().splitlines()])
+    assert [r["global_step"] for r in rows] == list(range(1, steps + 1))
+    for n, row in enumerate(rows):
+        lag = min(n, k)  # max and min: every sample of step n has version n - lag
+        assert row[mn.VERSION_LAG_MIN] == row[mn.VERSION_LAG_MAX] == lag, row
+        assert row[mn.GROUPS_REGENERATED] == 0.0
+        assert "grpo_actor/loss" in row  # both ranks trained it
 
 
 # ---------------------------------------------------------------------------- resume

@@ -177,3 +177,20 @@ def test_the_stage_line_drops_an_earlier_stages_text(tmp_path: Path) -> None:
     w.emit("message", text="recover point written at step 13")
     w.close()
     assert any("save" in s and "recover point written" in s for s in screen(tmp_path, 100, 30))
+
+
+def test_the_timing_line_shows_async_and_decoupled_figures_only_when_logged(
+    tmp_path: Path,
+) -> None:
+    write_run(tmp_path / "sync").close()
+    text = "\n".join(screen(tmp_path / "sync", 160, 40))
+    assert "gen 130 tok/s" in text
+    assert "overlap" not in text and "behav" not in text
+    ahead = {m.ASYNC_OVERLAP: 0.4, m.VERSION_LAG_MAX: 2.0}
+    decoupled = {m.BEHAV_IMP_WEIGHT: 1.0123, m.BEHAV_MASKED: 0.031}
+    write_run(tmp_path / "async", **ahead, **decoupled).close()
+    text = "\n".join(screen(tmp_path / "async", 160, 40))
+    assert "gen 130 tok/s  overlap 40% lag<=2  behav imp w 1.012 masked 3.1%" in text
+    write_run(tmp_path / "decoupled", **decoupled).close()  # synchronous, decoupled loss
+    text = "\n".join(screen(tmp_path / "decoupled", 160, 40))
+    assert "overlap" not in text and "behav imp w 1.012 masked 3.1%" in text

@@ -19,6 +19,7 @@ def two_runs(tmp_path: Path) -> tuple[Path, Path]:
     b = tmp_path / "logs" / "u" / "exp" / "b"
     write_run(a, steps=10).close()
     async_run = {m.ASYNC_OVERLAP: 0.4, m.VERSION_LAG_MEAN: 1.5}  # b ran ahead (k >= 1)
+    async_run |= {m.BEHAV_IMP_WEIGHT: 1.01, m.BEHAV_MASKED: 0.02}  # with the decoupled loss
     write_run(b, steps=6, **{m.TASK_REWARD: 0.5, **async_run}).close()
     ckpt = tmp_path / "checkpoints" / "u" / "exp" / "a" / "default"
     (ckpt / "epoch0epochstep0globalstep0").mkdir(parents=True)
@@ -39,6 +40,7 @@ def test_plots_every_series_of_every_run(tmp_path: Path) -> None:
     assert by_stem["loss"] == ["exp/a", "exp/b"]
     assert len(by_stem["time"]) == 2 * len(m.STAGE_TIMES)
     assert by_stem["async"] == [f"exp/b {m.ASYNC_OVERLAP}", f"exp/b {m.VERSION_LAG_MEAN}"]
+    assert by_stem["decoupled"] == [f"exp/b {m.BEHAV_IMP_WEIGHT}", f"exp/b {m.BEHAV_MASKED}"]
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         img = matplotlib.image.imread(p)
@@ -49,6 +51,14 @@ def test_plots_every_series_of_every_run(tmp_path: Path) -> None:
     # Only the before-eval exists, so it is the best one, and its checkpoint is named.
     assert "19.5% (0)" in text and "epoch0epochstep0globalstep0" in text
     assert "![reward](reward.png)" in text
+
+
+def test_a_synchronous_run_draws_no_async_or_decoupled_plot(tmp_path: Path) -> None:
+    a, _ = two_runs(tmp_path)
+    pngs, md = write_report([a], tmp_path / "out")
+    stems = {p.stem for p in pngs}
+    assert "loss" in stems and not stems & {"async", "decoupled"}
+    assert "decoupled.png" not in md.read_text()
 
 
 def test_report_command_and_bad_run_name(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ from grpo_plug.plan import resolve as resolve_plan
 from grpo_plug.plugins import PluginHost, get_host
 from grpo_plug.preflight import check_machine, check_world_size
 from grpo_plug.recovery.schedule import Checkpointer
-from grpo_plug.rollout.ahead import AheadRollout, check_backend
+from grpo_plug.rollout.ahead import AheadRollout, check_backend, plain_loss_warning
 from grpo_plug.rollout.controller import RolloutController, limits_from_config
 from grpo_plug.summary import Summary as Summary
 from grpo_plug.summary import finish
@@ -479,6 +479,8 @@ class Trainer:
         )
         self.message(f"CPU {self.threads.summary()}")
         self.warn(self.load_check.warning())  # other processes busy on our cores
+        k = cfg.rollout.max_head_offpolicyness
+        self.warn(plain_loss_warning(k, cfg.actor.use_decoupled_loss))
 
     def close(self) -> None:
         if self.ahead is not None:

@@ -165,6 +165,9 @@ def timing(st: RunState) -> Text:
     if m.ASYNC_OVERLAP in last:  # rollout ahead of the learner
         lag = last.get(m.VERSION_LAG_MAX, 0.0)
         parts.append(f"overlap {last[m.ASYNC_OVERLAP]:.0%} lag<={lag:.0f}")
+    if m.BEHAV_IMP_WEIGHT in last:  # actor.use_decoupled_loss
+        masked = last.get(m.BEHAV_MASKED, 0.0)
+        parts.append(f"behav imp w {last[m.BEHAV_IMP_WEIGHT]:.3f} masked {masked:.1%}")
     return Text("  ".join(parts), no_wrap=True, overflow="ellipsis")
 
 

@@ -135,4 +135,10 @@ PLOTS = (
     ("time", "seconds per stage", STAGE_TIMES),
     # Asynchronous runs only (a run without these series draws no such plot).
     ("async", "rollout ahead: overlap fraction, version lag", (ASYNC_OVERLAP, VERSION_LAG_MEAN)),
+    # actor.use_decoupled_loss only.
+    (
+        "decoupled",
+        "decoupled loss: pi_prox/pi_behav, share over the cap",
+        (BEHAV_IMP_WEIGHT, BEHAV_MASKED),
+    ),
 )

@@ -82,6 +82,18 @@ def check_backend(backend: RolloutBackend, k: int) -> None:
     )
 
 
+def plain_loss_warning(k: int, decoupled: bool) -> str | None:
+    """The warning a run with ``k >= 1`` gets at start when it trains with the plain
+    PPO loss (AReaL pairs running ahead with its decoupled loss)."""
+    if k == 0 or decoupled:
+        return None
+    return (
+        f"rollout.max_head_offpolicyness={k} with actor.use_decoupled_loss=false: the "
+        f"samples are off-policy by up to {k} policy version(s) and the plain PPO loss does "
+        "not correct for it; set actor.use_decoupled_loss=true to weight them"
+    )
+
+
 # ---------------------------------------------------------------------------- the bound
 
 
