@@ -230,14 +230,15 @@ def test_a_backend_that_cannot_run_ahead_is_refused_naming_the_key() -> None:
 
 def test_the_bound_check_names_the_sample() -> None:
     fresh = Sample("a", [1, 2], [-0.1, -0.2], "stop", 3)
-    old = Sample("b", [1], [-0.1], "stop", 1, [1, 4])
+    old = Sample("b", [1, 2, 3], [-0.1] * 3, "stop", 1, [1, 4], [1, 4, 4])
     ahead.check_bound([fresh], 5, 2)
     with pytest.raises(Exception, match=r"step 5 got sample b .* version 1 \(oldest allowed 3\)"):
         ahead.check_bound([fresh, old], 5, 2)
     lags = ahead.lag_metrics([fresh, old], 5)
-    assert lags[mn.VERSION_LAG_MIN] == 1.0  # b's newest tokens are of version 4
-    assert lags[mn.VERSION_LAG_MAX] == 4.0
-    assert lags[mn.VERSION_LAG_MEAN] == pytest.approx((2 * 2 + 1 * 4) / 3)
+    assert lags[mn.VERSION_LAG_MIN] == 1.0  # b's last tokens are of version 4
+    assert lags[mn.VERSION_LAG_MAX] == 4.0  # its first of version 1
+    assert lags[mn.VERSION_LAG_MEAN] == pytest.approx((2 + 2 + 4 + 1 + 1) / 5)  # per token
+    assert Sample("c", [1, 2], [0.0] * 2, "stop", 2).token_versions == [2, 2]  # the default
 
 
 def test_a_sampled_step_survives_its_json_form(

@@ -135,6 +135,7 @@ def test_aborts_resume_with_the_tokens_so_far() -> None:
         assert s.output_ids == [7, 7, 5, 5, 5, 5]
         assert s.finish_reason == "length"
         assert (s.policy_version, s.policy_versions) == (3, [3, 4])
+        assert s.token_versions == [3, 3, 4, 4, 4, 4]  # each token's own version
     conts = backend.calls[1:]
     assert len(conts) == 2 and all(c.n == 1 for c in conts)
     assert conts[0].prompt_ids == [1, 2, 3, 7, 7]

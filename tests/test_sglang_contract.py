@@ -188,3 +188,26 @@ def test_errors_map_to_retryable_or_not(canned: Canned) -> None:
         assert info.value.retryable is retryable
     canned.reply = {"status": 200, "content_type": "application/json", "body": None}
     assert client.call("GET", "/model_info") is None  # a literal JSON null
+
+
+def test_each_token_gets_the_version_of_its_weight_versions_span() -> None:
+    """A weight update that lands mid-request: the server's spans ([start, end) over the
+    output) give each token its version; spans that do not cover the output are not
+    trusted and every token counts at the oldest version."""
+    from grpo_plug.rollout.sglang.client import parse_sample
+
+    def reply(spans: list[dict[str, Any]]) -> dict[str, Any]:
+        meta = {
+            "finish_reason": {"type": "length", "length": 5},
+            "output_token_logprobs": [[-0.5, t, None] for t in (11, 12, 13, 14, 15)],
+            "weight_version": "4",
+            "weight_versions": spans,
+        }
+        return {"output_ids": [11, 12, 13, 14, 15], "meta_info": meta}
+
+    spans = [{"version": "3", "start": 0, "end": 2}, {"version": "4", "start": 2, "end": 5}]
+    s = parse_sample(reply(spans), "r", default_version=0)
+    assert (s.policy_version, s.policy_versions) == (3, [3, 4])
+    assert s.token_versions == [3, 3, 4, 4, 4]
+    short = parse_sample(reply(spans[:1]), "r", default_version=0)  # covers 2 of 5 tokens
+    assert short.token_versions == [3] * 5

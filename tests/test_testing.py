@@ -237,6 +237,24 @@ def test_a_backend_that_ignores_the_policy_version_is_named(tmp_path: Path) -> N
         check_rollout_backend(backend)
 
 
+def test_a_backend_whose_token_versions_miss_a_token_is_named(tmp_path: Path) -> None:
+    from grpo_plug.builtin.hf_backend import make_hf_backend
+
+    backend = make_hf_backend(cfgmod.load(sections={}), tiny_context(tmp_path / "m"))
+    real = backend.generate
+
+    def generate(requests: Any) -> Any:
+        out = real(requests)
+        for group in out:
+            for s in group:
+                s.token_versions = s.token_versions[1:]
+        return out
+
+    backend.generate = generate  # type: ignore[method-assign]
+    with pytest.raises(ContractError, match=r"token_versions for \d+ tokens"):
+        check_rollout_backend(backend)
+
+
 # ----------------------------------------------------------------------- registry helper
 
 

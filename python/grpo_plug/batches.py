@@ -191,4 +191,5 @@ def _sample_json(s: Sample) -> dict[str, Any]:
         "finish_reason": s.finish_reason,
         "policy_version": s.policy_version,
         "policy_versions": list(s.policy_versions),
+        "token_versions": list(s.token_versions),
     }

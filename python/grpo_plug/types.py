@@ -56,9 +56,10 @@ class Sample:
     ``abort``.
 
     ``policy_version`` is the oldest policy that produced any of its tokens;
-    ``policy_versions`` all of them, ascending (more than one when a generation was
-    aborted by a weight update and resumed under the new weights). ``abort`` means
-    cut short by the backend, never "no EOS": the controller resubmits it."""
+    ``policy_versions`` all of them, ascending (more than one when a weight update
+    landed while it was generated); ``token_versions[i]`` the one that produced
+    ``output_ids[i]`` (by default all ``policy_version``). ``abort`` means cut short by
+    the backend, never "no EOS": the controller resubmits it."""
 
     rid: str
     output_ids: list[int]
@@ -66,10 +67,13 @@ class Sample:
     finish_reason: FinishReason
     policy_version: int
     policy_versions: list[int] = field(default_factory=list)
+    token_versions: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.policy_versions:
             self.policy_versions = [self.policy_version]
+        if not self.token_versions:
+            self.token_versions = [self.policy_version] * len(self.output_ids)
 
 
 @runtime_checkable

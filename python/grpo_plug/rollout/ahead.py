@@ -110,18 +110,14 @@ def check_bound(samples: Sequence[Sample], step: int, k: int) -> None:
 
 
 def lag_metrics(samples: Sequence[Sample], step: int) -> dict[str, float]:
-    """Version lag (``step`` - version) of the step's tokens. A sample resumed under a
-    newer version counts all its tokens at its oldest one: mean and max are upper
-    bounds, min is exact."""
-    tokens = sum(len(s.output_ids) for s in samples) or 1
-    oldest = [step - s.policy_version for s in samples]
+    """Version lag (``step`` - version) of the step's tokens, each token at the version
+    that generated it (samples without tokens count only when no sample has any)."""
+    lags = [step - v for s in samples for v in s.token_versions]
+    lags = lags or [step - s.policy_version for s in samples]
     return {
-        mn.VERSION_LAG_MIN: float(min(step - max(s.policy_versions) for s in samples)),
-        mn.VERSION_LAG_MEAN: sum(
-            lag * len(s.output_ids) for lag, s in zip(oldest, samples, strict=True)
-        )
-        / tokens,
-        mn.VERSION_LAG_MAX: float(max(oldest)),
+        mn.VERSION_LAG_MIN: float(min(lags)),
+        mn.VERSION_LAG_MEAN: sum(lags) / len(lags),
+        mn.VERSION_LAG_MAX: float(max(lags)),
     }
 
 

@@ -66,6 +66,7 @@ def merge_continuation(head: Sample, tail: Sample) -> Sample:
         finish_reason=tail.finish_reason,
         policy_version=min(head.policy_version, tail.policy_version),
         policy_versions=sorted(set(head.policy_versions) | set(tail.policy_versions)),
+        token_versions=head.token_versions + tail.token_versions,
     )
 
 

@@ -268,6 +268,12 @@ def _check_samples(
                 raise _fail(
                     what, f"{where}: {len(s.logprobs)} logprobs for {len(s.output_ids)} tokens"
                 )
+            if len(s.token_versions) != len(s.output_ids):
+                raise _fail(
+                    what,
+                    f"{where}: {len(s.token_versions)} token_versions for "
+                    f"{len(s.output_ids)} tokens (leave it empty: one version for all)",
+                )
             if not all(math.isfinite(lp) and lp <= 1e-6 for lp in s.logprobs):
                 raise _fail(what, f"{where}: logprobs must be finite and <= 0")
             if s.finish_reason not in _FINISH:

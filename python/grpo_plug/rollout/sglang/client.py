@@ -115,6 +115,22 @@ def _version(meta: dict[str, Any], default: int) -> list[int]:
     return sorted(out)
 
 
+def _token_versions(meta: dict[str, Any], n: int, default: int) -> list[int]:
+    """The version of each of the ``n`` output tokens, from the ``weight_versions``
+    spans (``[start, end)`` over the output); empty when the spans do not cover them
+    all (the sample then counts every token at its oldest version)."""
+    spans = meta.get("weight_versions")
+    if not isinstance(spans, list) or not spans:
+        return []
+    out: list[int] = []
+    for span in spans:
+        if not isinstance(span, dict) or span.get("start") != len(out):
+            return []
+        v = str(span.get("version"))
+        out += [int(v) if v.lstrip("-").isdigit() else default] * (int(span["end"]) - len(out))
+    return out if len(out) == n else []
+
+
 def parse_sample(obj: Any, rid: str, default_version: int) -> Sample:
     """One ``/generate`` reply object -> Sample; ``ValueError`` if it is malformed."""
     if not isinstance(obj, dict) or not isinstance(obj.get("meta_info"), dict):
@@ -134,7 +150,8 @@ def parse_sample(obj: Any, rid: str, default_version: int) -> Sample:
     if isinstance(output_ids, list) and output_ids[: len(ids)] != ids:
         raise ValueError("output_ids and output_token_logprobs disagree")
     versions = _version(meta, default_version)
-    return Sample(rid, ids, logprobs, reason, versions[0], versions)
+    tokens = _token_versions(meta, len(ids), default_version)
+    return Sample(rid, ids, logprobs, reason, versions[0], versions, tokens)
 
 
 def parse_generate(payload: Any, req: GenerationRequest, default_version: int) -> list[Sample]:
