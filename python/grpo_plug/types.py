@@ -57,8 +57,8 @@ class Sample:
 
     ``policy_version`` is the oldest policy that produced any of its tokens;
     ``policy_versions`` all of them, ascending (more than one when a weight update
-    landed while it was generated); ``token_versions[i]`` the one that produced
-    ``output_ids[i]`` (by default all ``policy_version``). ``abort`` means cut short by
+    landed while it was generated); ``token_versions`` the one that produced each
+    token of ``output_ids`` (by default all ``policy_version``). ``abort`` means cut short by
     the backend, never "no EOS": the controller resubmits it."""
 
     rid: str
