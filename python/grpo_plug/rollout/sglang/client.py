@@ -105,14 +105,19 @@ def distributed_update_body(
     return body
 
 
+def _as_version(name: Any, default: int) -> int:
+    """A server's weight-version name as ours; a name that is not an integer
+    ("default") means ``default``."""
+    return int(name) if str(name).lstrip("-").isdigit() else default
+
+
 def _version(meta: dict[str, Any], default: int) -> list[int]:
     """Policy versions of a sample's tokens, from ``weight_versions`` spans or
-    ``weight_version``; names that are not integers ("default") mean ``default``."""
+    ``weight_version``."""
     spans = meta.get("weight_versions")
     raw = [s.get("version") for s in spans] if isinstance(spans, list) and spans else []
     raw = raw or [meta.get("weight_version")]
-    out = {int(v) if str(v).lstrip("-").isdigit() else default for v in raw}
-    return sorted(out)
+    return sorted({_as_version(v, default) for v in raw})
 
 
 def _token_versions(meta: dict[str, Any], n: int, default: int) -> list[int]:
@@ -124,10 +129,10 @@ def _token_versions(meta: dict[str, Any], n: int, default: int) -> list[int]:
         return []
     out: list[int] = []
     for span in spans:
-        if not isinstance(span, dict) or span.get("start") != len(out):
+        end = span.get("end") if isinstance(span, dict) else None
+        if not isinstance(end, int) or span.get("start") != len(out):
             return []
-        v = str(span.get("version"))
-        out += [int(v) if v.lstrip("-").isdigit() else default] * (int(span["end"]) - len(out))
+        out += [_as_version(span.get("version"), default)] * (end - len(out))
     return out if len(out) == n else []
 
 
