@@ -9,10 +9,13 @@ warm-up, each variant in its own process (so its peak memory is its own) on the 
 batch:
 
 - ``cpu``: the cpu preset's learner: 8 prompts x 8 samples, ~70-token prompts and 32-64
-  new tokens (~120-token documents), ``actor.mb_max_tokens=1024``, no checkpointing;
+  new tokens (~120-token documents);
 - ``full``: the full preset's learner: 8 prompts x 4 samples of 300-600-token GSM8K-like
-  documents (100-200-token prompts), ``actor.mb_max_tokens=10240``, ``actor.batch_size=8``,
-  gradient checkpointing on.
+  documents (100-200-token prompts).
+
+Each shape's learner settings (``actor.mb_max_tokens``, ``actor.batch_size``,
+``actor.gradient_checkpointing``) are read from its preset, so the bench follows the
+presets: today cpu 1024 / 16 / off, full 10240 / 32 / on.
 
 The model has SmolLM2-135M's shape (hidden 576, 9 heads / 3 KV heads of 64, vocabulary
 49152) with ``--layers`` of its 30 layers and random weights: attention's share of a
@@ -62,28 +65,28 @@ TINY.update(num_attention_heads=4, num_key_value_heads=2, vocab_size=512)
 VARIANTS = ("padded", "packed_dense", "packed_sdpa", "packed_flex", "packed_flash")
 
 
+LEARNER_KEYS = ("mb_max_tokens", "batch_size", "gradient_checkpointing")
+
+
 @dataclass(frozen=True)
 class Shape:
+    preset: str  # whose learner settings (LEARNER_KEYS) the shape runs with
     prompts: int
     group: int
     prompt_len: tuple[int, int]
     new_tokens: tuple[int, int]  # completions drawn from [lo, hi]
-    overrides: tuple[str, ...]  # the preset's learner settings
+
+    def overrides(self) -> list[str]:
+        """The preset's learner settings, as overrides of the cpu preset."""
+        from grpo_plug import config as cfgmod
+
+        actor = cfgmod.load(preset=self.preset).actor
+        return [f"actor.{k}={str(getattr(actor, k)).lower()}" for k in LEARNER_KEYS]
 
 
 SHAPES = {
-    "cpu": Shape(8, 8, (60, 80), (32, 64), ("actor.mb_max_tokens=1024",)),
-    "full": Shape(
-        8,
-        4,
-        (100, 200),
-        (200, 400),
-        (
-            "actor.mb_max_tokens=10240",
-            "actor.batch_size=8",
-            "actor.gradient_checkpointing=true",
-        ),
-    ),
+    "cpu": Shape("cpu", 8, 8, (60, 80), (32, 64)),
+    "full": Shape("full", 8, 4, (100, 200), (200, 400)),
 }
 
 
@@ -160,7 +163,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
     info = dist.from_env(cuda=False)
     shape, model_cfg = SHAPES[args.shape], json.loads(Path(args.model, "config.json").read_text())
-    overrides = [f"actor.path={args.model}", f"actor.attention={args.variant}", *shape.overrides]
+    overrides = [f"actor.path={args.model}", f"actor.attention={args.variant}", *shape.overrides()]
     if args.ckpt is not None:
         overrides.append(f"actor.gradient_checkpointing={args.ckpt}")
     cfg = cfgmod.load(preset="cpu", overrides=[*overrides, "actor.dtype=float32"])
@@ -169,7 +172,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     before, _ = rss_gib()
     secs, _ = time_steps(learner, batch, args.repeats)
     _, peak = rss_gib()
-    per_rank, _ = pack_for_ranks(batch, batch.kept, cfg.actor.mb_max_tokens, 1)
+    # the learner's micro-batches: on the packed path actor.batch_size caps their sequences
+    seqs = cfg.actor.batch_size if learner.path == "packed" else None
+    per_rank, _ = pack_for_ranks(batch, batch.kept, cfg.actor.mb_max_tokens, 1, seqs)
     pairs = attention_pairs(learner.attention, per_rank[0], cfg.actor.batch_size)
     width = model_cfg["num_attention_heads"] * model_cfg["head_dim"]
     tokens = sum(len(p) + len(c) for p, c in zip(batch.prompts, batch.completions, strict=True))
@@ -257,7 +262,9 @@ def main() -> None:
         args.model = str(build_model(TINY if args.tiny else SMOLLM2, layers, Path(tmp) / "m"))
         print(f"model: SmolLM2-135M's shape, {layers} layers{' (tiny)' if args.tiny else ''}")
         for shape in shapes:
-            ckpt = args.ckpt or str("actor.gradient_checkpointing=true" in SHAPES[shape].overrides)
+            ckpt = args.ckpt or str(
+                "actor.gradient_checkpointing=true" in SHAPES[shape].overrides()
+            )
             variants = [*VARIANTS, *(["shared_prompt"] if ckpt.lower() == "false" else [])]
             if args.variants:
                 variants = [v for v in variants if v in args.variants.split(",")]

@@ -157,10 +157,11 @@ def _sdpa_docs(
     outs = [
         torch.nn.functional.scaled_dot_product_attention(
             q, k, v, dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa
-        )
+        ).transpose(1, 2)
         for q, k, v in zip(*(torch.split(t, lens, dim=2) for t in (query, key, value)), strict=True)
     ]
-    return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
+    # joined along T in [1, T, H, D]: the result is contiguous without a second copy
+    return torch.cat(outs, dim=1), None
 
 
 def _flex(

@@ -188,7 +188,9 @@ def packed_logprobs(
     docs = packed_kwargs(model, mb.cu_seqlens, device)
     out = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False, **docs)
     targets = torch.from_numpy(mb.input_ids[sel]).to(device)
-    logp, ent = logits_logprobs(out.logits[0], targets, temperature, with_entropy)  # [N]
+    # flatten, not [0]: select's backward would zero-fill and copy a whole [1, N, V] buffer
+    logits = out.logits.flatten(0, 1)  # [N, V]
+    logp, ent = logits_logprobs(logits, targets, temperature, with_entropy)
     return logp, ent if ent is not None else torch.zeros_like(logp.detach())
 
 
