@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_learner.py                      # both shapes
     .venv/bin/python bench/bench_learner.py --shape full --variants padded,packed_sdpa
     .venv/bin/python bench/bench_learner.py --tiny --repeats 1   # checks the script
+    .venv/bin/python bench/bench_learner.py --shape full --variants padded --profile 12
 
 One GRPO train step (fp32, AdamW) per repeat, the median of ``--repeats`` after one
 warm-up, each variant in its own process (so its peak memory is its own) on the same
@@ -29,7 +30,9 @@ Printed per variant: seconds per step, tokens/s (prompt + completion tokens of t
 under a mask, the lower triangle under ``is_causal``; x 4 x heads x head_dim x layers
 x 3 for forward and backward, checkpointing's recompute not counted), the process's
 peak RSS and its growth during the steps, and the ratio of tokens/s to packed_dense
-and to padded.
+and to padded. ``--profile N`` runs one more step under ``torch.profiler`` after the
+timed ones (not counted in the times) and prints each variant's N operators with the
+most self CPU time: where a step goes.
 """
 
 from __future__ import annotations
@@ -171,6 +174,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     learner = Learner(cfg, 100, info)
     before, _ = rss_gib()
     secs, _ = time_steps(learner, batch, args.repeats)
+    top = profile_step(learner, batch, args.profile) if args.profile else []
     _, peak = rss_gib()
     # the learner's micro-batches: on the packed path actor.batch_size caps their sequences
     seqs = cfg.actor.batch_size if learner.path == "packed" else None
@@ -189,7 +193,18 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_gib": peak,
         "step_rss_gib": peak - before,
         "micro_batches": len(per_rank[0]),
+        "top_ops": top,
     }
+
+
+def profile_step(learner: Any, batch: Any, n: int) -> list[tuple[str, float, int]]:
+    """(operator, self CPU seconds, calls) of one profiled train step, the ``n`` biggest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        learner.train_step(batch)
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:n]
+    return [(e.key, e.self_cpu_time_total / 1e6, e.count) for e in ops]
 
 
 def build_model(shape: dict[str, Any], layers: int, path: Path) -> Path:
@@ -206,6 +221,7 @@ def child(args: argparse.Namespace, shape: str, variant: str, ckpt: str | None) 
     cmd = [sys.executable, __file__, "--one", variant, "--shape", shape, "--model", args.model]
     cmd += ["--repeats", str(args.repeats), "--scale", str(args.scale)]
     cmd += ["--threads", str(args.threads)] if args.threads else []
+    cmd += ["--profile", str(args.profile)] if args.profile else []
     cmd += ["--ckpt", ckpt] if ckpt else []
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -244,6 +260,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     ap.add_argument("--variants", help="comma-separated subset of the variants (default: all)")
     ap.add_argument("--tiny", action="store_true", help="a tiny model and short documents")
+    ap.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="print each variant's top N operators"
+    )
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -273,6 +292,11 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     print()
     table(rows)
+    for r in rows:
+        if r.get("top_ops"):
+            print(f"\n{r['shape']} {r['variant']}: operators by self CPU time, one profiled step")
+            for name, secs, calls in r["top_ops"]:
+                print(f"  {secs:8.2f} s {calls:7d} calls  {name[:70]}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
