@@ -79,11 +79,15 @@ class Shape:
     prompt_len: tuple[int, int]
     new_tokens: tuple[int, int]  # completions drawn from [lo, hi]
 
-    def overrides(self) -> list[str]:
-        """The preset's learner settings, as overrides of the cpu preset."""
+    def actor(self) -> Any:
+        """The preset's actor settings."""
         from grpo_plug import config as cfgmod
 
-        actor = cfgmod.load(preset=self.preset).actor
+        return cfgmod.load(preset=self.preset).actor
+
+    def overrides(self) -> list[str]:
+        """The preset's learner settings, as overrides of the cpu preset."""
+        actor = self.actor()
         return [f"actor.{k}={str(getattr(actor, k)).lower()}" for k in LEARNER_KEYS]
 
 
@@ -176,8 +180,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     secs, _ = time_steps(learner, batch, args.repeats)
     top = profile_step(learner, batch, args.profile) if args.profile else []
     _, peak = rss_gib()
-    # the learner's micro-batches: on the packed path actor.batch_size caps their sequences
-    seqs = cfg.actor.batch_size if learner.path == "packed" else None
+    seqs = learner.micro_batch_seqs()  # the learner's own micro-batches
     per_rank, _ = pack_for_ranks(batch, batch.kept, cfg.actor.mb_max_tokens, 1, seqs)
     pairs = attention_pairs(learner.attention, per_rank[0], cfg.actor.batch_size)
     width = model_cfg["num_attention_heads"] * model_cfg["head_dim"]
@@ -281,9 +284,7 @@ def main() -> None:
         args.model = str(build_model(TINY if args.tiny else SMOLLM2, layers, Path(tmp) / "m"))
         print(f"model: SmolLM2-135M's shape, {layers} layers{' (tiny)' if args.tiny else ''}")
         for shape in shapes:
-            ckpt = args.ckpt or str(
-                "actor.gradient_checkpointing=true" in SHAPES[shape].overrides()
-            )
+            ckpt = args.ckpt or str(SHAPES[shape].actor().gradient_checkpointing)
             variants = [*VARIANTS, *(["shared_prompt"] if ckpt.lower() == "false" else [])]
             if args.variants:
                 variants = [v for v in variants if v in args.variants.split(",")]

@@ -216,15 +216,21 @@ class Learner:
             proxes.append(prox)
         return mismatch, proxes
 
+    def micro_batch_seqs(self) -> int | None:
+        """Most sequences in one packed micro-batch, or None (no cap).
+
+        actor.batch_size is sequences per forward: the padded paths chunk each forward
+        by it; on the packed path a micro-batch is one forward, so it caps its sequences.
+        """
+        return self.actor.batch_size if self.path == "packed" else None
+
     def _minibatches(self, batch: LearnerBatch) -> dict[str, float]:
         a = self.actor
         self.model.train()
         chunks = np.array_split(batch.kept, min(a.ppo_n_minibatches, len(batch.kept)))
         acc = torch.zeros(len(MinibatchStats().as_tensor()), dtype=torch.float64)
         norms = []
-        # actor.batch_size: sequences per forward. The padded paths chunk each forward by
-        # it; on the packed path a micro-batch is one forward, so it caps its sequences.
-        seqs = a.batch_size if self.path == "packed" else None
+        seqs = self.micro_batch_seqs()
         packed = [
             pack_for_ranks(batch, i, a.mb_max_tokens, self.info.world_size, seqs) for i in chunks
         ]
