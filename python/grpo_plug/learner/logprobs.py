@@ -70,21 +70,72 @@ def logits_logprobs(
     logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of ``targets`` [N] (and entropy) under ``logits`` [N, V], in fp32."""
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
     if not with_entropy:
+        logits = logits.float()
+        if temperature != 1.0:
+            logits = logits / temperature
         # cross_entropy is log_softmax + gather fused: autograd keeps one [N, V] buffer.
         return -torch.nn.functional.cross_entropy(logits, targets, reduction="none"), None
-    # The entropy reads the log_softmax autograd keeps anyway: one pass over [N, V]
-    # fewer than a second log_softmax (the head dominates a small model's step).
-    lp_all = torch.log_softmax(logits, dim=-1)
-    logp = lp_all.gather(-1, targets[:, None])[:, 0]
-    ents = []
-    with torch.no_grad():  # in slices, so no extra [N, V] buffers pile up
-        for lp in torch.split(lp_all.detach(), 256):
-            ents.append(-(lp.exp() * lp).sum(-1))
-    return logp, torch.cat(ents) if ents else logits.new_zeros(0)
+    logp, ent = HeadLogprobs.apply(logits, targets, temperature)
+    return logp, ent
+
+
+class HeadLogprobs(torch.autograd.Function):
+    """``log softmax(logits / t)[target]`` per row of ``[N, V]`` logits, with the entropy
+    (no gradient), computed in slices of :meth:`rows` rows in fp32.
+
+    The head is a large share of a small model's step and its cost is passes over
+    ``[N, V]``: log_softmax, gather and entropy each allocate and walk a full buffer, and
+    their backwards walk more. Here a slice is read while it sits in cache, only the
+    logits (in their own dtype) and one value per row are kept, and the backward writes
+    ``(one_hot - softmax) / t`` straight into the one gradient buffer it must return.
+    """
+
+    ROWS = 64  # on a CPU: a [64, 49152] fp32 slice is 12 MiB, about a cache's size
+    ROWS_CUDA = 1024  # a GPU wants fewer, larger kernels (not measured: no GPU was lent)
+
+    @staticmethod
+    def rows(device: torch.device) -> int:
+        """Rows per slice on ``device``."""
+        return HeadLogprobs.ROWS if device.type == "cpu" else HeadLogprobs.ROWS_CUDA
+
+    @staticmethod
+    def forward(
+        ctx: Any, logits: torch.Tensor, targets: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n, step = logits.shape[0], HeadLogprobs.rows(logits.device)
+        lse = torch.empty(n, dtype=torch.float32, device=logits.device)
+        ent = torch.empty(n, dtype=torch.float32, device=logits.device)
+        for r0 in range(0, n, step):
+            x = logits[r0 : r0 + step].float() / temperature  # a copy
+            m = x.amax(-1, keepdim=True)
+            x.sub_(m)  # shifted: the entropy below subtracts numbers of its own size
+            e = x.exp()
+            z = e.sum(-1)
+            lse[r0 : r0 + len(x)] = m[:, 0] + z.log()
+            # entropy = lse - E_p[x] = log z - E_p[x - m]
+            ent[r0 : r0 + len(x)] = z.log() - e.mul_(x).sum(-1) / z
+        picked = logits.gather(-1, targets[:, None])[:, 0].float() / temperature
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.temperature = temperature
+        ctx.mark_non_differentiable(ent)
+        return picked - lse, ent
+
+    @staticmethod
+    def backward(
+        ctx: Any, g_logp: torch.Tensor, _g_ent: torch.Tensor | None
+    ) -> tuple[torch.Tensor, None, None]:
+        logits, targets, lse = ctx.saved_tensors
+        t = ctx.temperature
+        grad = torch.empty_like(logits)
+        g = g_logp.float() / t
+        step = HeadLogprobs.rows(logits.device)
+        for r0 in range(0, logits.shape[0], step):
+            r1 = r0 + step
+            p = (logits[r0:r1].float() / t).sub_(lse[r0:r1, None]).exp_()  # softmax
+            p.mul_(-g[r0:r1, None]).scatter_add_(-1, targets[r0:r1, None], g[r0:r1, None])
+            grad[r0:r1] = p  # (one_hot - softmax) * g / t, cast to the logits' dtype
+        return grad, None, None
 
 
 def shared_prompt_logprobs(
