@@ -82,31 +82,3 @@ def test_aggregation_weights() -> None:
     assert (loss * dr).sum().item() == pytest.approx(18 / (2 * 8))
     with pytest.raises(ValueError, match="loss_agg_mode"):
         token_weights(lens, "mean", total_tokens=6, total_seqs=2, max_new_tokens=8)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_the_sliced_head_matches_log_softmax(dtype: torch.dtype, temperature: float) -> None:
-    """The head's log-probs, entropies and logit gradients equal log_softmax + gather's
-    (more rows than one slice, so the slicing is exercised)."""
-    from grpo_plug.learner.logprobs import HeadLogprobs, logits_logprobs
-
-    torch.manual_seed(0)
-    n, v = HeadLogprobs.ROWS * 2 + 5, 300
-    logits = (torch.randn(n, v) * 3).to(dtype).requires_grad_()
-    targets = torch.randint(0, v, (n,))
-    weights = torch.randn(n)
-    logp, ent = logits_logprobs(logits, targets, temperature, with_entropy=True)
-    assert ent is not None
-    (logp * weights).sum().backward()
-    got = logits.grad
-    logits.grad = None
-    lp_all = torch.log_softmax(logits.float() / temperature, dim=-1)
-    want = lp_all.gather(-1, targets[:, None])[:, 0]
-    (want * weights).sum().backward()
-    want_ent = -(lp_all.exp() * lp_all).sum(-1)
-    assert torch.allclose(logp, want, atol=1e-5)
-    assert torch.allclose(ent, want_ent.detach(), atol=1e-4)
-    assert got is not None and got.dtype == dtype
-    tol = 1e-6 if dtype == torch.float32 else 1e-2
-    assert torch.allclose(got.float(), logits.grad.float(), atol=tol)

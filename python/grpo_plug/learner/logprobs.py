@@ -1,14 +1,15 @@
 """Log-probs of the completion tokens of one packed micro-batch, three ways.
 
 Micro-batches arrive packed (1-D arrays from the Rust packer). Every path applies the
-LM head only at completion positions: the prompt's logits are never materialised.
+LM head only at completion positions: the prompt's logits are never materialised; for
+a plain linear head, nor are the completions' (``learner.head``).
 
 - ``packed``: the micro-batch runs as it is, ``[1, T]``, no padding; position ids that
   restart at 0 give each document its rotary positions, and the model's attention
   kernel (``learner.attention``) gets the documents' boundaries: varlen kernels cost the
   sum of the squared document lengths; transformers' stock sdpa (``packed_dense``)
-  turns the position ids into a dense ``T x T`` block-diagonal mask. One root
-  ``forward`` per micro-batch, which is what FSDP2's hooks need.
+  turns the position ids into a dense ``T x T`` block-diagonal mask. Under FSDP, one
+  root ``forward`` per micro-batch (its hooks gather the head there).
 - ``padded`` (fallback): right-padded ``[S, L]`` chunks with a mask built from lengths
   (SmolLM2's pad token equals EOS, so masks never come from token ids).
 - ``shared_prompt``: each distinct prompt runs once and its KV cache is repeated for the
@@ -24,6 +25,7 @@ import torch
 
 from grpo_plug.config import ActorConfig
 from grpo_plug.learner.attention import packed_kwargs
+from grpo_plug.learner.head import hidden_logprobs, linear_head_weight, logits_logprobs
 from grpo_plug.padding import cache_kwarg, pad_batch
 
 
@@ -38,7 +40,6 @@ def completion_logprobs(
     sel = mb.loss_mask > 0
     seq_of_tok = np.repeat(np.arange(n_seqs), lens)
     decoder = model.get_decoder()
-    head = model.get_output_embeddings()
     logps, ents = [], []
     for s0 in range(0, n_seqs, max_seqs):
         s1 = min(n_seqs, s0 + max_seqs)
@@ -50,7 +51,7 @@ def completion_logprobs(
         targets = torch.from_numpy(mb.input_ids[cu[s0] : cu[s1]][part]).to(device)
         # Token at position j is predicted by the hidden state at j-1.
         h = hidden[rows.to(device), (cols - 1).to(device)]  # [N, H]
-        logp, ent = _head_logprobs(head, h, targets, temperature, with_entropy)
+        logp, ent = _head_logprobs(model, h, targets, temperature, with_entropy)
         logps.append(logp)
         if ent is not None:
             ents.append(ent)
@@ -60,82 +61,13 @@ def completion_logprobs(
 
 
 def _head_logprobs(
-    head: Any, h: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool
+    model: Any, h: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of ``targets`` [N] (and entropy) from predicting hidden states ``h`` [N, H]."""
-    return logits_logprobs(head(h), targets, temperature, with_entropy)
-
-
-def logits_logprobs(
-    logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-prob of ``targets`` [N] (and entropy) under ``logits`` [N, V], in fp32."""
-    if not with_entropy:
-        logits = logits.float()
-        if temperature != 1.0:
-            logits = logits / temperature
-        # cross_entropy is log_softmax + gather fused: autograd keeps one [N, V] buffer.
-        return -torch.nn.functional.cross_entropy(logits, targets, reduction="none"), None
-    logp, ent = HeadLogprobs.apply(logits, targets, temperature)
-    return logp, ent
-
-
-class HeadLogprobs(torch.autograd.Function):
-    """``log softmax(logits / t)[target]`` per row of ``[N, V]`` logits, with the entropy
-    (no gradient), computed in slices of :meth:`rows` rows in fp32.
-
-    The head is a large share of a small model's step and its cost is passes over
-    ``[N, V]``: log_softmax, gather and entropy each allocate and walk a full buffer, and
-    their backwards walk more. Here a slice is read while it sits in cache, only the
-    logits (in their own dtype) and one value per row are kept, and the backward writes
-    ``(one_hot - softmax) / t`` straight into the one gradient buffer it must return.
-    """
-
-    ROWS = 64  # on a CPU: a [64, 49152] fp32 slice is 12 MiB, about a cache's size
-    ROWS_CUDA = 1024  # a GPU wants fewer, larger kernels (not measured: no GPU was lent)
-
-    @staticmethod
-    def rows(device: torch.device) -> int:
-        """Rows per slice on ``device``."""
-        return HeadLogprobs.ROWS if device.type == "cpu" else HeadLogprobs.ROWS_CUDA
-
-    @staticmethod
-    def forward(
-        ctx: Any, logits: torch.Tensor, targets: torch.Tensor, temperature: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        n, step = logits.shape[0], HeadLogprobs.rows(logits.device)
-        lse = torch.empty(n, dtype=torch.float32, device=logits.device)
-        ent = torch.empty(n, dtype=torch.float32, device=logits.device)
-        for r0 in range(0, n, step):
-            x = logits[r0 : r0 + step].float() / temperature  # a copy
-            m = x.amax(-1, keepdim=True)
-            x.sub_(m)  # shifted: the entropy below subtracts numbers of its own size
-            e = x.exp()
-            z = e.sum(-1)
-            lse[r0 : r0 + len(x)] = m[:, 0] + z.log()
-            # entropy = lse - E_p[x] = log z - E_p[x - m]
-            ent[r0 : r0 + len(x)] = z.log() - e.mul_(x).sum(-1) / z
-        picked = logits.gather(-1, targets[:, None])[:, 0].float() / temperature
-        ctx.save_for_backward(logits, targets, lse)
-        ctx.temperature = temperature
-        ctx.mark_non_differentiable(ent)
-        return picked - lse, ent
-
-    @staticmethod
-    def backward(
-        ctx: Any, g_logp: torch.Tensor, _g_ent: torch.Tensor | None
-    ) -> tuple[torch.Tensor, None, None]:
-        logits, targets, lse = ctx.saved_tensors
-        t = ctx.temperature
-        grad = torch.empty_like(logits)
-        g = g_logp.float() / t
-        step = HeadLogprobs.rows(logits.device)
-        for r0 in range(0, logits.shape[0], step):
-            r1 = r0 + step
-            p = (logits[r0:r1].float() / t).sub_(lse[r0:r1, None]).exp_()  # softmax
-            p.mul_(-g[r0:r1, None]).scatter_add_(-1, targets[r0:r1, None], g[r0:r1, None])
-            grad[r0:r1] = p  # (one_hot - softmax) * g / t, cast to the logits' dtype
-        return grad, None, None
+    weight = linear_head_weight(model)
+    if weight is not None:
+        return hidden_logprobs(h, weight, targets, temperature, with_entropy)
+    return logits_logprobs(model.get_output_embeddings()(h), targets, temperature, with_entropy)
 
 
 def shared_prompt_logprobs(
@@ -151,7 +83,7 @@ def shared_prompt_logprobs(
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
-    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    decoder = model.get_decoder()
     cache_kw = cache_kwarg(decoder)
     cu = mb.cu_seqlens.astype(np.int64)
     n_seqs = len(cu) - 1
@@ -208,7 +140,7 @@ def shared_prompt_logprobs(
         pred = torch.cat([hp[owner.to(device), -1:, :], hc[:, :-1, :]], dim=1)  # [S, Lc, H]
         valid = cmask.bool()
         logp, ent = _head_logprobs(
-            head, pred[valid.to(device)], cids[valid].to(device), temperature, with_entropy
+            model, pred[valid.to(device)], cids[valid].to(device), temperature, with_entropy
         )
         parts.append(logp)
         if ent is not None:
@@ -237,11 +169,17 @@ def packed_logprobs(
     pos = torch.from_numpy(mb.position_ids)[None].to(device)  # [1, T]
     keep = torch.from_numpy(sel - 1).to(device)  # token t is predicted at t - 1  # [N]
     docs = packed_kwargs(model, mb.cu_seqlens, device)
-    out = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False, **docs)
     targets = torch.from_numpy(mb.input_ids[sel]).to(device)
-    # flatten, not [0]: select's backward would zero-fill and copy a whole [1, N, V] buffer
-    logits = out.logits.flatten(0, 1)  # [N, V]
-    logp, ent = logits_logprobs(logits, targets, temperature, with_entropy)
+    weight = linear_head_weight(model)
+    if weight is not None:  # the head on the kept hidden states, without [N, V] logits
+        hidden = model.get_decoder()(input_ids=ids, position_ids=pos, use_cache=False, **docs)
+        h = hidden[0].flatten(0, 1)[keep]  # [N, H]
+        logp, ent = hidden_logprobs(h, weight, targets, temperature, with_entropy)
+    else:  # the model's own head, inside its root forward (FSDP gathers it there)
+        out = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False, **docs)
+        # flatten, not [0]: select's backward would zero-fill and copy a whole [1, N, V] buffer
+        logits = out.logits.flatten(0, 1)  # [N, V]
+        logp, ent = logits_logprobs(logits, targets, temperature, with_entropy)
     return logp, ent if ent is not None else torch.zeros_like(logp.detach())
 
 
