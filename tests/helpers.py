@@ -23,6 +23,8 @@ from grpo_plug.testing import CaptureLogger, SevenPlugin, build_tiny_model, tiny
 from grpo_plug.types import Logger, RolloutBackend
 
 if TYPE_CHECKING:
+    import torch
+
     from grpo_plug.trainer import Summary, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,3 +272,34 @@ def marked(mark: str) -> list[int]:
         if f"{MARK}={mark}".encode() in environ.split(b"\0"):
             pids.append(int(entry.name))
     return pids
+
+
+def load_for_training(
+    model_dir: Path, dtype: torch.dtype | None = None, device: str = "cpu"
+) -> Any:
+    """A saved model in train mode (fp32 unless ``dtype``)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype or torch.float32)
+    model.to(device)
+    model.train()
+    return model
+
+
+def packed_micro_batch(seed: int = 1, n: int = 7) -> Any:
+    """``n`` random documents of different lengths in one packed micro-batch (seeded)."""
+    import numpy as np
+
+    from grpo_plug import core
+
+    rng = np.random.default_rng(seed)
+    prompts, comps, lps = [], [], []
+    for _ in range(n):
+        prompts.append(rng.integers(3, 14, size=int(rng.integers(2, 20))).tolist())
+        comps.append(rng.integers(3, 14, size=int(rng.integers(1, 16))).tolist())
+        lps.append([-1.0] * len(comps[-1]))
+    adv = rng.normal(size=n).astype(np.float32)
+    (mbs,) = core.pack_microbatches(prompts, comps, lps, adv, max_tokens=10_000)
+    (mb,) = mbs
+    return mb

@@ -7,14 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
-from grpo_plug import core
 from grpo_plug.learner import attention
 from grpo_plug.learner.logprobs import completion_logprobs, packed_logprobs
 from grpo_plug.testing.model import build_tiny_model
+from tests.helpers import load_for_training, packed_micro_batch
 
 # flex_attention runs unfused (eager) on the CPU: fine for the tiny model, and it says so.
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
@@ -25,28 +24,6 @@ CUDA_FLASH = attention.unavailable("packed_flash", "cuda") is None and torch.cud
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("attn") / "m", seed=5, hidden=64)
-
-
-def load(model_dir: Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Any:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
-    model.train()
-    return model
-
-
-def micro_batch(seed: int = 1, n: int = 7) -> Any:
-    """``n`` documents of different lengths in one packed micro-batch."""
-    rng = np.random.default_rng(seed)
-    prompts, comps, lps = [], [], []
-    for _ in range(n):
-        prompts.append(rng.integers(3, 14, size=int(rng.integers(2, 20))).tolist())
-        comps.append(rng.integers(3, 14, size=int(rng.integers(1, 16))).tolist())
-        lps.append([-1.0] * len(comps[-1]))
-    adv = rng.normal(size=n).astype(np.float32)
-    (mbs,) = core.pack_microbatches(prompts, comps, lps, adv, max_tokens=10_000)
-    (mb,) = mbs
-    return mb
 
 
 def logprobs_and_grads(
@@ -65,10 +42,10 @@ def test_packed_sdpa_gives_the_padded_log_probs_and_gradients(
 ) -> None:
     """fp32: per-document SDPA on the packed row equals the padded rows (log-probs to
     1e-5, gradients to 1e-4 relative), also when checkpointing recomputes the forward."""
-    model = load(model_dir)
+    model = load_for_training(model_dir)
     if checkpointing:
         model.gradient_checkpointing_enable()
-    mb = micro_batch()
+    mb = packed_micro_batch()
     want_lp, want_g = logprobs_and_grads(model, completion_logprobs, mb, max_seqs=3)
     attention.use(model, "packed_sdpa")
     got_lp, got_g = logprobs_and_grads(model, packed_logprobs, mb)
@@ -79,9 +56,9 @@ def test_packed_sdpa_gives_the_padded_log_probs_and_gradients(
 def test_packed_sdpa_in_bf16_matches_padding_to_bf16_rounding(model_dir: Path) -> None:
     """bf16 (8 mantissa bits): packed within 0.01 nats of the padded path's log-probs,
     both within 0.02 of fp32's; gradients within 2% (of their norm) of padded's."""
-    mb = micro_batch(seed=2)
-    exact, _ = logprobs_and_grads(load(model_dir), completion_logprobs, mb, max_seqs=3)
-    model = load(model_dir, torch.bfloat16)
+    mb = packed_micro_batch(seed=2)
+    exact, _ = logprobs_and_grads(load_for_training(model_dir), completion_logprobs, mb, max_seqs=3)
+    model = load_for_training(model_dir, torch.bfloat16)
     pad_lp, pad_g = logprobs_and_grads(model, completion_logprobs, mb, max_seqs=3)
     attention.use(model, "packed_sdpa")
     lp, g = logprobs_and_grads(model, packed_logprobs, mb)
@@ -93,8 +70,8 @@ def test_packed_sdpa_in_bf16_matches_padding_to_bf16_rounding(model_dir: Path) -
 def test_packed_flex_gives_the_padded_log_probs(model_dir: Path) -> None:
     """flex_attention under the document BlockMask (no-grad here: torch has no flex
     backward on the CPU, which is why auto never picks it there)."""
-    model = load(model_dir).eval()
-    mb = micro_batch(seed=3)
+    model = load_for_training(model_dir).eval()
+    mb = packed_micro_batch(seed=3)
     with torch.no_grad():
         want, _ = completion_logprobs(model, mb, temperature=0.7, max_seqs=4)
         attention.use(model, "packed_flex")
@@ -105,8 +82,8 @@ def test_packed_flex_gives_the_padded_log_probs(model_dir: Path) -> None:
 @pytest.mark.skipif(not CUDA_FLASH, reason="needs CUDA and the flash_attn package")
 def test_packed_flash_gives_the_padded_log_probs_and_gradients(model_dir: Path) -> None:
     """bf16 on CUDA: flash-attention's varlen kernel against padded SDPA."""
-    model = load(model_dir, torch.bfloat16, "cuda")
-    mb = micro_batch(seed=4)
+    model = load_for_training(model_dir, torch.bfloat16, "cuda")
+    mb = packed_micro_batch(seed=4)
     want_lp, want_g = logprobs_and_grads(model, completion_logprobs, mb, max_seqs=3)
     attention.use(model, "packed_flash")
     lp, g = logprobs_and_grads(model, packed_logprobs, mb)
@@ -150,9 +127,9 @@ def test_no_dense_mask_reaches_attention_on_the_packed_path(
 ) -> None:
     from torch.nn.attention.flex_attention import BlockMask
 
-    model = load(model_dir).eval()
+    model = load_for_training(model_dir).eval()
     attention.use(model, kernel)
-    mb = micro_batch()
+    mb = packed_micro_batch()
     total = len(mb.input_ids)
     with torch.no_grad():
         packed_logprobs(model, mb, temperature=1.0)
@@ -172,9 +149,9 @@ def test_the_stock_sdpa_path_is_what_the_check_catches(
 ) -> None:
     """packed_dense (transformers' own sdpa, today's packed path) hands attention the
     dense block-diagonal T x T mask: the check above would fail on it."""
-    model = load(model_dir).eval()
+    model = load_for_training(model_dir).eval()
     assert attention.kernel_of(model) == "packed_dense"
-    mb = micro_batch()
+    mb = packed_micro_batch()
     with torch.no_grad():
         packed_logprobs(model, mb, temperature=1.0)
     assert spy and all(impl == "sdpa" and dense(mask, len(mb.input_ids)) for impl, mask, _ in spy)
@@ -183,9 +160,9 @@ def test_the_stock_sdpa_path_is_what_the_check_catches(
 def test_a_varlen_model_still_runs_padded_batches_and_generates(model_dir: Path) -> None:
     """The kernel is set on the model the hf backend also samples from: padded rows and
     cached generation go through transformers' sdpa mask and kernel unchanged."""
-    plain, varlen = load(model_dir).eval(), load(model_dir).eval()
+    plain, varlen = load_for_training(model_dir).eval(), load_for_training(model_dir).eval()
     attention.use(varlen, "packed_sdpa")
-    mb = micro_batch(seed=6)
+    mb = packed_micro_batch(seed=6)
     with torch.no_grad():
         a, _ = completion_logprobs(plain, mb, temperature=1.0, max_seqs=3)
         b, _ = completion_logprobs(varlen, mb, temperature=1.0, max_seqs=3)
@@ -198,9 +175,9 @@ def test_a_varlen_model_still_runs_padded_batches_and_generates(model_dir: Path)
 
 def test_a_packed_row_without_its_boundaries_is_refused(model_dir: Path) -> None:
     """Restarting position ids with no cu_seqlens would attend across documents."""
-    model = load(model_dir)
+    model = load_for_training(model_dir)
     attention.use(model, "packed_sdpa")
-    mb = micro_batch()
+    mb = packed_micro_batch()
     ids = torch.from_numpy(mb.input_ids)[None]
     pos = torch.from_numpy(mb.position_ids)[None]
     with pytest.raises(RuntimeError, match="document boundaries"):
@@ -251,4 +228,4 @@ def test_a_sliding_window_model_is_refused_not_silently_widened(tmp_path: Path) 
     model = Qwen2ForCausalLM(cfg)
     attention.use(model, "packed_sdpa")
     with pytest.raises(NotImplementedError, match="sliding_window"):
-        packed_logprobs(model, micro_batch(), temperature=1.0)
+        packed_logprobs(model, packed_micro_batch(), temperature=1.0)

@@ -93,12 +93,12 @@ def test_each_path_gives_the_model_logits_numbers_without_them(
     from grpo_plug.learner import attention
     from grpo_plug.learner.logprobs import learner_logprobs
     from grpo_plug.testing.model import build_tiny_model
-    from tests.test_attention import load, micro_batch
+    from tests.helpers import load_for_training, packed_micro_batch
 
-    model = load(build_tiny_model(tmp_path / "m", seed=3, hidden=64))
+    model = load_for_training(build_tiny_model(tmp_path / "m", seed=3, hidden=64))
     if path == "packed":
         attention.use(model, "packed_sdpa")
-    mb = micro_batch(seed=4)
+    mb = packed_micro_batch(seed=4)
     cfg: Any = type("Cfg", (), {"batch_size": 3})()
     calls: list[int] = []
     model.get_output_embeddings().register_forward_hook(lambda *a: calls.append(1))
