@@ -20,7 +20,10 @@ presets: today cpu 1024 / 16 / off, full 10240 / 32 / on.
 
 The model has SmolLM2-135M's shape (hidden 576, 9 heads / 3 KV heads of 64, vocabulary
 49152) with ``--layers`` of its 30 layers and random weights: attention's share of a
-layer is the real model's, at a third of its cost by default. Variants: ``padded`` ([S, L] rows),
+layer is the real model's, at a third of its cost by default. The depth sets the LM
+head's share of a step (the head runs on the same completion tokens on every path, so
+padding cannot add to it): printed per shape beside that of the full preset's own
+model, Qwen2.5-0.5B, which SmolLM2's shape matches at 21 layers. Variants: ``padded`` ([S, L] rows),
 ``packed_dense`` (the packed row under transformers' T x T mask: the packed path before
 varlen attention), each varlen kernel usable here (``packed_sdpa``; flex and flash need
 CUDA and are listed as skipped), and ``shared_prompt`` when checkpointing is off.
@@ -65,6 +68,16 @@ SMOLLM2 = {
 }
 TINY = {**SMOLLM2, "hidden_size": 64, "intermediate_size": 128, "head_dim": 16}
 TINY.update(num_attention_heads=4, num_key_value_heads=2, vocab_size=512)
+# The full preset's model (Qwen2.5-0.5B-Instruct's config.json), for head_share only.
+QWEN25_05B = {
+    "hidden_size": 896,
+    "intermediate_size": 4864,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+    "vocab_size": 151936,
+    "num_hidden_layers": 24,
+}
 VARIANTS = ("padded", "packed_dense", "packed_sdpa", "packed_flex", "packed_flash")
 
 
@@ -147,6 +160,20 @@ def _shared_prompt_pairs(mb: Any, max_seqs: int) -> float:
         lp, lc = max(p for p, _ in seqs), max(c for _, c in seqs)
         pairs += len(chunk) * lp**2 + len(seqs) * lc * (lp + lc)
     return pairs
+
+
+def head_share(model_cfg: dict[str, Any], layers: int, batch: Any, ckpt: bool) -> float:
+    """The LM head's share of a step's matmul FLOPs (arithmetic, packed tokens): the
+    layers run on every token (4 passes with checkpointing, else 3), the head on the
+    completion tokens (4 passes: forward, recomputation, two gradients)."""
+    h, hd = model_cfg["hidden_size"], model_cfg["head_dim"]
+    q, kv = model_cfg["num_attention_heads"] * hd, model_cfg["num_key_value_heads"] * hd
+    per_token = 2 * (2 * h * q + 2 * h * kv + 3 * h * model_cfg["intermediate_size"])
+    completions = sum(len(c) for c in batch.completions)
+    tokens = completions + sum(len(p) for p in batch.prompts)
+    body = per_token * layers * tokens * (4 if ckpt else 3)
+    head = 2 * h * model_cfg["vocab_size"] * completions * 4
+    return float(head / (head + body))
 
 
 def rss_gib() -> tuple[float, float]:
@@ -261,7 +288,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=10, help="of SmolLM2-135M's 30 layers")
     ap.add_argument("--ckpt", choices=["true", "false"], help="default: the preset's setting")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    ap.add_argument("--variants", help="comma-separated subset of the variants (default: all)")
+    ap.add_argument("--variants", help="comma-separated variants, run in this order (default: all)")
     ap.add_argument("--tiny", action="store_true", help="a tiny model and short documents")
     ap.add_argument(
         "--profile", type=int, default=0, metavar="N", help="print each variant's top N operators"
@@ -283,11 +310,19 @@ def main() -> None:
         layers = 2 if args.tiny else args.layers
         args.model = str(build_model(TINY if args.tiny else SMOLLM2, layers, Path(tmp) / "m"))
         print(f"model: SmolLM2-135M's shape, {layers} layers{' (tiny)' if args.tiny else ''}")
+        model_cfg = json.loads(Path(args.model, "config.json").read_text())
         for shape in shapes:
             ckpt = args.ckpt or str(SHAPES[shape].actor().gradient_checkpointing)
             variants = [*VARIANTS, *(["shared_prompt"] if ckpt.lower() == "false" else [])]
-            if args.variants:
-                variants = [v for v in variants if v in args.variants.split(",")]
+            batch = batch_for(SHAPES[shape], model_cfg["vocab_size"], args.scale)
+            on = ckpt.lower() == "true"
+            print(
+                f"{shape}: the LM head is {head_share(model_cfg, layers, batch, on):.0%} of a "
+                "step's matmul FLOPs (Qwen2.5-0.5B, the full preset's model: "
+                f"{head_share(QWEN25_05B, QWEN25_05B['num_hidden_layers'], batch, on):.0%})"
+            )
+            if args.variants:  # in the order given: alternate it across runs against drift
+                variants = [v for v in args.variants.split(",") if v in variants]
             for variant in variants:
                 rows.append(child(args, shape, variant, args.ckpt))
                 print(json.dumps(rows[-1]), flush=True)
