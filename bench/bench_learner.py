@@ -140,25 +140,14 @@ def attention_pairs(variant: str, mbs: list[Any], max_seqs: int) -> float:
 def _shared_prompt_pairs(mb: Any, max_seqs: int) -> float:
     """Each group's prompt once (left-padded rows under a mask), then its completions
     against prompt + completion (a mask); whole groups per chunk, as the learner runs it."""
-    cu = mb.cu_seqlens.astype(np.int64)
-    groups: dict[bytes, list[tuple[int, int]]] = {}  # prompt -> (prompt, completion) lengths
-    for s in range(len(cu) - 1):
-        mask = mb.loss_mask[cu[s] : cu[s + 1]]
-        plen = int(np.argmax(mask > 0)) if mask.any() else int(cu[s + 1] - cu[s])
-        key = mb.input_ids[cu[s] : cu[s] + plen].tobytes()
-        groups.setdefault(key, []).append((plen, int(cu[s + 1] - cu[s]) - plen))
-    chunks: list[list[list[tuple[int, int]]]] = [[]]
-    for members in groups.values():
-        if chunks[-1] and sum(map(len, chunks[-1])) + len(members) > max_seqs:
-            chunks.append([])
-        chunks[-1].append(members)
+    from grpo_plug.learner.logprobs import prompt_chunks
+
+    seqs, chunks = prompt_chunks(mb, max_seqs)
     pairs = 0.0
     for chunk in chunks:
-        seqs = [m for g in chunk for m in g]
-        if not seqs:
-            continue
-        lp, lc = max(p for p, _ in seqs), max(c for _, c in seqs)
-        pairs += len(chunk) * lp**2 + len(seqs) * lc * (lp + lc)
+        members = [seqs[s] for group in chunk for s in group]
+        lp, lc = max(len(p) for p, _, _ in members), max(len(c) for _, c, _ in members)
+        pairs += len(chunk) * lp**2 + len(members) * lc * (lp + lc)
     return pairs
 
 

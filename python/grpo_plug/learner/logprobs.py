@@ -70,6 +70,35 @@ def _head_logprobs(
     return logits_logprobs(model.get_output_embeddings()(h), targets, temperature, with_entropy)
 
 
+Seq = tuple[np.ndarray, np.ndarray, int]
+
+
+def prompt_chunks(mb: Any, max_seqs: int) -> tuple[list[Seq], list[list[list[int]]]]:
+    """The sequences of ``mb`` split at their prompts, and the forwards that run them.
+
+    Each sequence is (prompt ids, completion ids, offset of its first completion token in
+    ``[N]``). A chunk holds whole groups (the sequences of one prompt, as indices) up to
+    ``max_seqs`` sequences; a bigger group goes alone.
+    """
+    cu = mb.cu_seqlens.astype(np.int64)
+    seqs: list[Seq] = []
+    offset = 0
+    for s in range(len(cu) - 1):
+        toks, mask = mb.input_ids[cu[s] : cu[s + 1]], mb.loss_mask[cu[s] : cu[s + 1]]
+        plen = int(np.argmax(mask > 0)) if mask.any() else len(toks)
+        seqs.append((toks[:plen], toks[plen:], offset))
+        offset += len(toks) - plen
+    groups: dict[bytes, list[int]] = {}
+    for s, (prompt, _, _) in enumerate(seqs):
+        groups.setdefault(prompt.tobytes(), []).append(s)
+    chunks: list[list[list[int]]] = []
+    for members in groups.values():
+        if not chunks or sum(map(len, chunks[-1])) + len(members) > max_seqs:
+            chunks.append([])
+        chunks[-1].append(members)
+    return seqs, chunks
+
+
 def shared_prompt_logprobs(
     model: Any, mb: Any, *, temperature: float, max_seqs: int, with_entropy: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,28 +114,9 @@ def shared_prompt_logprobs(
     device = next(model.parameters()).device
     decoder = model.get_decoder()
     cache_kw = cache_kwarg(decoder)
-    cu = mb.cu_seqlens.astype(np.int64)
-    n_seqs = len(cu) - 1
-    seqs = []  # (prompt ids, completion ids, offset of its first completion token in [N])
-    offset = 0
-    for s in range(n_seqs):
-        toks, mask = mb.input_ids[cu[s] : cu[s + 1]], mb.loss_mask[cu[s] : cu[s + 1]]
-        plen = int(np.argmax(mask > 0)) if mask.any() else len(toks)
-        seqs.append((toks[:plen], toks[plen:], offset))
-        offset += len(toks) - plen
-    groups: dict[bytes, list[int]] = {}
-    for s, (prompt, _, _) in enumerate(seqs):
-        groups.setdefault(prompt.tobytes(), []).append(s)
-    # Whole groups per forward, at most max_seqs sequences (a bigger group goes alone).
-    chunks: list[list[list[int]]] = [[]]
-    for members in groups.values():
-        if chunks[-1] and sum(map(len, chunks[-1])) + len(members) > max_seqs:
-            chunks.append([])
-        chunks[-1].append(members)
+    seqs, chunks = prompt_chunks(mb, max_seqs)
     parts, where, ent_parts = [], [], []
     for chunk in chunks:
-        if not chunk:
-            continue
         prompts = [seqs[m[0]][0] for m in chunk]
         ids, pmask = pad_batch(prompts, left=True)  # left: the last column predicts token 0
         ppos = (pmask.cumsum(-1) - 1).clamp(min=0)

@@ -309,69 +309,10 @@ class HFBackend(ReportsProgress):
         # Greedy decoding is the held-out eval: it runs the learner's own weights, so
         # the accuracy is the saved model's (what `grpo-plug eval` re-measures).
         model = self.model if sp.temperature <= 0.0 else self.sampler()  # as sample_next
-        device = next(model.parameters()).device
-        ids, mask = pad_batch(prompts, left=True, pad_id=self.pad_id)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
         was_training = model.training
         model.eval()
         try:
-            cache = make_cache(self.cache_kind, ids.shape[1] + sp.max_new_tokens)
-            res = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=pos,
-                use_cache=True,
-                logits_to_keep=1,
-                **{self.cache_kw: cache},
-            )
-            logits = res.logits[:, -1, :]  # [P, V]
-            if n > 1:  # one prefill per prompt, its cache shared by its n samples
-                cache.batch_repeat_interleave(n)
-                logits = logits.repeat_interleave(n, dim=0)
-                mask = mask.repeat_interleave(n, dim=0)
-                pos = pos.repeat_interleave(n, dim=0)
-            rows = logits.shape[0]
-            alive = torch.arange(rows)  # original row of each batch row
-            tokens: list[list[int]] = [[] for _ in range(rows)]
-            logps: list[list[float]] = [[] for _ in range(rows)]
-            finish: list[FinishReason] = ["length"] * rows
-            eos = torch.tensor(self.eos_ids, device=device)
-            next_pos = pos[:, -1:] + 1
-            for step in range(sp.max_new_tokens):
-                if step < sp.min_new_tokens:  # no stop token yet (SGLang's min_new_tokens)
-                    logits = logits.index_fill(-1, eos, float("-inf"))
-                tok, lp = sample_next(logits, sp, self.draw, self.generator)
-                tok_l, lp_l = tok.tolist(), lp.tolist()
-                for b, r in enumerate(alive.tolist()):
-                    tokens[r].append(tok_l[b])
-                    logps[r].append(lp_l[b])
-                done = torch.isin(tok, eos)
-                finished = done.nonzero().flatten().tolist()
-                for b in finished:
-                    finish[int(alive[b])] = "stop"
-                last = step == sp.max_new_tokens - 1
-                if self.progress is not None:
-                    self.progress(len(alive) if last else len(finished), len(alive))
-                if last:
-                    break
-                keep = (~done).nonzero().flatten()
-                if len(keep) == 0:
-                    break
-                if len(keep) < len(alive):
-                    cache.batch_select_indices(keep)
-                    alive, tok = alive[keep.cpu()], tok[keep]
-                    mask, next_pos = mask[keep], next_pos[keep]
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-                res = model(
-                    input_ids=tok.unsqueeze(-1),
-                    attention_mask=mask,
-                    position_ids=next_pos,
-                    use_cache=True,
-                    **{self.cache_kw: cache},
-                )
-                logits = res.logits[:, -1, :]
-                next_pos = next_pos + 1
+            tokens, logps, finish = self._sample(model, *self._prefill(model, prompts, n, sp), sp)
         finally:
             model.train(was_training)
         return [
@@ -382,8 +323,87 @@ class HFBackend(ReportsProgress):
                 finish_reason=finish[r],
                 policy_version=self.version,
             )
-            for r in range(rows)
+            for r in range(len(tokens))
         ]
+
+    def _prefill(
+        self, model: Any, prompts: Sequence[Sequence[int]], n: int, sp: SamplingParams
+    ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each prompt's prefill, once: (cache, last logits, mask, next position), each
+        repeated for the prompt's ``n`` samples."""
+        device = next(model.parameters()).device
+        ids, mask = pad_batch(prompts, left=True, pad_id=self.pad_id)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
+        cache = make_cache(self.cache_kind, ids.shape[1] + sp.max_new_tokens)
+        res = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_kw: cache},
+        )
+        logits = res.logits[:, -1, :]  # [P, V]
+        if n > 1:  # the prompt's cache shared by its n samples
+            cache.batch_repeat_interleave(n)
+            logits = logits.repeat_interleave(n, dim=0)
+            mask = mask.repeat_interleave(n, dim=0)
+            pos = pos.repeat_interleave(n, dim=0)
+        return cache, logits, mask, pos[:, -1:] + 1
+
+    def _sample(
+        self,
+        model: Any,
+        cache: Any,
+        logits: torch.Tensor,
+        mask: torch.Tensor,
+        next_pos: torch.Tensor,
+        sp: SamplingParams,
+    ) -> tuple[list[list[int]], list[list[float]], list[FinishReason]]:
+        """Decode every row from its prefill: (tokens, log-probs, finish reason) per row;
+        finished rows leave the batch and its cache."""
+        rows = logits.shape[0]
+        alive = torch.arange(rows)  # original row of each batch row
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        logps: list[list[float]] = [[] for _ in range(rows)]
+        finish: list[FinishReason] = ["length"] * rows
+        eos = torch.tensor(self.eos_ids, device=logits.device)
+        for step in range(sp.max_new_tokens):
+            if step < sp.min_new_tokens:  # no stop token yet (SGLang's min_new_tokens)
+                logits = logits.index_fill(-1, eos, float("-inf"))
+            tok, lp = sample_next(logits, sp, self.draw, self.generator)
+            tok_l, lp_l = tok.tolist(), lp.tolist()
+            for b, r in enumerate(alive.tolist()):
+                tokens[r].append(tok_l[b])
+                logps[r].append(lp_l[b])
+            done = torch.isin(tok, eos)
+            finished = done.nonzero().flatten().tolist()
+            for b in finished:
+                finish[int(alive[b])] = "stop"
+            last = step == sp.max_new_tokens - 1
+            if self.progress is not None:
+                self.progress(len(alive) if last else len(finished), len(alive))
+            if last:
+                break
+            keep = (~done).nonzero().flatten()
+            if len(keep) == 0:
+                break
+            if len(keep) < len(alive):
+                cache.batch_select_indices(keep)
+                alive, tok = alive[keep.cpu()], tok[keep]
+                mask, next_pos = mask[keep], next_pos[keep]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            res = model(
+                input_ids=tok.unsqueeze(-1),
+                attention_mask=mask,
+                position_ids=next_pos,
+                use_cache=True,
+                **{self.cache_kw: cache},
+            )
+            logits = res.logits[:, -1, :]
+            next_pos = next_pos + 1
+        return tokens, logps, finish
 
     def stats(self) -> dict[str, float]:
         return {}
