@@ -56,7 +56,8 @@ def resolve(choice: str, *, world_size: int, gradient_checkpointing: bool, devic
     ``auto``: shared_prompt on one rank without gradient checkpointing (which forbids the
     prompt's KV cache; FSDP needs one root forward per micro-batch); else packed
     (bench_learner on a 2-core CPU, the full preset's shape and micro-batching with
-    checkpointing: packed_sdpa x1.11-1.22 the tokens/s of padded; docs/results.md).
+    checkpointing: packed_sdpa x1.10-1.31 the tokens/s of padded at 10-30 layers, median
+    x1.28 at 21; docs/results.md).
     ``packed``: the first varlen kernel that trains here: flash, then flex (both CUDA),
     then per-document SDPA, the only one on the CPU. bench/bench_learner.py measures the
     CPU's choices, bench/gpu_check.py a GPU's; the README has the figures.
