@@ -194,3 +194,17 @@ def test_the_timing_line_shows_async_and_decoupled_figures_only_when_logged(
     write_run(tmp_path / "decoupled", **decoupled).close()  # synchronous, decoupled loss
     text = "\n".join(screen(tmp_path / "decoupled", 160, 40))
     assert "overlap" not in text and "behav imp w 1.012 masked 3.1%" in text
+
+
+def test_async_and_decoupled_figures_fit_80_columns_on_a_line_of_their_own(
+    tmp_path: Path,
+) -> None:
+    figures = {m.ASYNC_OVERLAP: 0.4, m.VERSION_LAG_MAX: 2.0}
+    figures.update({m.BEHAV_IMP_WEIGHT: 1.0123, m.BEHAV_MASKED: 0.031})
+    write_run(tmp_path, **figures).close()
+    lines = screen(tmp_path, 80, 24)
+    assert len(lines) == 24 and all(len(line) <= 80 for line in lines)
+    stage = next(i for i, line in enumerate(lines) if "step 14.0s:" in line)
+    assert "overlap" not in lines[stage]  # it would not fit beside the stages
+    assert "overlap 40% lag<=2  behav imp w 1.012 masked 3.1%" in lines[stage + 1]
+    assert lines[-2].split()[1] == "12"  # the history still ends at the newest step

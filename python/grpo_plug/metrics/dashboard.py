@@ -149,10 +149,12 @@ def metrics_table(st: RunState, width: int) -> list[Text]:
     return lines
 
 
-def timing(st: RunState) -> Text:
+def timing(st: RunState, width: int) -> list[Text]:
+    """The last step's time per stage; async and decoupled figures go on a second line
+    when one line would not fit ``width``."""
     steps = st.steps()
     if not steps:
-        return Text("time per stage: -", style="dim")
+        return [Text("time per stage: -", style="dim")]
     last = steps[-1]
     total = float(last.get(m.TIME_STEP, 0.0)) or 1e-9
     parts = [f"step {total:.1f}s:"]
@@ -162,13 +164,16 @@ def timing(st: RunState) -> Text:
             parts.append(f"{stage.label} {v:{stage.fmt}}s ({100 * v / total:.0f}%)")
     if m.GEN_TOKENS_PER_S in last:
         parts.append(f"gen {last[m.GEN_TOKENS_PER_S]:.0f} tok/s")
+    extra = []
     if m.ASYNC_OVERLAP in last:  # rollout ahead of the learner
         lag = last.get(m.VERSION_LAG_MAX, 0.0)
-        parts.append(f"overlap {last[m.ASYNC_OVERLAP]:.0%} lag<={lag:.0f}")
+        extra.append(f"overlap {last[m.ASYNC_OVERLAP]:.0%} lag<={lag:.0f}")
     if m.BEHAV_IMP_WEIGHT in last:  # actor.use_decoupled_loss
         masked = last.get(m.BEHAV_MASKED, 0.0)
-        parts.append(f"behav imp w {last[m.BEHAV_IMP_WEIGHT]:.3f} masked {masked:.1%}")
-    return Text("  ".join(parts), no_wrap=True, overflow="ellipsis")
+        extra.append(f"behav imp w {last[m.BEHAV_IMP_WEIGHT]:.3f} masked {masked:.1%}")
+    one = "  ".join(parts + extra)
+    lines = [one] if len(one) <= width or not extra else ["  ".join(parts), "  ".join(extra)]
+    return [Text(line, no_wrap=True, overflow="ellipsis") for line in lines]
 
 
 def health(st: RunState, now: float) -> Text:
@@ -256,8 +261,9 @@ def render(st: RunState, width: int = 80, height: int = 24, now: float | None = 
     now = time.time() if now is None else now
     inner = width - 4
     table_rows = -(-len(m.TABLE) // table_columns(inner))
-    fixed = 1 + 2 + 2 + table_rows + 1 + 1 + 2  # header, progress, curves, table, time, health,
-    # and the borders
+    times = timing(st, inner)
+    # header, progress, curves, table, time, health, and the borders
+    fixed = 1 + 2 + 2 + table_rows + len(times) + 1 + 2
     room = max(height - fixed, 0)
     warn = warnings(st, min(3, room))
     sample = latest_sample(st, inner, min(room - len(warn), 6 if height > 30 else 3))
@@ -267,7 +273,7 @@ def render(st: RunState, width: int = 80, height: int = 24, now: float | None = 
         *progress(st, now, inner),
         *curves(st, inner),
         *metrics_table(st, inner),
-        timing(st),
+        *times,
         health(st, now),
         *warn,
         *sample,
