@@ -206,5 +206,11 @@ def test_async_and_decoupled_figures_fit_80_columns_on_a_line_of_their_own(
     assert len(lines) == 24 and all(len(line) <= 80 for line in lines)
     stage = next(i for i, line in enumerate(lines) if "step 14.0s:" in line)
     assert "overlap" not in lines[stage]  # it would not fit beside the stages
-    assert "overlap 40% lag<=2  behav imp w 1.012 masked 3.1%" in lines[stage + 1]
+    figures_line = next(i for i, line in enumerate(lines) if "overlap" in line)
+    assert "overlap 40% lag<=2  behav imp w 1.012 masked 3.1%" in lines[figures_line]
+    # Every stage's figure is whole on some line: none is cut at the border.
+    block = "\n".join(lines[stage:figures_line])
+    assert "…" not in block
+    for figure in ("rollout 9.0s (64%)", "train 4.0s (29%)", "sync ", "gen 130 tok/s"):
+        assert figure in block, figure
     assert lines[-2].split()[1] == "12"  # the history still ends at the newest step

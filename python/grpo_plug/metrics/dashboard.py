@@ -150,8 +150,9 @@ def metrics_table(st: RunState, width: int) -> list[Text]:
 
 
 def timing(st: RunState, width: int) -> list[Text]:
-    """The last step's time per stage; async and decoupled figures go on a second line
-    when one line would not fit ``width``."""
+    """The last step's time per stage, then the async and decoupled figures: one line
+    when all fit ``width``, else wrapped between figures, the async and decoupled ones
+    starting a line of their own."""
     steps = st.steps()
     if not steps:
         return [Text("time per stage: -", style="dim")]
@@ -172,8 +173,20 @@ def timing(st: RunState, width: int) -> list[Text]:
         masked = last.get(m.BEHAV_MASKED, 0.0)
         extra.append(f"behav imp w {last[m.BEHAV_IMP_WEIGHT]:.3f} masked {masked:.1%}")
     one = "  ".join(parts + extra)
-    lines = [one] if len(one) <= width or not extra else ["  ".join(parts), "  ".join(extra)]
+    lines = [one] if len(one) <= width else _wrap(parts, width) + _wrap(extra, width)
     return [Text(line, no_wrap=True, overflow="ellipsis") for line in lines]
+
+
+def _wrap(parts: list[str], width: int) -> list[str]:
+    """``parts`` joined by two spaces, a new line wherever the next part would not fit
+    (a part is never split: one wider than ``width`` is cut with an ellipsis)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += "  " + part
+        else:
+            lines.append(part)
+    return lines
 
 
 def health(st: RunState, now: float) -> Text:
