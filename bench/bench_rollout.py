@@ -152,7 +152,8 @@ def sglang_runner(model_dir: str, python: str, logs: Path) -> tuple[Any, Any, fl
     """A launched CPU server and a controller over it; start-up seconds."""
     from grpo_plug.rollout.controller import Limits, RolloutController
     from grpo_plug.rollout.sglang import servers as srv
-    from grpo_plug.rollout.sglang.backend import SGLangBackend, server_specs
+    from grpo_plug.rollout.sglang.backend import SGLangBackend
+    from grpo_plug.rollout.sglang.specs import server_specs
 
     cfg = cfgmod.load(
         overrides=[

@@ -35,7 +35,7 @@ from grpo_plug import config as cfgmod  # noqa: E402
 from grpo_plug import threads  # noqa: E402
 from grpo_plug.models import resolve_model_path  # noqa: E402
 from grpo_plug.rollout.sglang import servers as srv  # noqa: E402
-from grpo_plug.rollout.sglang.backend import server_specs  # noqa: E402
+from grpo_plug.rollout.sglang.specs import server_specs  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -27,7 +27,8 @@ import torch
 from grpo_plug import config as cfgmod
 from grpo_plug.models import load_model, resolve_model_path
 from grpo_plug.rollout.sglang import servers as srv
-from grpo_plug.rollout.sglang.backend import SGLangBackend, server_specs
+from grpo_plug.rollout.sglang.backend import SGLangBackend
+from grpo_plug.rollout.sglang.specs import server_specs
 from grpo_plug.weight_sync.disk import DiskSync
 from grpo_plug.weight_sync.distributed import DistributedSync
 

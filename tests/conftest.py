@@ -66,7 +66,7 @@ def sglang_server(
 
     from grpo_plug import config as cfgmod
     from grpo_plug.rollout.sglang import servers as srv
-    from grpo_plug.rollout.sglang.backend import server_specs
+    from grpo_plug.rollout.sglang.specs import server_specs
 
     root = tmp_path_factory.mktemp("sglang")
     model = tiny_models(hidden=64)

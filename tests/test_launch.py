@@ -79,7 +79,7 @@ def test_dry_run_prints_the_plan_and_starts_nothing() -> None:
 
 def test_dry_run_prints_the_server_command_the_backend_launches(tmp_path: Path) -> None:
     """Not a summary of a few flags: every flag of the spec the backend starts."""
-    from grpo_plug.rollout.sglang.backend import server_specs
+    from grpo_plug.rollout.sglang.specs import server_specs
 
     over = ["allocation_mode=sglang.d1p1t1+d1p1t1", "sglang.max_total_tokens=4096"]
     over += ["sglang.extra_args=[--chunked-prefill-size 512]", "cluster.n_gpus_per_node=2"]

@@ -179,7 +179,7 @@ def own_server(tmp_path_factory: pytest.TempPathFactory, sglang_server: Any) -> 
     """A server of this module's own, so killing it spares the session's."""
     from grpo_plug import config as cfgmod
     from grpo_plug.rollout.sglang import servers as srv
-    from grpo_plug.rollout.sglang.backend import server_specs
+    from grpo_plug.rollout.sglang.specs import server_specs
     from tests.helpers import cpu_server_overrides
 
     _server, model = sglang_server

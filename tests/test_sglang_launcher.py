@@ -16,7 +16,7 @@ from grpo_plug.errors import PluginError, RequestFailed, ServerError, SetupError
 from grpo_plug.plugins import get_host
 from grpo_plug.registry import ComponentRegistry
 from grpo_plug.rollout.sglang import servers as srv
-from grpo_plug.rollout.sglang.backend import launch_args, server_specs
+from grpo_plug.rollout.sglang.specs import launch_args, server_specs
 from grpo_plug.types import WeightSyncFactory, WeightUpdateSurface
 from grpo_plug.weight_sync import resolve_strategy_name
 from grpo_plug.weight_sync.inplace import InplaceSync

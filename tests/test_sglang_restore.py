@@ -63,7 +63,7 @@ def test_one_value_outside_the_probed_rows_is_caught(sglang_server: Any, tmp_pat
 def two_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Two launched servers of this module's own (they get killed)."""
     from grpo_plug.rollout.sglang import servers as srv
-    from grpo_plug.rollout.sglang.backend import server_specs
+    from grpo_plug.rollout.sglang.specs import server_specs
     from grpo_plug.testing import build_tiny_model
     from tests.helpers import cpu_server_overrides
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from grpo_plug import config as cfgmod
-from grpo_plug import threads
+from grpo_plug import cpu_load, threads
 from grpo_plug.metrics import names as mn
 from grpo_plug.rollout.sglang import servers as srv
-from grpo_plug.rollout.sglang.backend import server_specs
+from grpo_plug.rollout.sglang.specs import server_specs
 from grpo_plug.threads import Layout, plan_threads
 
 CORES4 = (0, 1, 2, 3)
@@ -238,7 +238,7 @@ def test_oversubscription_warning_names_the_busy_process(stranger: int) -> None:
     own = subprocess.Popen([sys.executable, "-c", SPIN])  # the run's own: not counted
     try:
         time.sleep(0.3)
-        busy = threads.busy_elsewhere(seconds=1.5)
+        busy = cpu_load.busy_elsewhere(seconds=1.5)
     finally:
         own.kill()
         own.wait()
@@ -251,9 +251,9 @@ def test_oversubscription_warning_names_the_busy_process(stranger: int) -> None:
 
 
 def test_busy_threshold() -> None:
-    quiet = threads.Busy(0.2, 2, 1.0, ((7, "x", 0.2),))
+    quiet = cpu_load.Busy(0.2, 2, 1.0, ((7, "x", 0.2),))
     assert quiet.warning() is None
-    loud = threads.Busy(1.6, 2, 1.0, ((7, "python", 0.98), (9, "chrome", 0.62)))
+    loud = cpu_load.Busy(1.6, 2, 1.0, ((7, "python", 0.98), (9, "chrome", 0.62)))
     text = loud.warning()
     assert text is not None and "kept 1.6 of this run's 2 cores busy" in text
     assert "python (pid 7) 98%" in text
@@ -282,7 +282,7 @@ def test_training_starts_with_the_plan_and_the_warning(stranger: int, tmp_path: 
 
 def test_adaptive_threads_leave_the_cores_others_use() -> None:
     plan = plan_threads(Layout(ranks=1), cores=(0, 1), env=NO_ENV)
-    adaptive = threads.Adaptive(plan)
+    adaptive = cpu_load.Adaptive(plan)
     assert [adaptive.fit(2, busy) for busy in (0.0, 0.4, 0.6, 1.0, 1.9, 2.0)] == [2, 2, 1, 1, 1, 1]
     assert adaptive.fit(1, 0.0) == 1  # never above the plan
 
@@ -294,7 +294,7 @@ def test_adaptive_threads_follow_a_busy_stranger(stranger: int) -> None:
         threads = 0
 
     plan = threads.plan_for(cfgmod.load(preset="cpu"))
-    adaptive = threads.Adaptive(plan)
+    adaptive = cpu_load.Adaptive(plan)
     before = torch.get_num_threads()
     try:
         time.sleep(1.0)

@@ -126,7 +126,7 @@ def _servers(cfg: TrainConfig, rp: RunPlan, notes: list[str]) -> list[Process]:
             f"{ranks // nodes} learner GPUs on node 0 but cluster.n_gpus_per_node is "
             f"{gpus_per_node}"
         )
-    from grpo_plug.rollout.sglang.backend import server_specs
+    from grpo_plug.rollout.sglang.specs import server_specs
 
     servers = []
     # The GPUs the config says, whatever this machine has: the plan of the target machine.

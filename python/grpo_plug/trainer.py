@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from grpo_plug import components, core, group_sampling, threads
+from grpo_plug import components, core, cpu_load, group_sampling
 from grpo_plug import config as cfgmod
 from grpo_plug.batches import SampledStep, StepSampler
 from grpo_plug.config import TrainConfig
@@ -188,10 +188,10 @@ class Trainer:
         self.device = str(self.info.device)
         seed_all(cfg.seed)
         self.threads = use_thread_plan(cfg)
-        self.load_check = threads.BusyCheck(self.threads.cores)  # said when train() starts
+        self.load_check = cpu_load.BusyCheck(self.threads.cores)  # said when train() starts
         one_cpu_rank = self.info.device.type == "cpu" and not self.info.distributed
         adapt = cfg.cluster.adapt_threads and one_cpu_rank
-        self.adaptive = threads.Adaptive(self.threads) if adapt else None
+        self.adaptive = cpu_load.Adaptive(self.threads) if adapt else None
 
     def _load_data_and_learner(self) -> None:
         """The examples, the tokenizer, the step counts and the learner (its ranks)."""

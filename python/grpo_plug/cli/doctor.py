@@ -247,10 +247,10 @@ def sglang_check(cfg: TrainConfig | None = None) -> Row:
 def cpu_load_check(seconds: float = 1.0) -> Row:
     """Other processes busy on the cores a run here would use (a 2-core machine
     shared with another training run makes both crawl)."""
-    from grpo_plug import threads
+    from grpo_plug import cpu_load
 
     try:
-        busy = threads.busy_elsewhere(seconds=seconds)
+        busy = cpu_load.busy_elsewhere(seconds=seconds)
     except Exception as e:  # no /proc, no psutil: say so, never fail doctor
         return ("cpu load", "warn", f"cannot sample it ({type(e).__name__}: {e})", "")
     detail = f"others use {busy.cores_busy:.1f} of {busy.cores} cores (over {busy.seconds:.1f}s)"

@@ -6,7 +6,7 @@ import dataclasses
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -26,7 +26,24 @@ from grpo_plug.cli.options import (
 from grpo_plug.cli.summary import print_category_rows, print_summary
 from grpo_plug.errors import GrpoPlugError
 from grpo_plug.plugins import get_host
-from grpo_plug.types import RolloutContext
+from grpo_plug.types import Example, RolloutBackend, RolloutContext, Task
+
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the processes and devices the allocation would use; start nothing.",
+    ),
+]
+RehearseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rehearse",
+        help="Dress rehearsal on this CPU: the config's servers, learner ranks, weight "
+        "sync, data, eval, save and recover schedule, watchdog and Ctrl-C, with a small "
+        "model and two short steps; ends with a checklist (exit 0 when every stage ran).",
+    ),
+]
 
 
 def train(
@@ -34,22 +51,8 @@ def train(
     config: ConfigOpt = None,
     overrides: OverridesArg = None,
     no_tui: NoTuiOpt = False,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run",
-            help="Print the processes and devices the allocation would use; start nothing.",
-        ),
-    ] = False,
-    rehearse: Annotated[
-        bool,
-        typer.Option(
-            "--rehearse",
-            help="Dress rehearsal on this CPU: the config's servers, learner ranks, weight "
-            "sync, data, eval, save and recover schedule, watchdog and Ctrl-C, with a small "
-            "model and two short steps; ends with a checklist (exit 0 when every stage ran).",
-        ),
-    ] = False,
+    dry_run: DryRunOpt = False,
+    rehearse: RehearseOpt = False,
     debug: DebugOpt = False,
     dialect: DialectOpt = "auto",
 ) -> None:
@@ -233,29 +236,12 @@ def eval_cmd(
     """Greedy accuracy of a checkpoint; writes every prediction to JSONL."""
     from rich.progress import Progress
 
+    from grpo_plug.evaluation import evaluate, write_jsonl
+
     try:
-        from grpo_plug.data.tasks import build_task, held_out_dataset, held_out_examples
-        from grpo_plug.evaluation import evaluate
-        from grpo_plug.models import load_model, load_tokenizer
-
-        base = {"task": task, "path": data, "split": split, "max_samples": max_samples}
-        keys = [
-            o if o.startswith("train_dataset.") else f"valid_dataset.{o}" for o in overrides or []
-        ]
-        nested = cfgmod.apply_overrides({"valid_dataset": base}, keys)
-        eval_cfg = cfgmod.from_dict(nested)
-        ds = eval_cfg.valid_dataset
-        task_obj = build_task(get_host().tasks().get(task), held_out_dataset(ds), seed, eval_cfg)
-        examples = held_out_examples(task_obj, ds, seed)
-        tok = load_tokenizer(model_path)
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = load_model(model_path, device=device)
-        # The default config's backend, through the registry: eval names no built-in.
-        run_cfg = cfgmod.from_dict({"rollout": {"max_batch_size": batch_size}})
-        ctx = RolloutContext(tokenizer=tok, model=model, device=device)
-        backend = get_host().rollout_backends().get(run_cfg.rollout.backend)(run_cfg, ctx)
+        task_obj, examples, tok, backend = _eval_inputs(
+            model_path, task, data, split, max_samples, batch_size, seed, overrides or []
+        )
     except GrpoPlugError as e:
         err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
@@ -270,8 +256,6 @@ def eval_cmd(
             batch_size=batch_size,
             progress=lambda done, total: bar.update(job, completed=done),
         )
-    from grpo_plug.evaluation import write_jsonl
-
     path = output or Path(f"eval_{task}.jsonl")
     write_jsonl(path, res.records)
     out.print(
@@ -279,3 +263,36 @@ def eval_cmd(
         f"/{res.n}) on {task} {split}; predictions in {path}"
     )
     print_category_rows(res.records)
+
+
+def _eval_inputs(
+    model_path: str,
+    task: str,
+    data: str | None,
+    split: str,
+    max_samples: int | None,
+    batch_size: int,
+    seed: int,
+    overrides: list[str],
+) -> tuple[Task, list[Example], Any, RolloutBackend]:
+    """``eval``'s task, its examples, the tokenizer and the rollout backend with the
+    model loaded (on CUDA when there is one)."""
+    import torch
+
+    from grpo_plug.data.tasks import build_task, held_out_dataset, held_out_examples
+    from grpo_plug.models import load_model, load_tokenizer
+
+    base = {"task": task, "path": data, "split": split, "max_samples": max_samples}
+    keys = [o if o.startswith("train_dataset.") else f"valid_dataset.{o}" for o in overrides]
+    eval_cfg = cfgmod.from_dict(cfgmod.apply_overrides({"valid_dataset": base}, keys))
+    ds = eval_cfg.valid_dataset
+    task_obj = build_task(get_host().tasks().get(task), held_out_dataset(ds), seed, eval_cfg)
+    examples = held_out_examples(task_obj, ds, seed)
+    tok = load_tokenizer(model_path)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(model_path, device=device)
+    # The default config's backend, through the registry: eval names no built-in.
+    run_cfg = cfgmod.from_dict({"rollout": {"max_batch_size": batch_size}})
+    ctx = RolloutContext(tokenizer=tok, model=model, device=device)
+    backend = get_host().rollout_backends().get(run_cfg.rollout.backend)(run_cfg, ctx)
+    return task_obj, examples, tok, backend
