@@ -26,6 +26,7 @@ import heapq
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -261,41 +262,61 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    rng = np.random.default_rng(args.seed)
-    n, g = args.seqs, args.group
-
-    rewards = rng.integers(0, 2, size=n).astype(np.float32)
-    t = args.tokens
-    p_len = np.repeat(rng.integers(t // 8, 3 * t // 8 + 1, size=n // g), g)
-    c_len = rng.integers(t // 4, 5 * t // 4 + 1, size=n)
-    prompts_np = [rng.integers(0, 50_000, size=k, dtype=np.int64) for k in p_len]
-    comps_np = [rng.integers(0, 50_000, size=k, dtype=np.int64) for k in c_len]
-    lps_np = [(-rng.exponential(size=k)).astype(np.float32) for k in c_len]
-    prompts_ls = [x.tolist() for x in prompts_np]
-    comps_ls = [x.tolist() for x in comps_np]
-    lps_ls = [x.tolist() for x in lps_np]
-    total = int(p_len.sum() + c_len.sum())
+    w = workload(args)
     print(
-        f"bench_data: {n:,} sequences, {total / n:.0f} tokens each on average ({total:,} total),"
-        f" groups of {g}, max_tokens={args.max_tokens}, ranks={args.ranks};"
-        f" grpo_plug threads={core.get_num_threads()}; median of {args.repeats}"
+        f"bench_data: {args.seqs:,} sequences, {w.total / args.seqs:.0f} tokens each on "
+        f"average ({w.total:,} total), groups of {args.group}, max_tokens={args.max_tokens}, "
+        f"ranks={args.ranks}; grpo_plug threads={core.get_num_threads()}; "
+        f"median of {args.repeats}"
     )
     print(
         f"{'':<32}{'grpo_plug':>10}{'NumPy ref':>11}{'ratio':>8}"
         f"{'Python ref':>12}{'ratio':>8}  same result"
     )
-    py_repeats = max(1, args.repeats // 2)
+    adv_ratios, adv_py_ratios = bench_advantages(w.rewards, args.group, args.repeats)
+    pack_ratios, pack_py_ratios = bench_packing(w, args)
+    print(
+        f"\nratios vs NumPy: advantages {min(adv_ratios):.1f}-{max(adv_ratios):.1f}x, "
+        f"packing {min(pack_ratios):.1f}-{max(pack_ratios):.1f}x;"
+        f" vs pure Python: advantages {min(adv_py_ratios):.0f}-{max(adv_py_ratios):.0f}x, "
+        f"packing {min(pack_py_ratios):.0f}-{max(pack_py_ratios):.0f}x (goal >= 10x)"
+    )
 
-    # advantages
-    adv_ratios, adv_py_ratios = [], []
+
+@dataclass
+class Workload:
+    rewards: np.ndarray
+    as_arrays: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]
+    as_lists: tuple[list[Any], list[Any], list[Any]]  # what an HTTP backend returns
+    total: int  # tokens
+
+
+def workload(args: argparse.Namespace) -> Workload:
+    """Binary rewards; prompts (shared by a group) and completions of varying length."""
+    rng = np.random.default_rng(args.seed)
+    n, g, t = args.seqs, args.group, args.tokens
+    rewards = rng.integers(0, 2, size=n).astype(np.float32)
+    p_len = np.repeat(rng.integers(t // 8, 3 * t // 8 + 1, size=n // g), g)
+    c_len = rng.integers(t // 4, 5 * t // 4 + 1, size=n)
+    prompts = [rng.integers(0, 50_000, size=k, dtype=np.int64) for k in p_len]
+    comps = [rng.integers(0, 50_000, size=k, dtype=np.int64) for k in c_len]
+    lps = [(-rng.exponential(size=k)).astype(np.float32) for k in c_len]
+    lists = (as_lists(prompts), as_lists(comps), as_lists(lps))
+    return Workload(rewards, (prompts, comps, lps), lists, int(p_len.sum() + c_len.sum()))
+
+
+def bench_advantages(rewards: np.ndarray, g: int, repeats: int) -> tuple[list[float], list[float]]:
+    """One row per estimator; the ratios against NumPy and against pure Python."""
+    py_repeats = max(1, repeats // 2)
+    ratios, py_ratios = [], []
     for mode, nb in [("grpo", False), ("dr_grpo", False), ("rloo", False), ("grpo", True)]:
         ours, got = median_time(
             lambda m=mode, b=nb: core.group_advantages(rewards, g, mode=m, normalize_batch=b),
-            args.repeats * 20,
+            repeats * 20,
         )
         ref, want = median_time(
             lambda m=mode, b=nb: ref_advantages(rewards, g, m, normalize_batch=b),
-            args.repeats * 20,
+            repeats * 20,
         )
         pyref, py_want = median_time(
             lambda m=mode, b=nb: py_advantages(rewards, g, m, normalize_batch=b), py_repeats
@@ -305,16 +326,17 @@ def main() -> None:
         equal = float(np.mean(got == want)) * 100
         same = f"{equal:.2f}% bit-equal to NumPy; max |diff| {diff:.0e} / {py_diff:.0e}"
         row(f"advantages {mode}{' +batch norm' if nb else ''}", ours, ref, pyref, same)
-        adv_ratios.append(ref / ours)
-        adv_py_ratios.append(pyref / ours)
+        ratios.append(ref / ours)
+        py_ratios.append(pyref / ours)
+    return ratios, py_ratios
 
-    # packing
-    adv = ref_advantages(rewards, g, "grpo")
-    pack_ratios, pack_py_ratios = [], []
-    for kind, (pr, co, lp) in [
-        ("lists", (prompts_ls, comps_ls, lps_ls)),
-        ("numpy arrays", (prompts_np, comps_np, lps_np)),
-    ]:
+
+def bench_packing(w: Workload, args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    """One row per input kind (lists, arrays); the ratios as for advantages."""
+    adv = ref_advantages(w.rewards, args.group, "grpo")
+    py_repeats = max(1, args.repeats // 2)
+    ratios, py_ratios = [], []
+    for kind, (pr, co, lp) in [("lists", w.as_lists), ("numpy arrays", w.as_arrays)]:
         ours, got = median_time(
             lambda pr=pr, co=co, lp=lp: core.pack_microbatches(
                 pr, co, lp, adv, max_tokens=args.max_tokens, n_ranks=args.ranks
@@ -328,32 +350,17 @@ def main() -> None:
         # Pure Python works on lists; given arrays it converts them first.
         pyref, py_want = median_time(
             lambda pr=pr, co=co, lp=lp: py_pack(
-                as_lists(pr),
-                as_lists(co),
-                as_lists(lp),
-                adv.tolist(),
-                args.max_tokens,
-                args.ranks,
+                as_lists(pr), as_lists(co), as_lists(lp), adv.tolist(), args.max_tokens, args.ranks
             ),
             py_repeats,
         )
         identical = same_packing(got, want) and same_packing(got, py_want)
         mbs = [len(r) for r in got]
-        row(
-            f"pack_microbatches ({kind})",
-            ours,
-            ref,
-            pyref,
-            f"{'yes' if identical else 'NO'}; micro-batches per rank {mbs}",
-        )
-        pack_ratios.append(ref / ours)
-        pack_py_ratios.append(pyref / ours)
-    print(
-        f"\nratios vs NumPy: advantages {min(adv_ratios):.1f}-{max(adv_ratios):.1f}x, "
-        f"packing {min(pack_ratios):.1f}-{max(pack_ratios):.1f}x;"
-        f" vs pure Python: advantages {min(adv_py_ratios):.0f}-{max(adv_py_ratios):.0f}x, "
-        f"packing {min(pack_py_ratios):.0f}-{max(pack_py_ratios):.0f}x (goal >= 10x)"
-    )
+        same = f"{'yes' if identical else 'NO'}; micro-batches per rank {mbs}"
+        row(f"pack_microbatches ({kind})", ours, ref, pyref, same)
+        ratios.append(ref / ours)
+        py_ratios.append(pyref / ours)
+    return ratios, py_ratios
 
 
 def as_lists(rows: Sequence[Any]) -> list[Any]:

@@ -226,6 +226,9 @@ def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray
     return statistics.median(times), result
 
 
+Row = tuple[str, int, float, np.ndarray]  # grader, items, seconds, scores
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=100_000, help="completions to grade")
@@ -242,23 +245,10 @@ def main() -> None:
     )
     print("formats: " + ", ".join(f"{k} {v:,}" for k, v in sorted(Counter(kinds).items())))
 
-    before = core.get_num_threads()
-    rows: list[tuple[str, int, float, np.ndarray]] = []
-    for threads in (2, 1):
-        core.set_num_threads(threads)
-        core.grade(completions[:1000], golds[:1000])  # build the pool
-        secs, scores = timed(lambda: core.grade(completions, golds), args.repeats)
-        rows.append(
-            (f"grpo_plug ({threads} thread{'s' if threads > 1 else ''})", args.n, secs, scores)
-        )
-    core.set_num_threads(before)
-    rust_scores = rows[0][3]
-    assert np.array_equal(rows[0][3], rows[1][3]), "thread count changed results"
-
+    rows = time_rust(completions, golds, args.repeats)
     py_repeats = max(1, min(3, args.repeats))
     secs, py_scores = timed(lambda: regex_grade(completions, golds), py_repeats)
     rows.append(("python regex", args.n, secs, py_scores))
-
     sub = random.Random(args.seed + 1).sample(range(args.n), min(args.mv_n, args.n))
     sub_c = [completions[i] for i in sub]
     sub_b = [bare[i] for i in sub]
@@ -266,25 +256,56 @@ def main() -> None:
     t0 = time.perf_counter()
     mv_scores = math_verify_grade(sub_c, sub_b)
     rows.append(("math-verify (subsample)", len(sub), time.perf_counter() - t0, mv_scores))
+    report(rows, labels, sub)
+    disagreements(rows[0][3], mv_scores, kinds, labels, sub)
 
-    rust_rate = args.n / rows[0][2]
+
+def time_rust(completions: list[str], golds: list[str], repeats: int) -> list[Row]:
+    """The Rust grader on 2 threads, then 1 (the same scores both times)."""
+    before = core.get_num_threads()
+    rows: list[Row] = []
+    for threads in (2, 1):
+        core.set_num_threads(threads)
+        core.grade(completions[:1000], golds[:1000])  # build the pool
+        secs, scores = timed(lambda: core.grade(completions, golds), repeats)
+        name = f"grpo_plug ({threads} thread{'s' if threads > 1 else ''})"
+        rows.append((name, len(completions), secs, scores))
+    core.set_num_threads(before)
+    assert np.array_equal(rows[0][3], rows[1][3]), "thread count changed results"
+    return rows
+
+
+def report(rows: list[Row], labels: np.ndarray, sub: list[int]) -> None:
+    """The table (rate, the Rust grader's ratio, agreement with the labels), speedups."""
+    n_all = rows[0][1]
+    rust_rate = n_all / rows[0][2]
     print()
     header = ("grader", "items", "items/s", "us/item", "rust 2thr is", "label agr.")
     print("{:<26}{:>9}{:>14}{:>10}{:>15}{:>12}".format(*header))
     for name, n, secs, scores in rows:
         rate = n / secs
-        lab = labels[sub] if n != args.n else labels
+        lab = labels[sub] if n != n_all else labels
         agree = float(np.mean(scores == lab)) * 100
         print(
             f"{name:<26}{n:>9,}{rate:>14,.0f}{1e6 / rate:>10.2f}"
             f"{rust_rate / rate:>14.1f}x{agree:>11.2f}%"
         )
     mv_rate = rows[3][1] / rows[3][2]
-    py_rate = args.n / rows[2][2]
+    py_rate = n_all / rows[2][2]
     print()
     print(f"speedup vs math-verify: {rust_rate / mv_rate:,.0f}x (goal >= 100x)")
     print(f"speedup vs python regex: {rust_rate / py_rate:,.1f}x (goal >= 10x)")
     print(f"scaling 1 -> 2 threads: {rows[1][2] / rows[0][2]:.2f}x")
+
+
+def disagreements(
+    rust_scores: np.ndarray,
+    mv_scores: np.ndarray,
+    kinds: list[str],
+    labels: np.ndarray,
+    sub: list[int],
+) -> None:
+    """Where the Rust grader differs from math-verify, and from the intended labels."""
     rs = rust_scores[sub]
     agree = float(np.mean(rs == mv_scores)) * 100
     print(f"agreement with math-verify on the {len(sub):,}-item subsample: {agree:.2f}%")
@@ -296,11 +317,7 @@ def main() -> None:
             "  disagreements (format, rust, math-verify): "
             + ", ".join(f"({k}, {a}, {b}) x{c}" for (k, a, b), c in sorted(by_kind.items()))
         )
-    by_label = Counter(
-        (kinds[i], int(s))
-        for i, s in zip(range(args.n), rust_scores, strict=True)
-        if s != labels[i]
-    )
+    by_label = Counter((kinds[i], int(s)) for i, s in enumerate(rust_scores) if s != labels[i])
     if by_label:
         print(
             "  grpo_plug vs intended label (format, grpo_plug): "

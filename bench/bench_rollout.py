@@ -200,15 +200,32 @@ def main() -> None:
     model = load_model(model_dir, dtype="float32", device="cpu").eval()
     tok = load_tokenizer(model_dir)
     params = sum(p.numel() for p in model.parameters())  # tied weights counted once
-    flop_per_token = 2 * params
     c = model.config
     lim = limits(c.hidden_size, c.intermediate_size)
-    peak = max(v for k, v in lim.items() if k.startswith("fp32"))
     print(f"threads {torch.get_num_threads()}  params {params / 1e6:.1f}M")
     for k, v in lim.items():
         print(f"limit  {k:28s} {v:8.1f} GFLOP/s")
-
     ids = prompts(tok, args.prompts, seed=1)
+    runners = hf_runners(args, model, tok, ids)
+    ctl = None
+    if args.sglang:
+        ctl, _server, start_s = sglang_runner(
+            model_dir, args.python, Path(tempfile.mkdtemp(prefix="bench-rollout-"))
+        )
+        print(f"sglang server start-up {start_s:.0f}s (not counted)")
+        runners["sglang server"] = backend_runner(ctl.generate, ids, args.n, "s")
+    try:
+        peak = max(v for k, v in lim.items() if k.startswith("fp32"))
+        compare(runners, args.new_tokens, args.repeats, 2 * params, peak)
+    finally:
+        if ctl is not None:
+            ctl.close()  # stops the launched server by PID
+
+
+def hf_runners(
+    args: argparse.Namespace, model: Any, tok: Any, ids: list[list[int]]
+) -> dict[str, Callable[[int], Callable[[], int]]]:
+    """One runner per ``--hf`` variant, then ``model.generate`` unless skipped."""
     runners: dict[str, Callable[[int], Callable[[], int]]] = {}
     for variant in args.hf or default_variants():
         dtype, cache, *draw = variant.split("/")
@@ -223,31 +240,31 @@ def main() -> None:
         runners[f"hf {variant}"] = backend_runner(hf.generate, ids, args.n, "h")
     if not args.skip_generate:
         runners["model.generate"] = lambda new: lambda: run_generate(model, tok, ids, args.n, new)
-    ctl = None
-    if args.sglang:
-        ctl, _server, start_s = sglang_runner(
-            model_dir, args.python, Path(tempfile.mkdtemp(prefix="bench-rollout-"))
-        )
-        print(f"sglang server start-up {start_s:.0f}s (not counted)")
-        runners["sglang server"] = backend_runner(ctl.generate, ids, args.n, "s")
-    try:
-        print(f"\n{'rollout':28s} {'new':>4s} {'tokens':>7s} {'tok/s':>8s} {'GFLOP/s':>8s} limit%")
-        first = next(iter(runners))
-        for new in args.new_tokens:
-            for fn in runners.values():  # warm-up: allocator, oneDNN kernels, bf16 copy
-                fn(min(new, 8))()
-            results = timed({k: make(new) for k, make in runners.items()}, args.repeats)
-            base = results[first][0]
-            for name, (rate, count) in results.items():
-                gf = rate * flop_per_token / 1e9
-                frac = 100 * gf / peak
-                print(
-                    f"{name:28s} {new:4d} {count:7.0f} {rate:8.1f} {gf:8.1f} {frac:5.1f}%"
-                    f"  x{rate / base:.2f} vs {first}"
-                )
-    finally:
-        if ctl is not None:
-            ctl.close()  # stops the launched server by PID
+    return runners
+
+
+def compare(
+    runners: dict[str, Callable[[int], Callable[[], int]]],
+    new_tokens: list[int],
+    repeats: int,
+    flop_per_token: int,
+    peak: float,
+) -> None:
+    """Each runner at each length, warmed up, then timed together; the table."""
+    print(f"\n{'rollout':28s} {'new':>4s} {'tokens':>7s} {'tok/s':>8s} {'GFLOP/s':>8s} limit%")
+    first = next(iter(runners))
+    for new in new_tokens:
+        for fn in runners.values():  # warm-up: allocator, oneDNN kernels, bf16 copy
+            fn(min(new, 8))()
+        results = timed({k: make(new) for k, make in runners.items()}, repeats)
+        base = results[first][0]
+        for name, (rate, count) in results.items():
+            gf = rate * flop_per_token / 1e9
+            frac = 100 * gf / peak
+            print(
+                f"{name:28s} {new:4d} {count:7.0f} {rate:8.1f} {gf:8.1f} {frac:5.1f}%"
+                f"  x{rate / base:.2f} vs {first}"
+            )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +46,32 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    from grpo_plug import config as cfgmod
-    from grpo_plug import core
-    from grpo_plug.models import resolve_model_path
-    from grpo_plug.trainer import Trainer
 
     torch.set_num_threads(torch.get_num_threads())
     out = Path(tempfile.mkdtemp(prefix="bench-trl-"))
-    model_dir = resolve_model_path("embedded:smollm2-135m")
+    ours = ours_trainer(args, out)
+    times = Times()
+    trl = trl_trainer(args, out, ours, times)
+    trl.train()
+    ours.close()
+    report(args, times, torch.get_num_threads())
+
+
+@dataclass
+class Times:
+    """Seconds and rewards per step of each trainer."""
+
+    ours: list[float] = field(default_factory=list)
+    ours_rewards: list[float] = field(default_factory=list)
+    trl: list[float] = field(default_factory=list)
+    trl_rewards: list[float] = field(default_factory=list)
+
+
+def ours_trainer(args: argparse.Namespace, out: Path) -> Any:
+    """grpo-plug's trainer with the bench's settings (cpu preset otherwise)."""
+    from grpo_plug import config as cfgmod
+    from grpo_plug.trainer import Trainer
+
     overrides = [
         f"cluster.fileroot={out / 'grpo-plug'}",
         f"train_dataset.batch_size={args.prompts}",
@@ -72,10 +87,21 @@ def main() -> None:
         "loggers=jsonl",
         f"total_train_steps={args.steps}",
     ]
-    cfg = cfgmod.load(preset="cpu", overrides=overrides)
-    ours = Trainer(cfg)
-    data = ours.train_data
+    return Trainer(cfgmod.load(preset="cpu", overrides=overrides))
 
+
+def trl_trainer(args: argparse.Namespace, out: Path, ours: Any, times: Times) -> Any:
+    """TRL's GRPOTrainer on the same problems, grader and settings; after each of its
+    steps a callback runs one grpo-plug step, each timed on its own."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grpo_plug import core
+    from grpo_plug.models import resolve_model_path
+
+    data = ours.train_data
     # TRL gets the same problems as chat prompts; its reward is the same Rust grader.
     rows = [
         {"prompt": [{"role": "user", "content": ours.train_task.user_message(ex)}], "gold": ex.gold}
@@ -86,11 +112,10 @@ def main() -> None:
         texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
         return [float(x) for x in core.grade(texts, gold)]
 
-    n_completions = args.prompts * args.samples
     trl_cfg = GRPOConfig(
         output_dir=str(out / "trl"),
         learning_rate=args.lr,
-        per_device_train_batch_size=n_completions,
+        per_device_train_batch_size=args.prompts * args.samples,
         gradient_accumulation_steps=1,
         num_generations=args.samples,
         max_completion_length=args.tokens,
@@ -101,18 +126,30 @@ def main() -> None:
         logging_steps=1,
         report_to="none",
         save_strategy="no",
-        seed=cfg.seed,
+        seed=ours.cfg.seed,
         use_cpu=True,
         dataloader_num_workers=0,
     )
+    model_dir = resolve_model_path("embedded:smollm2-135m")
     tok = AutoTokenizer.from_pretrained(model_dir)
     trl_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    return GRPOTrainer(
+        model=trl_model,
+        reward_funcs=[accuracy],
+        args=trl_cfg,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        callbacks=[alternate(ours, times)],
+    )
 
-    ours_times: list[float] = []
-    ours_rewards: list[float] = []
-    trl_times: list[float] = []
-    trl_rewards: list[float] = []
-    bs = cfg.train_dataset.batch_size
+
+def alternate(ours: Any, times: Times) -> Any:
+    """A TRL callback: each TRL step timed, then one grpo-plug step on the next prompts
+    of its own epoch order, timed on its own."""
+    from transformers import TrainerCallback
+
+    data = ours.train_data
+    bs = ours.cfg.train_dataset.batch_size
     order = ours.sampler.epoch_order(0)
 
     class Alternate(TrainerCallback):  # type: ignore[misc]
@@ -120,48 +157,41 @@ def main() -> None:
             self.t0 = time.perf_counter()
 
         def on_step_end(self, *a: Any, **k: Any) -> None:
-            trl_times.append(time.perf_counter() - self.t0)
+            times.trl.append(time.perf_counter() - self.t0)
             # Now one grpo-plug step, timed on its own.
             pos = ours.global_step
             batch = [data[i] for i in order[pos * bs : (pos + 1) * bs]]
             t0 = time.perf_counter()
             m = ours.step(batch, 0)
-            ours_times.append(time.perf_counter() - t0)
-            ours_rewards.append(m["grpo_actor/task_reward/avg"])
+            times.ours.append(time.perf_counter() - t0)
+            times.ours_rewards.append(m["grpo_actor/task_reward/avg"])
 
         def on_log(
             self, _args: Any, _state: Any, _control: Any, logs: Any = None, **k: Any
         ) -> None:
             if logs and "rewards/accuracy/mean" in logs:
-                trl_rewards.append(float(logs["rewards/accuracy/mean"]))
+                times.trl_rewards.append(float(logs["rewards/accuracy/mean"]))
             elif logs and "reward" in logs:
-                trl_rewards.append(float(logs["reward"]))
+                times.trl_rewards.append(float(logs["reward"]))
 
-    trainer = GRPOTrainer(
-        model=trl_model,
-        reward_funcs=[accuracy],
-        args=trl_cfg,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tok,
-        callbacks=[Alternate()],
-    )
-    trainer.train()
-    ours.close()
+    return Alternate()
 
+
+def report(args: argparse.Namespace, times: Times, threads: int) -> None:
     print(
         f"\n{args.prompts} prompts x {args.samples} samples x <= {args.tokens} new tokens, "
-        f"lr {args.lr}, fp32, {torch.get_num_threads()} threads, gradient checkpointing "
+        f"lr {args.lr}, fp32, {threads} threads, gradient checkpointing "
         f"{'on' if args.gradient_checkpointing else 'off'} (both)"
     )
     print(f"{'step':>4} {'TRL s':>8} {'ours s':>8} {'TRL reward':>11} {'ours reward':>12}")
-    for i in range(len(ours_times)):
-        tr = trl_rewards[i] if i < len(trl_rewards) else float("nan")
+    for i in range(len(times.ours)):
+        tr = times.trl_rewards[i] if i < len(times.trl_rewards) else float("nan")
         print(
-            f"{i + 1:>4} {trl_times[i]:>8.2f} {ours_times[i]:>8.2f} {tr:>11.3f} "
-            f"{ours_rewards[i]:>12.3f}"
+            f"{i + 1:>4} {times.trl[i]:>8.2f} {times.ours[i]:>8.2f} {tr:>11.3f} "
+            f"{times.ours_rewards[i]:>12.3f}"
         )
     # The first step of each includes warm-up; medians skip nothing but are robust to it.
-    t_trl, t_ours = statistics.median(trl_times), statistics.median(ours_times)
+    t_trl, t_ours = statistics.median(times.trl), statistics.median(times.ours)
     print(
         f"median s/step: TRL {t_trl:.2f}  grpo-plug {t_ours:.2f}  "
         f"ratio grpo-plug/TRL = {t_ours / t_trl:.2f} (goal <= 0.5)"
