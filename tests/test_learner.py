@@ -69,7 +69,9 @@ def test_packed_path_matches_padded_path(tiny_models: TinyModels) -> None:
     assert a_lp.shape == (int(mb.loss_mask.sum()),)
     torch.testing.assert_close(a_lp, b_lp, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a_ent, b_ent, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(a_g, b_g, rtol=1e-4, atol=1e-6)
+    # The two paths sum in different orders, so fp32 round-off scales with the largest
+    # gradient, not each element's (on an AMD EPYC an element of 8e-3 moved by 3e-6).
+    torch.testing.assert_close(a_g, b_g, rtol=1e-4, atol=1e-6 * float(a_g.abs().max()))
     # The boundaries come from the position ids: one long document gives other values.
     mb.position_ids[:] = np.arange(len(mb.position_ids))
     wrong, _ = packed_logprobs(model, mb, temperature=0.7)
