@@ -41,17 +41,28 @@ def test_main_job_smoke(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
     assert (tmp_path / "cache" / "models" / "smollm2-135m" / "config.json").is_file()
+    before, after = check_summary(out)
+    (metrics_file,) = (tmp_path / "out" / "logs").rglob("metrics.jsonl")
+    check_metrics(metrics_file, before, after)
+    check_eval_command(out, env, tmp_path, after)
+    check_watch_and_report(metrics_file.parent, env, tmp_path, before, after)
+
+
+def check_summary(out: str) -> tuple[str, str]:
+    """The closing lines: accuracy before and after, one line per operation that adds
+    up to the 16 problems and the "after" figure. Returns (before, after) as printed."""
     m = re.search(r"before (\d+\.\d)% -> after (\d+\.\d)%", out)
     assert m, out
     assert "held-out accuracy on 16 arith problems" in out
-    # One line per operation; together they are the 16 problems and the "after" figure.
     cats = re.findall(r"^ +([-+*]+): +[\d.]+% -> +[\d.]+% \((\d+)/(\d+)\)$", out, re.M)
     assert cats and {c[0] for c in cats} <= {"+", "-", "*"}, out
     assert sum(int(c[2]) for c in cats) == 16
     assert f"{100 * sum(int(c[1]) for c in cats) / 16:.1f}" == m.group(2)
+    return m.group(1), m.group(2)
 
-    log_dir = tmp_path / "out" / "logs"
-    (metrics_file,) = log_dir.rglob("metrics.jsonl")
+
+def check_metrics(metrics_file: Path, before: str, after: str) -> None:
+    """Both steps logged under the seed's names; the eval rows match the summary."""
     rows = [json.loads(line) for line in metrics_file.read_text().splitlines()]
     steps = [r for r in rows if "grpo_actor/task_reward/avg" in r]
     assert [r["global_step"] for r in steps] == [1, 2]
@@ -67,10 +78,12 @@ def test_main_job_smoke(tmp_path: Path) -> None:
     for name in ("grpo_actor/entropy", "grpo_actor/grad_norm"):
         assert all(name in r for r in learned), name
     evals = [r["grpo-eval/task_reward/avg"] for r in rows if "grpo-eval/task_reward/avg" in r]
-    assert [f"{100 * e:.1f}" for e in (evals[0], evals[-1])] == [m.group(1), m.group(2)]
+    assert [f"{100 * e:.1f}" for e in (evals[0], evals[-1])] == [before, after]
 
-    # The final model is saved, and the eval command the run prints works on it and
-    # re-measures the "after" accuracy.
+
+def check_eval_command(out: str, env: dict[str, str], tmp_path: Path, after: str) -> None:
+    """The final model is saved, and the eval command the run prints works on it and
+    re-measures the "after" accuracy."""
     ckpt = re.search(r"trained model \(Hugging Face format\): (\S+)", out)
     assert ckpt and (Path(ckpt.group(1)) / "config.json").is_file(), out
     assert ckpt.group(1).endswith("default/epoch0epochstep2globalstep2")
@@ -89,11 +102,14 @@ def test_main_job_smoke(tmp_path: Path) -> None:
     acc = re.search(r"accuracy[^0-9]*(\d+\.\d)%", ev.stdout)
     assert acc, ev.stdout
     # Same model, same 16 problems, greedy: at most one problem may flip (batching).
-    assert abs(float(acc.group(1)) - float(m.group(2))) <= 100 / 16 + 0.05
+    assert abs(float(acc.group(1)) - float(after)) <= 100 / 16 + 0.05
 
-    # The run's log dir feeds `watch` (plain lines in a pipe, it ends with the run) and
-    # `report` (PNG plots and a summary), as a user would call them afterwards.
-    run_dir = metrics_file.parent
+
+def check_watch_and_report(
+    run_dir: Path, env: dict[str, str], tmp_path: Path, before: str, after: str
+) -> None:
+    """The run's log dir feeds `watch` (plain lines in a pipe, it ends with the run) and
+    `report` (PNG plots and a summary), as a user would call them afterwards."""
     watched = subprocess.run(
         [str(BIN / "grpo-plug"), "watch", str(run_dir)],
         env=env,
@@ -113,4 +129,4 @@ def test_main_job_smoke(tmp_path: Path) -> None:
     assert rep.returncode == 0, rep.stderr
     for stem in ("reward", "loss", "entropy", "length", "time"):
         assert (tmp_path / "report" / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
-    assert f"| {m.group(1)}% | {m.group(2)}% |" in (tmp_path / "report" / "report.md").read_text()
+    assert f"| {before}% | {after}% |" in (tmp_path / "report" / "report.md").read_text()
