@@ -286,8 +286,8 @@ def main() -> None:
 @dataclass
 class Workload:
     rewards: np.ndarray
-    as_arrays: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]
-    as_lists: tuple[list[Any], list[Any], list[Any]]  # what an HTTP backend returns
+    arrays: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]
+    lists: tuple[list[Any], list[Any], list[Any]]  # what an HTTP backend returns
     total: int  # tokens
 
 
@@ -336,7 +336,7 @@ def bench_packing(w: Workload, args: argparse.Namespace) -> tuple[list[float], l
     adv = ref_advantages(w.rewards, args.group, "grpo")
     py_repeats = max(1, args.repeats // 2)
     ratios, py_ratios = [], []
-    for kind, (pr, co, lp) in [("lists", w.as_lists), ("numpy arrays", w.as_arrays)]:
+    for kind, (pr, co, lp) in [("lists", w.lists), ("numpy arrays", w.arrays)]:
         ours, got = median_time(
             lambda pr=pr, co=co, lp=lp: core.pack_microbatches(
                 pr, co, lp, adv, max_tokens=args.max_tokens, n_ranks=args.ranks

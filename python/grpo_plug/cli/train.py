@@ -240,7 +240,14 @@ def eval_cmd(
 
     try:
         task_obj, examples, tok, backend = _eval_inputs(
-            model_path, task, data, split, max_samples, batch_size, seed, overrides or []
+            model_path,
+            task=task,
+            data=data,
+            split=split,
+            max_samples=max_samples,
+            batch_size=batch_size,
+            seed=seed,
+            overrides=overrides or [],
         )
     except GrpoPlugError as e:
         err.print(f"[red]error:[/red] {escape(str(e))}")
@@ -267,6 +274,7 @@ def eval_cmd(
 
 def _eval_inputs(
     model_path: str,
+    *,
     task: str,
     data: str | None,
     split: str,
