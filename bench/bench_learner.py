@@ -26,7 +26,8 @@ padding cannot add to it): printed per shape beside that of the full preset's ow
 model, Qwen2.5-0.5B, which SmolLM2's shape matches at 21 layers. Variants: ``padded`` ([S, L] rows),
 ``packed_dense`` (the packed row under transformers' T x T mask: the packed path before
 varlen attention), each varlen kernel usable here (``packed_sdpa``; flex and flash need
-CUDA and are listed as skipped), and ``shared_prompt`` when checkpointing is off.
+CUDA and are listed as skipped), and ``shared_prompt`` (the packed row with each group's
+prompt once, ``learner.shared``).
 
 Printed per variant: seconds per step, tokens/s (prompt + completion tokens of the batch
 / seconds), the attention FLOPs the kernel spends (query-key pairs it visits: every pair
@@ -78,7 +79,14 @@ QWEN25_05B = {
     "vocab_size": 151936,
     "num_hidden_layers": 24,
 }
-VARIANTS = ("padded", "packed_dense", "packed_sdpa", "packed_flex", "packed_flash")
+VARIANTS = (
+    "padded",
+    "packed_dense",
+    "packed_sdpa",
+    "packed_flex",
+    "packed_flash",
+    "shared_prompt",
+)
 
 
 LEARNER_KEYS = ("mb_max_tokens", "batch_size", "gradient_checkpointing")
@@ -131,23 +139,20 @@ def attention_pairs(variant: str, mbs: list[Any], max_seqs: int) -> float:
                 chunk = lens[s : s + max_seqs]
                 pairs += len(chunk) * float(chunk.max()) ** 2
         elif variant == "shared_prompt":
-            pairs += _shared_prompt_pairs(mb, max_seqs)
+            pairs += _shared_prompt_pairs(mb)
         else:  # varlen, causal
             pairs += float((lens * (lens + 1) / 2).sum())
     return pairs
 
 
-def _shared_prompt_pairs(mb: Any, max_seqs: int) -> float:
-    """Each group's prompt once (left-padded rows under a mask), then its completions
-    against prompt + completion (a mask); whole groups per chunk, as the learner runs it."""
-    from grpo_plug.learner.logprobs import prompt_chunks
+def _shared_prompt_pairs(mb: Any) -> float:
+    """Each group's prompt once, causal; each completion against prompt + itself (a
+    lower-right mask, every pair visited), as ``learner.shared`` lays the row out."""
+    from grpo_plug.learner.shared import shared_row
 
-    seqs, chunks = prompt_chunks(mb, max_seqs)
     pairs = 0.0
-    for chunk in chunks:
-        members = [seqs[s] for group in chunk for s in group]
-        lp, lc = max(len(p) for p, _, _ in members), max(len(c) for _, c, _ in members)
-        pairs += len(chunk) * lp**2 + len(members) * lc * (lp + lc)
+    for _, p, comps in shared_row(mb).groups:
+        pairs += p * (p + 1) / 2 + sum(c * (p + c) for _, c in comps)
     return pairs
 
 
@@ -180,7 +185,6 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     from gpu_check import time_steps
     from grpo_plug import config as cfgmod
     from grpo_plug.learner import Learner, dist
-    from grpo_plug.learner.actor import pack_for_ranks
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
@@ -196,8 +200,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     secs, _ = time_steps(learner, batch, args.repeats)
     top = profile_step(learner, batch, args.profile) if args.profile else []
     _, peak = rss_gib()
-    seqs = learner.micro_batch_seqs()  # the learner's own micro-batches
-    per_rank, _ = pack_for_ranks(batch, batch.kept, cfg.actor.mb_max_tokens, 1, seqs)
+    per_rank, _ = learner.pack(batch, batch.kept)  # the learner's own micro-batches
     pairs = attention_pairs(learner.attention, per_rank[0], cfg.actor.batch_size)
     width = model_cfg["num_attention_heads"] * model_cfg["head_dim"]
     tokens = sum(len(p) + len(c) for p, c in zip(batch.prompts, batch.completions, strict=True))
@@ -302,7 +305,7 @@ def main() -> None:
         model_cfg = json.loads(Path(args.model, "config.json").read_text())
         for shape in shapes:
             ckpt = args.ckpt or str(SHAPES[shape].actor().gradient_checkpointing)
-            variants = [*VARIANTS, *(["shared_prompt"] if ckpt.lower() == "false" else [])]
+            variants = list(VARIANTS)
             batch = batch_for(SHAPES[shape], model_cfg["vocab_size"], args.scale)
             on = ckpt.lower() == "true"
             print(

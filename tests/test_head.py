@@ -96,8 +96,7 @@ def test_each_path_gives_the_model_logits_numbers_without_them(
     from tests.helpers import load_for_training, packed_micro_batch
 
     model = load_for_training(build_tiny_model(tmp_path / "m", seed=3, hidden=64))
-    if path == "packed":
-        attention.use(model, "packed_sdpa")
+    attention.use(model, {"packed": "packed_sdpa"}.get(path, path))
     mb = packed_micro_batch(seed=4)
     cfg: Any = type("Cfg", (), {"batch_size": 3})()
     calls: list[int] = []

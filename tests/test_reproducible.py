@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from grpo_plug import config as cfgmod
-from grpo_plug.learner.actor import Learner, LearnerBatch, pack_for_ranks
+from grpo_plug.learner.actor import Learner, LearnerBatch
 from grpo_plug.learner.dist import from_env
 from grpo_plug.learner.logprobs import learner_logprobs
 from grpo_plug.learner.ranks import seed_all
@@ -66,7 +66,7 @@ def test_embedded_learner_backward_is_bitwise_repeatable(two_threads: None) -> N
     model = learner.model
     assert learner.path == "shared_prompt"  # the cpu preset's learner path
     batch = group_batch(3, 4, seed=0)
-    ((per_rank, _),) = [pack_for_ranks(batch, batch.kept, cfg.actor.mb_max_tokens, 1)]
+    per_rank, _ = learner.pack(batch, batch.kept)
     weights = torch.randn(sum(len(c) for c in batch.completions), generator=torch.Generator())
     grads = []
     for _ in range(4):

@@ -25,6 +25,7 @@ from grpo_plug.faults import fault_point
 from grpo_plug.learner import attention, fsdp
 from grpo_plug.learner.dist import DistInfo, all_reduce_sum
 from grpo_plug.learner.oom import oom_advice
+from grpo_plug.learner.shared import pack_groups
 from grpo_plug.learner.step import (
     MinibatchStats,
     count_real,
@@ -85,9 +86,12 @@ def pack_for_ranks(
     max_tokens: int,
     n_ranks: int,
     max_seqs: int | None = None,
+    *,
+    groups: bool = False,
 ) -> tuple[list[list[core.MicroBatch]], int]:
     """``[rank][micro_batch]`` of the sequences ``idx``, and how many are real;
-    ``max_seqs``: at most that many sequences per micro-batch.
+    ``max_seqs``: at most that many sequences per micro-batch; ``groups``: keep each
+    group's samples together where the budget allows (the shared_prompt path).
 
     With too few sequences for equal micro-batch counts, copies of the shortest one are
     added as zero-weight filler: every rank still runs the same forwards and backwards.
@@ -97,6 +101,12 @@ def pack_for_ranks(
     lps = [batch.logprobs[i] for i in idx]
     adv = [float(batch.advantages[i]) for i in idx]
     n_real = len(prompts)
+    if groups and n_real:
+        grouped = pack_groups(
+            prompts, comps, lps, adv, max_tokens=max_tokens, n_ranks=n_ranks, max_seqs=max_seqs
+        )
+        if grouped is not None:
+            return grouped, n_real
     shortest = int(np.argmin([len(p) + len(c) for p, c in zip(prompts, comps, strict=True)]))
     for _ in range(4 * n_ranks + 1):
         try:
@@ -222,7 +232,20 @@ class Learner:
         actor.batch_size is sequences per forward: the padded paths chunk each forward
         by it; on the packed path a micro-batch is one forward, so it caps its sequences.
         """
-        return self.actor.batch_size if self.path == "packed" else None
+        return self.actor.batch_size if self.path != "padded" else None
+
+    def pack(self, batch: LearnerBatch, idx: np.ndarray) -> tuple[list[list[core.MicroBatch]], int]:
+        """The micro-batches this learner runs for the sequences ``idx`` of ``batch``
+        (:func:`pack_for_ranks` with its budget, ranks and path)."""
+        a = self.actor
+        return pack_for_ranks(
+            batch,
+            idx,
+            a.mb_max_tokens,
+            self.info.world_size,
+            self.micro_batch_seqs(),
+            groups=self.path == "shared_prompt",
+        )
 
     def _minibatches(self, batch: LearnerBatch) -> dict[str, float]:
         a = self.actor
@@ -230,10 +253,7 @@ class Learner:
         chunks = np.array_split(batch.kept, min(a.ppo_n_minibatches, len(batch.kept)))
         acc = torch.zeros(len(MinibatchStats().as_tensor()), dtype=torch.float64)
         norms = []
-        seqs = self.micro_batch_seqs()
-        packed = [
-            pack_for_ranks(batch, i, a.mb_max_tokens, self.info.world_size, seqs) for i in chunks
-        ]
+        packed = [self.pack(batch, i) for i in chunks]
         mismatch = torch.zeros(2, dtype=torch.float64)  # sum |sampler - learner|, tokens
         # One minibatch: its own forward is before any update, so pi_old is that forward's
         # detached log-probs and the separate no-grad pass is skipped.

@@ -31,11 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from grpo_plug.learner.shared import Group
+
 # actor.attention values: a learner path, and for the packed path its kernel.
 PACKED_KERNELS = ("packed_flash", "packed_flex", "packed_sdpa", "packed_dense")
 CHOICES = ("auto", "packed", *PACKED_KERNELS, "padded", "shared_prompt")
 # The names registered in transformers' AttentionInterface.
 REGISTERED = {k: "grpo_" + k for k in ("packed_flash", "packed_flex", "packed_sdpa")}
+# The forward keyword that carries a shared-prompt row's segments to the kernel.
+PROMPT_GROUPS = "grpo_prompt_groups"
 
 
 def unavailable(kernel: str, device_type: str) -> str | None:
@@ -63,13 +67,13 @@ def resolve(choice: str, *, world_size: int, gradient_checkpointing: bool, devic
     CPU's choices, bench/gpu_check.py a GPU's; the README has the figures.
     """
     device_type = torch.device(device).type
-    if world_size > 1 and choice in ("padded", "shared_prompt"):
+    if world_size > 1 and choice == "padded":
         raise ValueError(
             f"actor.attention={choice}: with {world_size} learner ranks (FSDP) only the "
-            "packed path is supported (auto, packed or packed_*)"
+            "packed paths are supported (auto, packed, packed_* or shared_prompt)"
         )
     if choice == "auto":
-        if world_size == 1 and not gradient_checkpointing:
+        if device_type == "cpu":
             return "shared_prompt"
         choice = "packed"
     if choice == "packed":
@@ -87,10 +91,11 @@ def path_of(attention: str) -> str:
 
 def use(model: Any, attention: str) -> None:
     """Give ``model`` the attention kernel ``attention`` needs (a no-op for the others)."""
-    if attention in REGISTERED:
+    kernel = "packed_sdpa" if attention == "shared_prompt" else attention
+    if kernel in REGISTERED:
         register()
-        model.set_attn_implementation(REGISTERED[attention])
-        if kernel_of(model) != attention:  # transformers only warns for such models
+        model.set_attn_implementation(REGISTERED[kernel])
+        if kernel_of(model) != kernel:  # transformers only warns for such models
             raise ValueError(
                 f"actor.attention={attention}: {type(model).__name__} does not take its "
                 "attention from transformers' AttentionInterface; use packed_dense or padded"
@@ -118,6 +123,17 @@ def packed_kwargs(model: Any, cu_seqlens: np.ndarray, device: torch.device) -> d
         return {}
     longest = int(lens.max()) if len(lens) else 0
     return dict(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=longest, max_length_k=longest)
+
+
+def shared_prompt_kwargs(model: Any, groups: tuple[Group, ...]) -> dict[str, Any]:
+    """Forward keyword arguments that give ``model``'s kernel the segments of a row with
+    each prompt once (:class:`grpo_plug.learner.shared.SharedRow`); only per-document
+    SDPA takes them."""
+    if kernel_of(model) != "packed_sdpa":
+        raise ValueError(
+            f"actor.attention=shared_prompt runs on the packed_sdpa kernel, not {kernel_of(model)}"
+        )
+    return {PROMPT_GROUPS: groups}
 
 
 def document_block_mask(cu_seqlens: np.ndarray, device: torch.device) -> Any:
@@ -149,6 +165,10 @@ def _sdpa_docs(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """Causal SDPA on each document of the row; ``[1, H, T, D]`` in, ``[1, T, H, D]`` out."""
+    groups = kwargs.get(PROMPT_GROUPS)
+    if groups is not None:
+        _supported(kwargs)
+        return _sdpa_shared(query, key, value, groups, dropout, scaling), None
     cu = kwargs.get("cu_seq_lens_q")
     if cu is None:
         return _fallback(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
@@ -163,6 +183,38 @@ def _sdpa_docs(
     ]
     # joined along T in [1, T, H, D]: the result is contiguous without a second copy
     return torch.cat(outs, dim=1), None
+
+
+def _sdpa_shared(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    groups: tuple[Group, ...],
+    dropout: float,
+    scaling: float | None,
+) -> torch.Tensor:
+    """SDPA over a row with each prompt once (``learner.shared``): a prompt attends to
+    itself causally, each completion to its prompt and, causally, to itself.
+    ``[1, H, R, D]`` in, ``[1, R, H, D]`` out."""
+    gqa = query.shape[1] != key.shape[1]
+    sdpa = functools.partial(
+        torch.nn.functional.scaled_dot_product_attention,
+        dropout_p=dropout,
+        scale=scaling,
+        enable_gqa=gqa,
+    )
+    outs = []
+    for p0, p, comps in groups:
+        kp, vp = key[:, :, p0 : p0 + p], value[:, :, p0 : p0 + p]
+        if p:
+            outs.append(sdpa(query[:, :, p0 : p0 + p], kp, vp, is_causal=True))
+        for c0, c in comps:
+            # lower-right causal: completion token i sees the prompt and tokens <= i
+            mask = torch.ones(c, p + c, dtype=torch.bool, device=query.device).tril(p)
+            k = torch.cat([kp, key[:, :, c0 : c0 + c]], dim=2)
+            v = torch.cat([vp, value[:, :, c0 : c0 + c]], dim=2)
+            outs.append(sdpa(query[:, :, c0 : c0 + c], k, v, attn_mask=mask))
+    return torch.cat([o.transpose(1, 2) for o in outs], dim=1)
 
 
 def _flex(
