@@ -8,8 +8,9 @@ the ``full`` preset's shapes (8 prompts x 4 samples, <= 512 new tokens):
 
 1. learner tokens/s and MFU of a GRPO train step (bf16) for each ``actor.attention``:
    ``packed`` (what it resolves to here: flash-attn's varlen kernel when installed,
-   else flex_attention), ``packed_sdpa``, ``packed_dense`` (transformers' T x T mask)
-   and ``padded``, gradient checkpointing on and off, with peak GPU memory;
+   else flex_attention), ``packed_sdpa``, ``shared_prompt`` (each group's prompt once),
+   ``packed_dense`` (transformers' T x T mask) and ``padded``, gradient checkpointing on
+   and off, with peak GPU memory;
 2. the same step with the model under FSDP2 on this one GPU (a 1-rank process group);
 3. each packed kernel's log-probs against padded's (max |difference|) in the working dtype;
 4. transformers ``generate`` tokens/s (the engine of the ``hf`` backend), batch 32.
@@ -17,7 +18,8 @@ the ``full`` preset's shapes (8 prompts x 4 samples, <= 512 new tokens):
 MFU = model FLOPs / (seconds x peak): 6 x non-embedding parameters per token plus
 causal attention over each document (6 x layers x heads x head_dim x the sum of the
 documents' squared lengths: the varlen layout's work, not T^2 of a packed row, nor what
-padding or a dense mask waste), gradient-checkpointing recompute not counted. Peak bf16
+padding or a dense mask waste; for shared_prompt each distinct prompt's tokens once),
+gradient-checkpointing recompute not counted. Peak bf16
 dense TFLOP/s comes from the device name (H100/H200 989, A100 312) or ``--peak-tflops``.
 A variant that fails is recorded with its error and the others still run.
 Every figure it prints is measured on the machine it runs on.
@@ -89,14 +91,19 @@ def synthetic_batch(
     return LearnerBatch(p_ids, c_ids, lps, adv, np.arange(len(p_ids)))
 
 
-def step_flops(model: Any, batch: LearnerBatch) -> float:
-    """Model FLOPs of one train step: dense 6N per token, attention causal per document."""
+def step_flops(model: Any, batch: LearnerBatch, *, shared: bool = False) -> float:
+    """Model FLOPs of one train step: dense 6N per token, attention causal per document.
+    ``shared``: the shared_prompt row, where each distinct prompt's tokens run once."""
     cfg = model.config
     n = sum(p.numel() for p in model.parameters()) - cfg.vocab_size * cfg.hidden_size
     lens = np.array(
         [len(p) + len(c) for p, c in zip(batch.prompts, batch.completions, strict=True)]
     )
-    dense = 6.0 * n * lens.sum()
+    tokens = float(lens.sum())
+    if shared:
+        distinct = {tuple(p) for p in batch.prompts}
+        tokens = sum(map(len, distinct)) + float(sum(map(len, batch.completions)))
+    dense = 6.0 * n * tokens
     width = cfg.num_attention_heads * getattr(
         cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads
     )
@@ -139,6 +146,7 @@ VARIANTS = [
     ("packed", "true"),
     ("packed", "false"),
     ("packed_sdpa", "true"),
+    ("shared_prompt", "true"),
     ("packed_dense", "true"),
     ("padded", "true"),
     ("padded", "false"),
@@ -203,7 +211,8 @@ def row(
         "peak_gib": round(peak, 2),
     }
     if args.peak:
-        out["mfu"] = round(step_flops(lr.model, batch) / secs / args.peak, 4)
+        spent = step_flops(lr.model, batch, shared=lr.path == "shared_prompt")
+        out["mfu"] = round(spent / secs / args.peak, 4)
     print(json.dumps(out), flush=True)
     return out
 

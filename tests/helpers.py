@@ -287,16 +287,19 @@ def load_for_training(
     return model
 
 
-def packed_micro_batch(seed: int = 1, n: int = 7) -> Any:
-    """``n`` random documents of different lengths in one packed micro-batch (seeded)."""
+def packed_micro_batch(seed: int = 1, n: int = 7, group: int = 1) -> Any:
+    """``n`` random documents of different lengths in one packed micro-batch (seeded);
+    ``group``: that many consecutive documents share their prompt (a GRPO group)."""
     import numpy as np
 
     from grpo_plug import core
 
     rng = np.random.default_rng(seed)
     prompts, comps, lps = [], [], []
-    for _ in range(n):
-        prompts.append(rng.integers(3, 14, size=int(rng.integers(2, 20))).tolist())
+    for i in range(n):
+        if i % group == 0:
+            prompt = rng.integers(3, 14, size=int(rng.integers(2, 20))).tolist()
+        prompts.append(prompt)
         comps.append(rng.integers(3, 14, size=int(rng.integers(1, 16))).tolist())
         lps.append([-1.0] * len(comps[-1]))
     adv = rng.normal(size=n).astype(np.float32)

@@ -144,6 +144,27 @@ def test_no_dense_mask_reaches_attention_on_the_packed_path(
             assert kw["cu_seq_lens_q"].tolist() == mb.cu_seqlens.tolist()
 
 
+def test_shared_prompt_rows_reach_attention_as_segments_not_a_mask(
+    model_dir: Path, spy: list[tuple[str, Any, dict[str, Any]]]
+) -> None:
+    """shared_prompt: per-document SDPA gets the row's prompt groups; no mask at all."""
+    from grpo_plug.learner.logprobs import shared_prompt_logprobs
+    from grpo_plug.learner.shared import shared_row
+
+    model = load_for_training(model_dir).eval()
+    attention.use(model, "shared_prompt")
+    mb = packed_micro_batch(n=9, group=3)
+    groups = shared_row(mb).groups
+    assert len(groups) == 3 and all(len(comps) == 3 for _, _, comps in groups)
+    with torch.no_grad():
+        shared_prompt_logprobs(model, mb, temperature=1.0)
+    assert len(spy) == model.config.num_hidden_layers
+    for impl, mask, kw in spy:
+        assert impl == attention.REGISTERED["packed_sdpa"]
+        assert mask is None
+        assert kw[attention.PROMPT_GROUPS] == groups
+
+
 def test_the_stock_sdpa_path_is_what_the_check_catches(
     model_dir: Path, spy: list[tuple[str, Any, dict[str, Any]]]
 ) -> None:
@@ -187,23 +208,21 @@ def test_a_packed_row_without_its_boundaries_is_refused(model_dir: Path) -> None
 # ------------------------------------------------------------------- the rule
 
 
-def test_auto_and_packed_resolve_by_device_ranks_and_checkpointing() -> None:
-    def r(choice: str, ranks: int = 1, ckpt: bool = False, device: str = "cpu") -> str:
-        return attention.resolve(
-            choice, world_size=ranks, gradient_checkpointing=ckpt, device=device
-        )
+def test_auto_and_packed_resolve_by_device_and_ranks() -> None:
+    def r(choice: str, ranks: int = 1, device: str = "cpu") -> str:
+        return attention.resolve(choice, world_size=ranks, device=device)
 
-    assert r("auto") == "shared_prompt"  # one rank, the prompt's KV cache allowed
-    assert r("auto", ckpt=True) == "packed_sdpa"  # one CPU rank: bench_learner's fastest
-    assert r("auto", ckpt=True, device="cuda") in ("packed_flash", "packed_flex")  # a GPU's
-    assert r("auto", ranks=2) == "packed_sdpa"  # FSDP: one root forward per micro-batch
+    # the CPU: bench_learner's fastest at both presets' shapes, with or without FSDP
+    assert r("auto") == r("auto", ranks=2) == "shared_prompt"
+    assert r("auto", device="cuda") in ("packed_flash", "packed_flex")  # a GPU's
+    assert r("shared_prompt", ranks=2) == "shared_prompt"
     assert r("packed") == "packed_sdpa"
     assert r("packed_dense") == "packed_dense" and r("padded") == "padded"
     with pytest.raises(ValueError, match="no flex_attention backward on the CPU"):
         r("packed_flex")
     with pytest.raises(ValueError, match="needs a CUDA device"):
         r("packed_flash")
-    with pytest.raises(ValueError, match="only the packed path"):
+    with pytest.raises(ValueError, match="only the packed paths"):
         r("padded", ranks=2)
     if torch.cuda.is_available():
         assert r("packed", device="cuda") in ("packed_flash", "packed_flex")

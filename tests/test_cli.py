@@ -102,7 +102,7 @@ def test_doctor_says_what_actor_attention_runs_here() -> None:
     if torch.cuda.is_available():
         pytest.skip("the CPU's answer")
     res = run("doctor", "actor.gradient_checkpointing=true")
-    assert "actor.attention=auto -> packed_sdpa" in res.output, res.output
+    assert "actor.attention=auto -> shared_prompt" in res.output, res.output
     res = run("doctor", "actor.attention=packed")
     assert "actor.attention=packed -> packed_sdpa" in res.output, res.output
     res = run("doctor", "actor.attention=packed_flex")  # a run would fail: so does doctor

@@ -17,14 +17,22 @@ from grpo_plug.learner import (
 from tests.helpers import TinyModels
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_shared_prompt_path_matches_plain_path(tiny_models: TinyModels, dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "checkpointing"),
+    [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False)],
+)
+def test_shared_prompt_path_matches_plain_path(
+    tiny_models: TinyModels, dtype: torch.dtype, checkpointing: bool
+) -> None:
     """Each group's prompt once in the packed row against every sequence whole, padded:
-    same log-probs, entropies and gradients, with the groups' samples interleaved."""
+    same log-probs, entropies and gradients, with the groups' samples interleaved, also
+    when checkpointing recomputes the forward."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_models(seed=1), dtype=dtype)
     attention.use(model, "shared_prompt")
+    if checkpointing:
+        model.gradient_checkpointing_enable()
     model.train()
     rng = np.random.default_rng(0)
     group_prompts = [rng.integers(3, 14, size=int(rng.integers(5, 12))).tolist() for _ in range(3)]

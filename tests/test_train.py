@@ -85,12 +85,14 @@ def test_recompute_logprob_reports_the_sampler_mismatch(
     assert min(diff["bfloat16"]) > 1e-5, diff  # bf16 rounding, measured 3e-4 to 6e-4
 
 
+@pytest.mark.parametrize(("choice", "runs"), [("packed", "packed_sdpa"), ("auto", "shared_prompt")])
 def test_a_checkpointed_run_trains_packed_through_varlen_attention(
-    tmp_path: Path, seven_host: PluginHost, tiny_model_dir: Path
+    tmp_path: Path, seven_host: PluginHost, tiny_model_dir: Path, choice: str, runs: str
 ) -> None:
-    """Checkpointing on, actor.attention=packed: it resolves to packed_sdpa on a CPU, the
-    header says so, and the learner's varlen log-probs match what the hf sampler (the same
-    model, padded and cached: transformers' own sdpa) reported, as on the padded path."""
+    """Checkpointing on, actor.attention=packed (auto): it resolves to packed_sdpa
+    (shared_prompt) on a CPU, the header says so, and the learner's varlen log-probs
+    match what the hf sampler (the same model, padded and cached: transformers' own
+    sdpa) reported, as on the padded path."""
     from grpo_plug.metrics.run import read_run
     from grpo_plug.trainer import Trainer
 
@@ -100,7 +102,7 @@ def test_a_checkpointed_run_trains_packed_through_varlen_attention(
         model,
         "total_train_steps=3",
         "actor.gradient_checkpointing=true",
-        "actor.attention=packed",
+        f"actor.attention={choice}",
     )
     cap = CaptureLogger()
     trainer = Trainer(cfg, host=seven_host, loggers=[cap])
@@ -108,9 +110,9 @@ def test_a_checkpointed_run_trains_packed_through_varlen_attention(
         trainer.train()
     finally:
         trainer.close()
-    assert trainer.learner.attention == "packed_sdpa"
-    assert read_run(trainer.log_dir).info["attention"] == "packed_sdpa"
-    assert cfg.actor.attention == "packed"  # the derived setting leaves the config as it was
+    assert trainer.learner.attention == runs
+    assert read_run(trainer.log_dir).info["attention"] == runs
+    assert cfg.actor.attention == choice  # the derived setting leaves the config as it was
     trained = [r for r in cap.rows if "grpo_actor/loss" in r]
     assert trained and all(np.isfinite(r["grpo_actor/loss"]) for r in trained)
     assert abs(trained[0]["grpo_actor/importance_weight"] - 1.0) < 1e-3
@@ -167,7 +169,7 @@ def test_a_failing_logger_warns_once_and_training_goes_on(
     assert len(warned) == 1 and "No space left on device" in warned[0]
     # The event stream of the same real run: header, every stage, samples, the end.
     assert st.info["backend"] == "hf" and st.info["total_steps"] == 3
-    assert st.info["attention"] == "shared_prompt"  # auto, one rank, no checkpointing
+    assert st.info["attention"] == "shared_prompt"  # auto on a CPU
     assert st.end is not None and st.end["status"] == "done"
     assert st.sample is not None and "completion" in st.sample
     assert st.progress.get("done") == st.progress.get("total") == 8  # the final eval

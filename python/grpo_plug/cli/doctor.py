@@ -144,12 +144,7 @@ def attention_check(cfg: TrainConfig) -> Row:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         ranks = resolve_plan(cfg).learner_ranks
         a = cfg.actor
-        got = resolve(
-            a.attention,
-            world_size=ranks,
-            gradient_checkpointing=a.gradient_checkpointing,
-            device=device,
-        )
+        got = resolve(a.attention, world_size=ranks, device=device)
     except Exception as e:  # an impossible choice (or a broken torch): say which
         return ("attention", "fail", f"{type(e).__name__}: {e}", "set actor.attention=auto")
     detail = (

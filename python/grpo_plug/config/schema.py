@@ -163,9 +163,10 @@ class ActorConfig:
         "document attending to itself only, through the best varlen kernel here "
         "(packed_flash: flash-attn on CUDA; packed_flex: flex_attention, CUDA; packed_sdpa: "
         "SDPA per document, anywhere); packed_dense: transformers' T x T block mask (for "
-        "comparison); padded: [S, L] rows (fallback); shared_prompt: each group's prompt "
-        "once. auto = shared_prompt on one rank without gradient checkpointing, else packed "
-        "(bench/bench_learner.py backs the rule).",
+        "comparison); padded: [S, L] rows (fallback); shared_prompt: the packed row with "
+        "each group's prompt once, its samples' completions attending to it (per-document "
+        "SDPA). auto = shared_prompt on a CPU, packed on a GPU (bench/bench_learner.py "
+        "backs the rule).",
     )
     mixed_precision: bool = _f(
         True,

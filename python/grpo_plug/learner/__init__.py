@@ -3,6 +3,7 @@
 - ``actor``: :class:`Learner` (model, reference, optimizer, scheduler, one train step)
 - ``step``: the GRPO loss over one minibatch's micro-batches
 - ``logprobs``: log-probs of a packed micro-batch (packed / padded / shared-prompt)
+- ``shared``: the shared-prompt row (each group's prompt once) and its micro-batches
 - ``head``: the LM head's log-probs and entropies, without ``[N, V]`` logits when it can
 - ``attention``: the packed row's varlen kernels and the rule of ``actor.attention``
 - ``dist``: ranks under torchrun; ``fsdp``: FSDP2 sharding and DCP state

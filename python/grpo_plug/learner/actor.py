@@ -144,7 +144,6 @@ def resolve_attention(cfg: ActorConfig, info: DistInfo) -> str:
     return attention.resolve(
         cfg.attention,
         world_size=info.world_size,
-        gradient_checkpointing=cfg.gradient_checkpointing,
         device=str(info.device),
     )
 

@@ -11,7 +11,9 @@ squared lengths instead, and no ``T x T`` mask is ever built:
   given the micro-batch's ``cu_seqlens``;
 - ``packed_flex``: ``torch.nn.attention.flex_attention`` with a document ``BlockMask``
   built once per forward, compiled on CUDA (torch has no flex backward on the CPU);
-- ``packed_sdpa``: causal SDPA on each document in turn (portable: any device, any dtype).
+- ``packed_sdpa``: causal SDPA on each document in turn (portable: any device, any dtype);
+  it also runs the ``shared_prompt`` row (``learner.shared``): each prompt causal, each
+  completion against its prompt and itself under a lower-right causal mask.
 
 Each is registered under its own name (``grpo_packed_*``) in transformers'
 ``AttentionInterface`` and set on the model with ``set_attn_implementation``; its mask
@@ -54,14 +56,13 @@ def unavailable(kernel: str, device_type: str) -> str | None:
     return None
 
 
-def resolve(choice: str, *, world_size: int, gradient_checkpointing: bool, device: str) -> str:
+def resolve(choice: str, *, world_size: int, device: str) -> str:
     """What ``actor.attention=choice`` runs: a concrete kernel or path, never auto/packed.
 
-    ``auto``: shared_prompt on one rank without gradient checkpointing (which forbids the
-    prompt's KV cache; FSDP needs one root forward per micro-batch); else packed
-    (bench_learner on a 2-core CPU, the full preset's shape and micro-batching with
-    checkpointing: packed_sdpa x1.10-1.31 the tokens/s of padded at 10-30 layers, median
-    x1.28 at 21; docs/results.md).
+    ``auto``: shared_prompt on a CPU (bench_learner on a 2-core CPU, SmolLM2's shape at
+    10 layers: x1.39 the tokens/s of padded at the full preset's shape, median of three
+    runs, and x1.53-1.59 at the cpu preset's; docs/results.md), else packed: the
+    shared-prompt kernel is per-segment SDPA, never measured on a GPU.
     ``packed``: the first varlen kernel that trains here: flash, then flex (both CUDA),
     then per-document SDPA, the only one on the CPU. bench/bench_learner.py measures the
     CPU's choices, bench/gpu_check.py a GPU's; the README has the figures.

@@ -178,17 +178,21 @@ def _deal(
 
     per_rank = max(1, -(-len(bins) // n_ranks))
     while len(bins) < n_ranks * per_rank:
-        splittable = [b for b in bins if sum(map(len, b)) >= 2]
-        if not splittable:
-            return None
-        heavy = max(splittable, key=load)
-        bins.remove(heavy)
-        if len(heavy) >= 2:
+        # a bin of several groups first; a group's samples only when no bin has two
+        several = [b for b in bins if len(b) >= 2]
+        if several:
+            heavy = max(several, key=load)
             half = len(heavy) // 2
-            bins += [heavy[:half], heavy[half:]]
+            halves = [heavy[:half], heavy[half:]]
         else:
+            splittable = [b for b in bins if len(b[0]) >= 2]
+            if not splittable:
+                return None
+            heavy = max(splittable, key=load)
             (unit,) = heavy
-            bins += [[unit[: len(unit) // 2]], [unit[len(unit) // 2 :]]]
+            halves = [[unit[: len(unit) // 2]], [unit[len(unit) // 2 :]]]
+        bins.remove(heavy)
+        bins += halves
     ranks: list[list[Unit]] = [[] for _ in range(n_ranks)]
     tokens = [0] * n_ranks
     for b in sorted(bins, key=lambda b: -load(b)):
