@@ -12,7 +12,8 @@ the ``full`` preset's shapes (8 prompts x 4 samples, <= 512 new tokens):
    ``packed_dense`` (transformers' T x T mask) and ``padded``, gradient checkpointing on
    and off, with peak GPU memory;
 2. the same step with the model under FSDP2 on this one GPU (a 1-rank process group);
-3. each packed kernel's log-probs against padded's (max |difference|) in the working dtype;
+3. each packed kernel's (and shared_prompt's) log-probs against padded's (max |difference|)
+   in the working dtype;
 4. transformers ``generate`` tokens/s (the engine of the ``hf`` backend), batch 32.
 
 MFU = model FLOPs / (seconds x peak): 6 x non-embedding parameters per token plus
@@ -48,7 +49,11 @@ from grpo_plug.learner import (
     make_optimizer,
     make_scheduler,
 )
-from grpo_plug.learner.logprobs import completion_logprobs, packed_logprobs
+from grpo_plug.learner.logprobs import (
+    completion_logprobs,
+    packed_logprobs,
+    shared_prompt_logprobs,
+)
 
 QWEN_05B = {
     "hidden_size": 896,
@@ -234,7 +239,7 @@ def logprob_agreement(
     with torch.no_grad():
         want, _ = completion_logprobs(lr.model, mbs[0], temperature=1.0, max_seqs=8)
     rows = []
-    for kernel in attention.PACKED_KERNELS:
+    for kernel in (*attention.PACKED_KERNELS, "shared_prompt"):
         why = attention.unavailable(kernel, info.device.type)
         if why is not None:
             rows.append({"name": f"{kernel} vs padded logp", "skipped": why})
@@ -243,8 +248,9 @@ def logprob_agreement(
             attention.use(lr.model, kernel)
             if kernel == "packed_dense":
                 lr.model.set_attn_implementation("sdpa")
+            fn = shared_prompt_logprobs if kernel == "shared_prompt" else packed_logprobs
             with torch.no_grad():
-                got, _ = packed_logprobs(lr.model, mbs[0], temperature=1.0)
+                got, _ = fn(lr.model, mbs[0], temperature=1.0)
             rows.append(
                 {
                     "name": f"{kernel} vs padded logp",
