@@ -60,7 +60,7 @@ def resolve(choice: str, *, world_size: int, device: str) -> str:
     """What ``actor.attention=choice`` runs: a concrete kernel or path, never auto/packed.
 
     ``auto``: shared_prompt on a CPU (bench_learner on a 2-core CPU, SmolLM2's shape at
-    10 layers: x1.39 the tokens/s of padded at the full preset's shape, median of three
+    10 layers: x1.35 the tokens/s of padded at the full preset's shape, median of four
     runs, and x1.53-1.59 at the cpu preset's; docs/results.md), else packed: the
     shared-prompt kernel is per-segment SDPA, never measured on a GPU.
     ``packed``: the first varlen kernel that trains here: flash, then flex (both CUDA),
