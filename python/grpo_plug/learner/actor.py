@@ -229,7 +229,8 @@ class Learner:
         """Most sequences in one packed micro-batch, or None (no cap).
 
         actor.batch_size is sequences per forward: the padded paths chunk each forward
-        by it; on the packed path a micro-batch is one forward, so it caps its sequences.
+        by it; on the packed paths (packed, shared_prompt) a micro-batch is one forward, so
+        it caps its sequences.
         """
         return self.actor.batch_size if self.path != "padded" else None
 

@@ -132,10 +132,9 @@ def plan_groups(
     by_prompt: dict[tuple[int, ...], Unit] = {}
     for i, p in enumerate(prompts):
         by_prompt.setdefault(tuple(p), []).append(i)
-    plen = {i: len(prompts[i]) for i in range(len(prompts))}
 
-    def weight(unit: Unit) -> int:
-        return plen[unit[0]] + sum(lengths[i] for i in unit) if unit else 0
+    def weight(unit: Unit) -> int:  # a unit is never empty: its prompt counts once
+        return len(prompts[unit[0]]) + sum(lengths[i] for i in unit)
 
     units: list[Unit] = []
     for members in by_prompt.values():
